@@ -1,0 +1,293 @@
+"""The Detector: one prefilter pass for all prefixes, then shape, boundaries and validator at each hit.
+
+Work is on bytes as they arrive from HTTP; offsets are byte offsets. The expensive part per byte is the
+prefilter (C code); Python runs only at prefix hits, which clean text rarely has.
+"""
+
+from __future__ import annotations
+
+import re
+import re._constants as sre_c
+import re._parser as sre_parse
+from collections import Counter
+from dataclasses import dataclass
+
+from . import validators
+from .findings import Finding, fingerprint, mask
+from .prefilter import Keyword, make_prefilter
+from .profile import Entry, Profile, pattern_width
+
+_KW_GROUP = "dlproxy_kw"
+
+
+@dataclass(frozen=True)
+class _Target:
+    """One (entry, prefix) pair, compiled: what runs at a hit of that prefix."""
+
+    entry: Entry
+    prefix: str
+    regex: re.Pattern
+    max_before: int  # > 0: the token may start before the keyword (mid-token keyword)
+    max_len: int  # longest match, keyword included
+    boundary: bytes  # 256 flags: token characters
+    span_regex: re.Pattern  # the longest run of characters the match could consume
+    validator: validators.Validator | None
+    params: dict
+    passes_prefix: bool
+
+
+class Detector:
+    """Finds validated credentials of a profile's enabled entries in byte buffers."""
+
+    def __init__(self, profile: Profile, backend: str = "auto"):
+        self.profile = profile
+        self._entries = {e.id: e for e in profile.entries}
+        keywords: list[Keyword] = []
+        self._targets: list[list[_Target]] = []
+        index: dict[tuple[bytes, bool], int] = {}
+        for entry in profile.enabled_entries:
+            for prefix in entry.prefixes:
+                key = (prefix.encode("ascii"), entry.case_insensitive)
+                if key not in index:
+                    index[key] = len(keywords)
+                    keywords.append(Keyword(*key))
+                    self._targets.append([])
+                self._targets[index[key]].append(_compile_target(entry, prefix))
+        self.prefilter = make_prefilter(keywords, backend)
+        self.backend = self.prefilter.name
+        self.keywords = keywords
+        all_targets = [t for ts in self._targets for t in ts]
+        self.max_token_len = max((t.max_len for t in all_targets), default=0)
+        self._max_kw = max((len(k.literal) for k in keywords), default=0)
+        self._kw_heads = {k.literal.lower()[:n] for k in keywords for n in range(1, len(k.literal))}
+        self._max_before = max((t.max_before for t in all_targets), default=0)
+        union = bytearray(256)
+        for t in all_targets:
+            for i, flag in enumerate(t.boundary):
+                union[i] |= flag
+        self._any_token_char = re.compile(b"[" + _class_from_flags(union) + b"]{0,%d}" % max(self._max_before, 1))
+        # Mid-token keywords: a trailing run of token characters may be the start of such a token before its
+        # keyword has arrived. One (trailing-run regex, literal lead, longest run) per distinct shape.
+        self._open_runs = sorted({
+            (re.compile(b"(?<![" + _class_from_flags(t.boundary) + b"])[" + _class_from_flags(t.boundary)
+                        + b"]{1,%d}\\Z" % t.max_len), _literal_lead(t.entry.before), t.max_len)
+            for t in all_targets if t.max_before
+        }, key=lambda r: r[2])
+
+    def entry(self, entry_id: str) -> Entry:
+        return self._entries[entry_id]
+
+    def scan(self, data: bytes | str, stats: Counter | None = None) -> list[Finding]:
+        """Every validated credential in `data`, sorted by start; overlapping matches keep the strongest."""
+        if isinstance(data, str):
+            data = data.encode("utf-8", "surrogateescape")
+        hits = self.prefilter.find(data)
+        if not hits:
+            return []
+        found: list[Finding] = []
+        for start, kw in hits:
+            for target in self._targets[kw]:
+                finding = self._verify(data, start, target, stats)
+                if finding is not None:
+                    found.append(finding)
+        return _resolve_overlaps(found) if len(found) > 1 else found
+
+    def undecided_from(self, data: bytes) -> int:
+        """Offset from which a token could still complete if more data arrived; len(data) when none can.
+
+        Everything before it is decided: stream scanners may release those bytes (minus any findings).
+        """
+        n = len(data)
+        held = n
+        # A keyword cut off by the end of the buffer (e.g. "...gh" of "ghp_").
+        tail = data[max(0, n - self._max_kw + 1):].lower()
+        for k in range(len(tail), 0, -1):
+            if tail[-k:] in self._kw_heads:
+                held = n - k
+                if self._max_before:
+                    held = self._run_start(data, held)
+                break
+        # The open start of a token whose mid-token keyword has not arrived yet.
+        for run_regex, lead, max_len in self._open_runs:
+            run = run_regex.search(data, max(0, n - max_len - 1))
+            if run is not None and run.start() < held:
+                text = run.group()
+                if text[:len(lead)] == lead[:len(text)]:
+                    held = run.start()
+        # A keyword whose token could still run past the end of the buffer.
+        window = max(0, n - self.max_token_len)
+        for start, kw in self.prefilter.find(data[window:]):
+            start += window
+            for target in self._targets[kw]:
+                token_start = self._token_start(data, start, target)
+                if token_start is None or token_start >= held:
+                    continue
+                if token_start + target.max_len <= n:
+                    continue
+                run = target.span_regex.match(data, token_start)
+                if run.end() >= n:  # the match could still grow: not decided yet
+                    held = token_start
+        return held
+
+    # -- internals ----------------------------------------------------------------------------------
+
+    def _run_start(self, data: bytes, pos: int) -> int:
+        lo = max(0, pos - self._max_before)
+        run = self._any_token_char.fullmatch(data, lo, pos)
+        while run is None and lo < pos:
+            lo += 1
+            run = self._any_token_char.fullmatch(data, lo, pos)
+        return lo
+
+    @staticmethod
+    def _token_start(data: bytes, start: int, target: _Target) -> int | None:
+        if not target.max_before:
+            return start
+        lo = start
+        limit = max(0, start - target.max_before - 1)
+        boundary = target.boundary
+        while lo > limit and boundary[data[lo - 1]]:
+            lo -= 1
+        if lo > 0 and boundary[data[lo - 1]]:
+            return None  # the run of token characters is longer than any token
+        return lo
+
+    def _verify(self, data: bytes, start: int, target: _Target, stats: Counter | None) -> Finding | None:
+        entry = target.entry
+        boundary = target.boundary
+        token_start = self._token_start(data, start, target)
+        if token_start is None or (token_start > 0 and boundary[data[token_start - 1]]):
+            return _count(stats, entry.id, "shape_failed")
+        m = target.regex.match(data, token_start)
+        if m is None or (m.end() < len(data) and boundary[data[m.end()]]):
+            return _count(stats, entry.id, "shape_failed")
+        if target.max_before and m.start(_KW_GROUP) != start:
+            return None  # another occurrence of the keyword inside this token: counted there
+        if "secret" in m.re.groupindex and m.start("secret") >= 0:
+            s, e = m.span("secret")
+        else:
+            s, e = m.span()
+        secret = data[s:e].decode("latin-1")
+        if target.validator is not None:
+            try:
+                ok = target.validator(secret, **({"prefix": target.prefix} if target.passes_prefix else {}),
+                                      **target.params)
+            except Exception:  # a validator bug must not leak the token through a traceback
+                ok = False
+            if not ok:
+                return _count(stats, entry.id, "checksum_failed")
+            validated = target.validator.kind
+        else:
+            validated = "structure"
+        _count(stats, entry.id, "validated")
+        prefix = target.prefix if secret.startswith(target.prefix) else ""
+        return Finding(entry.id, entry.name, entry.severity, s, e, validated, mask(secret, prefix),
+                       fingerprint(secret))
+
+
+def _count(stats: Counter | None, entry_id: str, result: str) -> None:
+    if stats is not None:
+        stats[(entry_id, result)] += 1
+    return None
+
+
+def _resolve_overlaps(found: list[Finding]) -> list[Finding]:
+    """One finding per stretch of text: prefer a checksum over structure, then the longer match."""
+    rank = sorted(found, key=lambda f: (f.validated != "checksum", -(f.end - f.start), f.start))
+    kept: list[Finding] = []
+    for f in rank:
+        if all(f.end <= k.start or f.start >= k.end for k in kept):
+            kept.append(f)
+    kept.sort(key=lambda f: (f.start, f.end))
+    return kept
+
+
+def _compile_target(entry: Entry, prefix: str) -> _Target:
+    literal = re.escape(prefix)
+    if entry.case_insensitive:
+        literal = f"(?i:{literal})"
+    before = entry.before or ""
+    source = f"(?:{before})(?P<{_KW_GROUP}>{literal})(?:{entry.pattern})"
+    regex = re.compile(source.encode("ascii"), re.ASCII)
+    max_before = pattern_width(before)[1] if before else 0
+    max_len = max_before + len(prefix) + pattern_width(entry.pattern)[1]
+    boundary = _flags_from_class(entry.boundary)
+    consumable = bytearray(boundary)
+    for piece in (before, re.escape(prefix), entry.pattern):
+        _mark_consumable(sre_parse.parse(piece, re.ASCII), consumable)
+    if entry.case_insensitive or "(?i" in entry.pattern or "(?i" in before:
+        for c in range(65, 91):
+            consumable[c] = consumable[c + 32] = consumable[c] | consumable[c + 32]
+    span_regex = re.compile(b"[" + _class_from_flags(consumable) + b"]{0,%d}" % max_len)
+    validator = validators.get(entry.checksum) if entry.checksum else None
+    return _Target(entry, prefix, regex, max_before, max_len, boundary, span_regex, validator,
+                   dict(entry.checksum_params), bool(validator and "prefix" in validator.params))
+
+
+def _literal_lead(pattern: str) -> bytes:
+    """The literal characters every match of `pattern` starts with (b"" when it starts with a class)."""
+    lead = bytearray()
+    for op, arg in sre_parse.parse(pattern, re.ASCII):
+        if op != sre_c.LITERAL:
+            break
+        lead.append(arg)
+    return bytes(lead)
+
+
+def _flags_from_class(body: str) -> bytes:
+    cls = re.compile(f"[{body}]".encode("ascii"), re.ASCII)
+    return bytes(1 if cls.fullmatch(bytes([i])) else 0 for i in range(256))
+
+
+def _class_from_flags(flags) -> bytes:
+    return b"".join(b"\\x%02x" % i for i, f in enumerate(flags) if f) or b"\\x00"
+
+
+def _mark_consumable(parsed, flags: bytearray) -> None:
+    """Mark every byte the parsed pattern could consume (a superset is fine: it only widens hold-back)."""
+    for op, arg in parsed:
+        if op == sre_c.LITERAL:
+            flags[arg] = 1
+        elif op == sre_c.NOT_LITERAL or op == sre_c.ANY:
+            for i in range(256):
+                flags[i] = 1
+        elif op == sre_c.IN:
+            cls = _in_flags(arg)
+            for i in range(256):
+                flags[i] |= cls[i]
+        elif op in (sre_c.MAX_REPEAT, sre_c.MIN_REPEAT, getattr(sre_c, "POSSESSIVE_REPEAT", None)):
+            _mark_consumable(arg[2], flags)
+        elif op == sre_c.SUBPATTERN:
+            _mark_consumable(arg[-1], flags)
+        elif op == sre_c.BRANCH:
+            for branch in arg[1]:
+                _mark_consumable(branch, flags)
+        elif op == getattr(sre_c, "ATOMIC_GROUP", None):
+            _mark_consumable(arg, flags)
+
+
+def _in_flags(items) -> bytes:
+    """Evaluate a parsed character class by testing each byte (rebuilding it as a tiny regex)."""
+    negate = any(op == sre_c.NEGATE for op, _ in items)
+    out = bytearray(256)
+    for i in range(256):
+        hit = False
+        for op, arg in items:
+            if op == sre_c.LITERAL and arg == i:
+                hit = True
+            elif op == sre_c.RANGE and arg[0] <= i <= arg[1]:
+                hit = True
+            elif op == sre_c.CATEGORY and _CATEGORY[arg](i):
+                hit = True
+        out[i] = hit != negate
+    return bytes(out)
+
+
+_CATEGORY = {
+    sre_c.CATEGORY_DIGIT: lambda i: 48 <= i <= 57,
+    sre_c.CATEGORY_NOT_DIGIT: lambda i: not 48 <= i <= 57,
+    sre_c.CATEGORY_SPACE: lambda i: i in b" \t\n\r\f\v",
+    sre_c.CATEGORY_NOT_SPACE: lambda i: i not in b" \t\n\r\f\v",
+    sre_c.CATEGORY_WORD: lambda i: chr(i).isascii() and (chr(i).isalnum() or i == 95),
+    sre_c.CATEGORY_NOT_WORD: lambda i: not (chr(i).isascii() and (chr(i).isalnum() or i == 95)),
+}

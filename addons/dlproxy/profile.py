@@ -1,0 +1,489 @@
+"""Profiles: YAML → validated, immutable Profile/Entry objects, with `FILE:LINE: field: message` errors.
+
+Everything is checked at load time so the hot path never meets a bad pattern: unknown keys, duplicate ids,
+short prefixes, unknown validators or parameters, patterns that do not compile or could run away (unbounded
+repeats). Every problem is reported, not just the first. Several files merge: a later file adds entries or
+overrides fields of an entry with the same `id`, and overrides settings key by key.
+"""
+
+from __future__ import annotations
+
+import re
+import re._constants as sre_c
+import re._parser as sre_parse
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from . import validators
+
+ACTIONS = ("block", "redact", "log")
+DIRECTIONS = ("request", "response", "websocket")
+SEVERITIES = ("critical", "high", "medium", "low")
+ON_OVERSIZE = ("block", "allow", "scan_prefix")
+ON_ERROR = ("block", "allow")
+MIN_PREFIX_LEN = 3
+MAX_PATTERN_WIDTH = 20000  # characters a single match may span
+DEFAULT_BOUNDARY = "A-Za-z0-9"
+ID_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+
+
+class ProfileError(ValueError):
+    """All problems found while loading, each as `FILE:LINE: field: message`."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+@dataclass(frozen=True)
+class Settings:
+    default_action: str = "block"
+    allow_to_issuer: bool = True
+    min_matches: int = 1
+    max_inspect_bytes: int = 32 * 1024 * 1024
+    on_oversize: str = "block"
+    on_error: str = "block"
+    max_expansion_ratio: int = 100
+    max_archive_depth: int = 3
+    max_archive_members: int = 10000
+    max_base64_depth: int = 2
+
+
+@dataclass(frozen=True)
+class Entry:
+    id: str
+    name: str
+    prefixes: tuple[str, ...]
+    pattern: str
+    vendor: str = ""
+    severity: str = "high"
+    before: str | None = None
+    checksum: str | None = None
+    checksum_params: tuple[tuple[str, Any], ...] = ()
+    issuers: tuple[str, ...] = ()
+    action: str | None = None  # None: settings.default_action
+    actions: tuple[tuple[str, str], ...] = ()  # per-direction overrides
+    enabled: bool = True
+    case_insensitive: bool = False
+    boundary: str = DEFAULT_BOUNDARY
+    examples: tuple[str, ...] = ()
+    counterexamples: tuple[str, ...] = ()
+    notes: str = ""
+    source: str = ""  # FILE:LINE of the entry, for messages
+
+    def action_for(self, direction: str, default: str) -> str:
+        for d, a in self.actions:
+            if d == direction:
+                return a
+        return self.action or default
+
+
+@dataclass(frozen=True)
+class Profile:
+    id: str
+    name: str
+    settings: Settings
+    entries: tuple[Entry, ...]
+    sources: tuple[str, ...] = ()
+
+    @property
+    def enabled_entries(self) -> tuple[Entry, ...]:
+        return tuple(e for e in self.entries if e.enabled)
+
+
+def builtin_profile_path() -> Path:
+    """The built-in profile shipped inside the package (a copy of profiles/credentials-and-secrets.yaml)."""
+    return Path(str(resources.files("dlproxy") / "profiles" / "credentials-and-secrets.yaml"))
+
+
+def load_profile(path: str | Path) -> Profile:
+    return load_profiles([path])
+
+
+def load_profiles(paths) -> Profile:
+    """Load and merge profile files in order; raise ProfileError listing every problem."""
+    paths = [Path(p) for p in paths] or [builtin_profile_path()]
+    problems: list[str] = []
+    merged = _Merged()
+    for path in paths:
+        doc = _read(path, problems)
+        if doc is not None:
+            merged.add(path, doc, problems)
+    profile = merged.build(problems)
+    if problems:
+        raise ProfileError(problems)
+    return profile
+
+
+# --- reading YAML with line numbers ---------------------------------------------------------------
+
+
+@dataclass
+class _Node:
+    """A YAML value plus where it came from, so every message can name FILE:LINE."""
+
+    value: Any
+    file: str
+    line: int
+
+    def where(self) -> str:
+        return f"{self.file}:{self.line}"
+
+
+def _read(path: Path, problems: list[str]) -> _Node | None:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        problems.append(f"{path}:0: profile: file not found")
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        problems.append(f"{path}:0: profile: cannot read file ({exc.__class__.__name__})")
+        return None
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        line = exc.problem_mark.line + 1 if exc.problem_mark else 0
+        problems.append(f"{path}:{line}: profile: invalid YAML: {exc.problem}")
+        return None
+    if node is None:
+        problems.append(f"{path}:1: profile: file is empty")
+        return None
+    return _convert(node, str(path))
+
+
+_SCALARS = yaml.SafeLoader("")
+
+
+def _convert(node: yaml.Node, file: str) -> _Node:
+    line = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        out: dict[str, _Node] = {}
+        for key_node, value_node in node.value:
+            key = _SCALARS.construct_object(key_node) if isinstance(key_node, yaml.ScalarNode) else None
+            out[str(key)] = _convert(value_node, file)
+            out[str(key)].key_line = key_node.start_mark.line + 1  # type: ignore[attr-defined]
+        return _Node(out, file, line)
+    if isinstance(node, yaml.SequenceNode):
+        return _Node([_convert(v, file) for v in node.value], file, line)
+    return _Node(_SCALARS.construct_object(node, deep=True), file, line)
+
+
+# --- merging and validation ------------------------------------------------------------------------
+
+_TOP_KEYS = {"profile", "name", "settings", "entries"}
+_ENTRY_KEYS = {"id", "name", "vendor", "severity", "prefixes", "pattern", "before", "checksum", "issuers",
+               "action", "enabled", "case_insensitive", "boundary", "examples", "counterexamples", "notes"}
+_SETTINGS_TYPES: dict[str, Any] = {
+    "default_action": ACTIONS, "allow_to_issuer": bool, "min_matches": (int, 1),
+    "max_inspect_bytes": (int, 1), "on_oversize": ON_OVERSIZE, "on_error": ON_ERROR,
+    "max_expansion_ratio": (int, 1), "max_archive_depth": (int, 0), "max_archive_members": (int, 1),
+    "max_base64_depth": (int, 0),
+}
+
+
+class _Merged:
+    def __init__(self):
+        self.ids: list[_Node] = []
+        self.names: list[_Node] = []
+        self.settings: dict[str, _Node] = {}
+        self.entries: dict[str, dict[str, _Node]] = {}
+        self.sources: list[str] = []
+
+    def add(self, path: Path, doc: _Node, problems: list[str]) -> None:
+        self.sources.append(str(path))
+        if not isinstance(doc.value, dict):
+            problems.append(f"{doc.where()}: profile: expected a mapping with profile, name, settings, entries")
+            return
+        top = doc.value
+        for key, node in top.items():
+            if key not in _TOP_KEYS:
+                problems.append(f"{_key_where(node)}: {key}: unknown key (expected one of {', '.join(sorted(_TOP_KEYS))})")
+        if "profile" not in top:
+            problems.append(f"{doc.where()}: profile: required key missing")
+        else:
+            node = top["profile"]
+            if not isinstance(node.value, str) or not ID_RE.match(node.value):
+                problems.append(f"{node.where()}: profile: must be a kebab-case id")
+            else:
+                self.ids.append(node)
+        if "name" in top:
+            if not isinstance(top["name"].value, str):
+                problems.append(f"{top['name'].where()}: name: must be a string")
+            else:
+                self.names.append(top["name"])
+        if "settings" in top:
+            self._add_settings(top["settings"], problems)
+        if "entries" not in top and "settings" not in top:
+            problems.append(f"{doc.where()}: entries: required key missing")
+        if "entries" in top:
+            node = top["entries"]
+            if not isinstance(node.value, list):
+                problems.append(f"{node.where()}: entries: must be a list")
+                return
+            seen_here: set[str] = set()
+            for i, item in enumerate(node.value):
+                self._add_entry(i, item, seen_here, problems)
+
+    def _add_settings(self, node: _Node, problems: list[str]) -> None:
+        if node.value is None:
+            return
+        if not isinstance(node.value, dict):
+            problems.append(f"{node.where()}: settings: must be a mapping")
+            return
+        for key, value in node.value.items():
+            spec = _SETTINGS_TYPES.get(key)
+            if spec is None:
+                problems.append(f"{_key_where(value)}: settings.{key}: unknown setting "
+                                f"(expected one of {', '.join(sorted(_SETTINGS_TYPES))})")
+                continue
+            msg = _check_type(value.value, spec)
+            if msg:
+                problems.append(f"{value.where()}: settings.{key}: {msg}")
+            else:
+                self.settings[key] = value
+
+    def _add_entry(self, i: int, item: _Node, seen_here: set[str], problems: list[str]) -> None:
+        label = f"entries[{i}]"
+        if not isinstance(item.value, dict):
+            problems.append(f"{item.where()}: {label}: must be a mapping")
+            return
+        fields = item.value
+        for key, node in fields.items():
+            if key not in _ENTRY_KEYS:
+                problems.append(f"{_key_where(node)}: {label}.{key}: unknown key")
+        id_node = fields.get("id")
+        if id_node is None:
+            problems.append(f"{item.where()}: {label}.id: required key missing")
+            return
+        if not isinstance(id_node.value, str) or not ID_RE.match(id_node.value):
+            problems.append(f"{id_node.where()}: {label}.id: must be a kebab-case id, got {id_node.value!r}")
+            return
+        entry_id = id_node.value
+        if entry_id in seen_here:
+            problems.append(f"{id_node.where()}: {label}.id: duplicate id {entry_id!r} in this file")
+            return
+        seen_here.add(entry_id)
+        merged = self.entries.setdefault(entry_id, {})
+        for key, node in fields.items():
+            if key in _ENTRY_KEYS:
+                node.label = label  # type: ignore[attr-defined]
+                merged[key] = node
+        merged.setdefault("__item__", item)
+        merged["__item__"].label = label  # type: ignore[attr-defined]
+
+    def build(self, problems: list[str]) -> Profile:
+        settings_kwargs = {k: v.value for k, v in self.settings.items()}
+        settings = Settings(**settings_kwargs)
+        entries = []
+        for fields in self.entries.values():
+            entry = _build_entry(fields, problems)
+            if entry is not None:
+                entries.append(entry)
+        profile_id = "+".join(dict.fromkeys(n.value for n in self.ids)) or "unnamed"
+        name = self.names[0].value if self.names else profile_id
+        return Profile(profile_id, name, settings, tuple(entries), tuple(self.sources))
+
+
+def _key_where(node: _Node) -> str:
+    return f"{node.file}:{getattr(node, 'key_line', node.line)}"
+
+
+def _check_type(value: Any, spec: Any) -> str | None:
+    if spec is bool:
+        return None if isinstance(value, bool) else f"must be true or false, got {value!r}"
+    if isinstance(spec, tuple) and spec and spec[0] is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            return f"must be an integer, got {value!r}"
+        return None if value >= spec[1] else f"must be >= {spec[1]}, got {value}"
+    if isinstance(spec, tuple):
+        return None if value in spec else f"must be one of {', '.join(spec)}, got {value!r}"
+    return None
+
+
+def _build_entry(fields: dict[str, _Node], problems: list[str]) -> Entry | None:
+    item = fields["__item__"]
+    n_before = len(problems)
+
+    def where(key: str) -> str:
+        node = fields[key]
+        return f"{node.where()}: {getattr(node, 'label', '?')}.{key}"
+
+    def get(key: str, default=None):
+        return fields[key].value if key in fields else default
+
+    for key in ("name", "prefixes", "pattern"):
+        if key not in fields:
+            problems.append(f"{item.where()}: {item.label}.{key}: required key missing")  # type: ignore[attr-defined]
+    if len(problems) > n_before:
+        return None
+
+    def string(key: str, required: bool = False) -> str | None:
+        value = get(key)
+        if value is None and not required:
+            return None
+        if not isinstance(value, str) or (required and not value):
+            problems.append(f"{where(key)}: must be a non-empty string")
+            return None
+        return value
+
+    def string_list(key: str) -> tuple[str, ...]:
+        if key not in fields:
+            return ()
+        node = fields[key]
+        if not isinstance(node.value, list):
+            problems.append(f"{where(key)}: must be a list of strings")
+            return ()
+        out = []
+        for j, sub in enumerate(node.value):
+            if not isinstance(sub.value, str):
+                problems.append(f"{sub.where()}: {node.label}.{key}[{j}]: must be a string")
+            else:
+                out.append(sub.value)
+        return tuple(out)
+
+    def boolean(key: str, default: bool) -> bool:
+        value = get(key, default)
+        if not isinstance(value, bool):
+            problems.append(f"{where(key)}: must be true or false, got {value!r}")
+            return default
+        return value
+
+    name = string("name", required=True) or ""
+    vendor = string("vendor") or ""
+    notes = string("notes") or ""
+    severity = get("severity", "high")
+    if severity not in SEVERITIES:
+        problems.append(f"{where('severity')}: must be one of {', '.join(SEVERITIES)}, got {severity!r}")
+    prefixes = string_list("prefixes")
+    if not prefixes and isinstance(get("prefixes"), list):
+        problems.append(f"{where('prefixes')}: at least one prefix is required")
+    for j, prefix in enumerate(prefixes):
+        if len(prefix) < MIN_PREFIX_LEN:
+            problems.append(f"{where('prefixes')}[{j}]: prefix {prefix!r} is shorter than {MIN_PREFIX_LEN} characters")
+        elif not prefix.isascii():
+            problems.append(f"{where('prefixes')}[{j}]: prefix must be ASCII")
+    case_insensitive = boolean("case_insensitive", False)
+    enabled = boolean("enabled", True)
+
+    pattern = string("pattern", required=True)
+    if pattern is not None:
+        msg = check_pattern(pattern)
+        if msg:
+            problems.append(f"{where('pattern')}: {msg}")
+    before = string("before")
+    if before is not None:
+        msg = check_pattern(before)
+        if msg:
+            problems.append(f"{where('before')}: {msg}")
+    boundary = string("boundary") or DEFAULT_BOUNDARY
+    if "boundary" in fields:
+        try:
+            re.compile(f"[{boundary}]")
+        except re.error as exc:
+            problems.append(f"{where('boundary')}: not a valid character class body: {exc}")
+
+    checksum, params = None, ()
+    if "checksum" in fields:
+        checksum, params = _check_validator(fields["checksum"], where("checksum"), problems)
+
+    action, actions = None, ()
+    if "action" in fields:
+        value = get("action")
+        if isinstance(value, str):
+            if value not in ACTIONS:
+                problems.append(f"{where('action')}: must be one of {', '.join(ACTIONS)}, got {value!r}")
+            action = value
+        elif isinstance(value, dict):
+            pairs = []
+            for direction, sub in value.items():
+                if direction not in DIRECTIONS:
+                    problems.append(f"{sub.where()}: {fields['action'].label}.action.{direction}: "
+                                    f"unknown direction (expected {', '.join(DIRECTIONS)})")
+                elif sub.value not in ACTIONS:
+                    problems.append(f"{sub.where()}: {fields['action'].label}.action.{direction}: "
+                                    f"must be one of {', '.join(ACTIONS)}, got {sub.value!r}")
+                else:
+                    pairs.append((direction, sub.value))
+            actions = tuple(pairs)
+        else:
+            problems.append(f"{where('action')}: must be an action or a mapping of direction to action")
+
+    issuers = string_list("issuers")
+    for j, host in enumerate(issuers):
+        if not host or "/" in host or " " in host:
+            problems.append(f"{where('issuers')}[{j}]: must be a host name or .suffix, got {host!r}")
+    if len(problems) > n_before:
+        return None
+    return Entry(
+        id=get("id"), name=name, prefixes=prefixes, pattern=pattern, vendor=vendor, severity=severity,
+        before=before, checksum=checksum, checksum_params=params, issuers=tuple(h.lower() for h in issuers),
+        action=action, actions=actions, enabled=enabled, case_insensitive=case_insensitive, boundary=boundary,
+        examples=string_list("examples"), counterexamples=string_list("counterexamples"), notes=notes,
+        source=item.where(),
+    )
+
+
+def _check_validator(node: _Node, where: str, problems: list[str]) -> tuple[str | None, tuple]:
+    if isinstance(node.value, str):
+        name, params = node.value, {}
+    elif isinstance(node.value, dict) and "name" in node.value:
+        name = node.value["name"].value
+        params = {k: v.value for k, v in node.value.items() if k != "name"}
+    else:
+        problems.append(f"{where}: must be a validator name or a mapping with 'name' and its parameters")
+        return None, ()
+    validator = validators.get(name) if isinstance(name, str) else None
+    if validator is None:
+        problems.append(f"{where}: unknown validator {name!r} (known: {', '.join(validators.names())})")
+        return None, ()
+    unknown = sorted(set(params) - validator.params - {"prefix"})
+    if unknown:
+        problems.append(f"{where}: validator {name!r} takes no parameter {', '.join(map(repr, unknown))}")
+        return None, ()
+    if any(isinstance(v, (dict, list)) for v in params.values()):
+        problems.append(f"{where}: validator parameters must be scalars")
+        return None, ()
+    return name, tuple(sorted(params.items()))
+
+
+def check_pattern(pattern: str) -> str | None:
+    """None when the pattern compiles and every repeat is bounded; otherwise what is wrong."""
+    try:
+        parsed = sre_parse.parse(pattern, re.ASCII)
+        re.compile(pattern, re.ASCII)
+    except re.error as exc:
+        return f"does not compile: {exc}"
+    if _has_unbounded_repeat(parsed):
+        return "unbounded repeat (+, *, or {n,}): use a bounded repeat such as {20,200}"
+    if pattern_width(pattern)[1] > MAX_PATTERN_WIDTH:
+        return f"can match more than {MAX_PATTERN_WIDTH} characters"
+    return None
+
+
+def pattern_width(pattern: str) -> tuple[int, int]:
+    return sre_parse.parse(pattern, re.ASCII).getwidth()
+
+
+def _has_unbounded_repeat(parsed) -> bool:
+    for op, arg in parsed:
+        if op in (sre_c.MAX_REPEAT, sre_c.MIN_REPEAT, getattr(sre_c, "POSSESSIVE_REPEAT", None)):
+            if arg[1] == sre_c.MAXREPEAT or _has_unbounded_repeat(arg[2]):
+                return True
+        elif op in (sre_c.SUBPATTERN,):
+            if _has_unbounded_repeat(arg[-1]):
+                return True
+        elif op in (sre_c.BRANCH,):
+            if any(_has_unbounded_repeat(b) for b in arg[1]):
+                return True
+        elif op in (sre_c.ASSERT, sre_c.ASSERT_NOT, getattr(sre_c, "ATOMIC_GROUP", None)):
+            sub = arg[-1] if isinstance(arg, tuple) else arg
+            if _has_unbounded_repeat(sub):
+                return True
+        elif op == sre_c.GROUPREF_EXISTS:
+            if any(p is not None and _has_unbounded_repeat(p) for p in arg[1:]):
+                return True
+    return False

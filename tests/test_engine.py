@@ -1,0 +1,164 @@
+"""The Detector: shape, boundaries, mid-token keywords, keyword entries, overlaps, stats, stream hold-back."""
+
+from __future__ import annotations
+
+import textwrap
+from collections import Counter
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from dlproxy.engine import Detector
+from dlproxy.prefilter import hyperscan_available
+from dlproxy.profile import load_profiles
+
+BACKENDS = ["pyahocorasick"] + (["hyperscan"] if hyperscan_available() else [])
+
+PROFILE = """\
+profile: engine-test
+entries:
+  - id: thing-token
+    name: Thing Token
+    prefixes: ["thg_", "thx_"]
+    pattern: "[A-Za-z0-9]{20}"
+  - id: mid-token
+    name: Mid Keyword
+    prefixes: ["MIDKEY"]
+    before: "mk-[a-z0-9]{4,10}"
+    pattern: "[a-z0-9]{6}"
+    boundary: "A-Za-z0-9_-"
+  - id: keyword-secret
+    name: Keyword Secret
+    prefixes: ["my_secret_key"]
+    case_insensitive: true
+    pattern: "[\\"']?\\\\s{0,3}[:=]\\\\s{0,3}[\\"']?(?P<secret>[A-Za-z0-9/+]{16})"
+    boundary: "A-Za-z0-9/+"
+  - id: long-thing
+    name: Long Thing
+    prefixes: ["thg_"]
+    pattern: "[A-Za-z0-9]{20}_[a-z]{4}"
+    boundary: "A-Za-z0-9_"
+  - id: disabled-one
+    name: Disabled
+    prefixes: ["dis_"]
+    pattern: "[a-z]{5}"
+    enabled: false
+"""
+
+THG = "thg_" + "Ab3" * 6 + "Zz"  # 4 + 20
+
+
+@pytest.fixture(scope="module")
+def profile(tmp_path_factory):
+    path = tmp_path_factory.mktemp("p") / "engine.yaml"
+    path.write_text(PROFILE)
+    return load_profiles([path])
+
+
+@pytest.fixture(params=BACKENDS)
+def detector(request, profile):
+    return Detector(profile, backend=request.param)
+
+
+def spans(detector, data):
+    return [(f.entry_id, f.start, f.end) for f in detector.scan(data.encode() if isinstance(data, str) else data)]
+
+
+def test_finds_token_with_offsets_in_contexts(detector):
+    for left, right in [("", ""), ('{"k": "', '"}'), ("X=", "\n"), ("'", "'"), ("<a>", "</a>"), ("?t=", "&x=1"),
+                        ("https://u:", "@host/")]:
+        data = f"{left}{THG}{right}"
+        assert spans(detector, data) == [("thing-token", len(left), len(left) + len(THG))], data
+
+
+def test_token_glued_to_token_characters_is_not_a_token(detector):
+    assert spans(detector, "x" + THG) == []
+    assert spans(detector, THG + "Q") == []
+    assert spans(detector, "9" + THG + "9") == []
+    assert spans(detector, "-" + THG + ".") == [("thing-token", 1, 1 + len(THG))]
+
+
+def test_wrong_shape_is_not_reported_and_is_counted(detector):
+    stats = Counter()
+    assert detector.scan(b"thg_short thg_!!!!", stats) == []
+    assert stats[("thing-token", "shape_failed")] == 2
+
+
+def test_mid_token_keyword_finds_the_whole_token(detector):
+    token = "mk-abc123MIDKEYz9z9z9"
+    assert spans(detector, f"key: {token}.") == [("mid-token", 5, 5 + len(token))]
+    assert spans(detector, f"key: x{token}") == []          # run longer than the token: not a token
+    assert spans(detector, f"key: {token}x") == []
+
+
+def test_keyword_entry_reports_only_the_secret_group_case_insensitively(detector):
+    data = "MY_SECRET_KEY = 'abcdEFGH1234/+zz'\n"
+    ((entry, start, end),) = spans(detector, data)
+    assert entry == "keyword-secret" and data[start:end] == "abcdEFGH1234/+zz"
+    assert spans(detector, "my_Secret_Key:abcdEFGH1234/+zz") == [("keyword-secret", 14, 30)]
+
+
+def test_overlapping_matches_keep_the_longer(detector):
+    token = THG + "_abcd"
+    assert spans(detector, f" {token} ") == [("long-thing", 1, 1 + len(token))]
+
+
+def test_disabled_entries_are_not_scanned(detector):
+    assert spans(detector, "dis_abcde") == []
+
+
+def test_finding_never_holds_the_secret(detector):
+    (finding,) = detector.scan(f" {THG} ".encode())
+    assert THG not in repr(finding) and THG not in str(finding.to_dict())
+    assert finding.masked == "thg_…b3Zz" and finding.fingerprint.startswith("sha256:")
+    assert THG[4:] not in finding.masked
+
+
+def test_undecided_from_holds_partial_prefix_and_open_token(detector):
+    assert detector.undecided_from(b"hello th") == 6
+    assert detector.undecided_from(b"hello thg_Ab3") == 6
+    assert detector.undecided_from(b"hello thg_Ab3 done") == 18
+    assert detector.undecided_from(b"plain text only") == 15
+    assert detector.undecided_from(f"x {THG}".encode()) == 2  # could still grow into a longer token
+    assert detector.undecided_from(f"x {THG}!".encode()) == len(THG) + 3
+    assert detector.undecided_from(b"abc mk-abc123MID") == 4
+
+
+tokenish = st.sampled_from(["thg_", "thx_", THG, "mk-abc123MIDKEYz9z9z9", "MIDKEY", "my_secret_key=",
+                            "abcdEFGH1234/+zz", "_abcd", " ", "\n", "x", "9", "-", '"'])
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(parts=st.lists(tokenish, min_size=1, max_size=12), cut_seed=st.integers(0, 10**6))
+def test_releasing_up_to_undecided_never_splits_a_token(detector, parts, cut_seed):
+    """Stream safety: bytes before undecided_from(prefix) never contain part of a token the full text has."""
+    data = "".join(parts).encode()
+    full = detector.scan(data)
+    cut = cut_seed % (len(data) + 1)
+    head = data[:cut]
+    released = detector.undecided_from(head)
+    assert 0 <= released <= cut
+    head_findings = {(f.entry_id, f.start, f.end) for f in detector.scan(head)}
+    for f in full:
+        if f.start < released:
+            assert (f.entry_id, f.start, f.end) in head_findings, (data, cut, released, f)
+
+
+@settings(max_examples=100, deadline=None)
+@given(parts=st.lists(tokenish, max_size=15))
+def test_backends_agree(profile, parts):
+    data = "".join(parts).encode()
+    results = {b: [(f.entry_id, f.start, f.end, f.fingerprint) for f in Detector(profile, b).scan(data)]
+               for b in BACKENDS}
+    assert len(set(map(tuple, results.values()))) == 1, results
+
+
+def test_unknown_backend_is_an_error(profile):
+    with pytest.raises(ValueError, match="unknown prefilter backend"):
+        Detector(profile, backend="nope")
+
+
+def test_max_token_len(profile):
+    assert Detector(profile).max_token_len == len("my_secret_key") + 1 + 3 + 1 + 3 + 1 + 16
+    assert textwrap  # keep import used for readability of PROFILE edits
