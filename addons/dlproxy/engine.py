@@ -31,6 +31,7 @@ class _Target:
     max_len: int  # longest match, keyword included
     boundary: bytes  # 256 flags: token characters
     span_regex: re.Pattern  # the longest run of characters the match could consume
+    run_back: re.Pattern  # a run of token characters, matched on reversed text (mid-token keywords)
     validator: validators.Validator | None
     params: dict
     passes_prefix: bool
@@ -42,17 +43,17 @@ class Detector:
     def __init__(self, profile: Profile, backend: str = "auto"):
         self.profile = profile
         self._entries = {e.id: e for e in profile.entries}
-        keywords: list[Keyword] = []
         self._targets: list[list[_Target]] = []
         index: dict[tuple[bytes, bool], int] = {}
         for entry in profile.enabled_entries:
             for prefix in entry.prefixes:
                 key = (prefix.encode("ascii"), entry.case_insensitive)
                 if key not in index:
-                    index[key] = len(keywords)
-                    keywords.append(Keyword(*key))
+                    index[key] = len(self._targets)
                     self._targets.append([])
                 self._targets[index[key]].append(_compile_target(entry, prefix))
+        keywords = [Keyword(literal, ci, tuple(sorted({_head(t.entry.pattern) for t in self._targets[i]})))
+                    for (literal, ci), i in index.items()]
         self.prefilter = make_prefilter(keywords, backend)
         self.backend = self.prefilter.name
         self.keywords = keywords
@@ -116,7 +117,7 @@ class Detector:
                     held = run.start()
         # A keyword whose token could still run past the end of the buffer.
         window = max(0, n - self.max_token_len)
-        for start, kw in self.prefilter.find(data[window:]):
+        for start, kw in self.prefilter.find_literals(data[window:]):
             start += window
             for target in self._targets[kw]:
                 token_start = self._token_start(data, start, target)
@@ -132,25 +133,20 @@ class Detector:
     # -- internals ----------------------------------------------------------------------------------
 
     def _run_start(self, data: bytes, pos: int) -> int:
-        lo = max(0, pos - self._max_before)
-        run = self._any_token_char.fullmatch(data, lo, pos)
-        while run is None and lo < pos:
-            lo += 1
-            run = self._any_token_char.fullmatch(data, lo, pos)
-        return lo
+        """Start of the run of (any entry's) token characters that ends at `pos`, looking back at most max_before."""
+        behind = data[max(0, pos - self._max_before):pos][::-1]
+        return pos - self._any_token_char.match(behind).end()
 
     @staticmethod
     def _token_start(data: bytes, start: int, target: _Target) -> int | None:
+        """Where a token with a mid-token keyword at `start` begins: the start of the run of token characters."""
         if not target.max_before:
             return start
-        lo = start
-        limit = max(0, start - target.max_before - 1)
-        boundary = target.boundary
-        while lo > limit and boundary[data[lo - 1]]:
-            lo -= 1
-        if lo > 0 and boundary[data[lo - 1]]:
+        behind = data[max(0, start - target.max_before - 1):start][::-1]
+        length = target.run_back.match(behind).end()
+        if length > target.max_before:
             return None  # the run of token characters is longer than any token
-        return lo
+        return start - length
 
     def _verify(self, data: bytes, start: int, target: _Target, stats: Counter | None) -> Finding | None:
         entry = target.entry
@@ -220,8 +216,42 @@ def _compile_target(entry: Entry, prefix: str) -> _Target:
             consumable[c] = consumable[c + 32] = consumable[c] | consumable[c + 32]
     span_regex = re.compile(b"[" + _class_from_flags(consumable) + b"]{0,%d}" % max_len)
     validator = validators.get(entry.checksum) if entry.checksum else None
-    return _Target(entry, prefix, regex, max_before, max_len, boundary, span_regex, validator,
+    run_back = re.compile(b"[" + _class_from_flags(boundary) + b"]{0,%d}" % (max_before + 1))
+    return _Target(entry, prefix, regex, max_before, max_len, boundary, span_regex, run_back, validator,
                    dict(entry.checksum_params), bool(validator and "prefix" in validator.params))
+
+
+HEAD_WIDTH = 16
+
+
+def _head(pattern: str) -> tuple[bytes, int]:
+    """A fixed-width regex that every match of `pattern` starts with: its first HEAD_WIDTH characters as classes.
+
+    Only leading literals and repeats of one character class are used, so the head accepts a superset of what the
+    pattern accepts (the detector still verifies every candidate in full). Returns (PCRE source, width).
+    """
+    parts, width = [], 0
+    for op, arg in sre_parse.parse(pattern, re.ASCII):
+        room = HEAD_WIDTH - width
+        if room <= 0:
+            break
+        if op == sre_c.LITERAL:
+            parts.append(b"\\x%02x" % arg)
+            width += 1
+            continue
+        if op == sre_c.IN:
+            item, low, high = arg, 1, 1
+        elif op in (sre_c.MAX_REPEAT, sre_c.MIN_REPEAT) and len(arg[2]) == 1 and arg[2][0][0] == sre_c.IN:
+            item, low, high = arg[2][0][1], arg[0], arg[1]
+        else:
+            break
+        take = min(low, room)
+        if take:
+            parts.append(b"[" + _class_from_flags(_in_flags(item)) + b"]{%d}" % take)
+            width += take
+        if take < low or low != high:
+            break  # what follows no longer sits at a fixed offset
+    return b"".join(parts), width
 
 
 def _literal_lead(pattern: str) -> bytes:

@@ -2,8 +2,14 @@
 
 Two backends answer the same question. pyahocorasick is the reference and is always installed; Hyperscan is the
 fast path (`pip install dlproxy[fast]`) and is used automatically when importable. `DLPROXY_BACKEND` or the
-`backend=` argument forces one. Both report every occurrence, overlapping ones included, as sorted
-`(start, keyword_index)` pairs; the differential tests hold them to identical answers.
+`backend=` argument forces one. Both report occurrences, overlapping ones included, as sorted
+`(start, keyword_index)` pairs, and the detector verifies every candidate the same way, so findings are identical
+(the differential tests hold them to that).
+
+`find_literals` reports every occurrence of a keyword. `find` may skip occurrences that cannot start a token:
+Hyperscan also checks each keyword's *head* (the first few characters every token must continue with, e.g.
+`ghp_` + 8 alphanumerics), so text dense with false starts (`ghp_!`, `eyJword`) never reaches Python.
+The stream hold-back uses `find_literals`: a token cut short by the end of a chunk has no head yet.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ BACKENDS = ("auto", "hyperscan", "pyahocorasick")
 class Keyword:
     literal: bytes  # as written in the profile (ASCII)
     case_insensitive: bool
+    heads: tuple[tuple[bytes, int], ...] = ((b"", 0),)  # (fixed-width regex that must follow, its width)
 
 
 class PrefilterError(ValueError):
@@ -74,6 +81,9 @@ class AhoCorasickPrefilter:
         self._empty = not groups
 
     def find(self, data: bytes) -> list[tuple[int, int]]:
+        return self.find_literals(data)
+
+    def find_literals(self, data: bytes) -> list[tuple[int, int]]:
         if self._empty or not data:
             return []
         hits: list[tuple[int, int]] = []
@@ -87,44 +97,63 @@ class AhoCorasickPrefilter:
 
 
 class HyperscanPrefilter:
-    """The same literals compiled into a Hyperscan block-mode database (one scratch per thread)."""
+    """The literals, and the literals with their heads, compiled into Hyperscan block-mode databases.
+
+    Every expression has a fixed width, so the start of a match is its end minus that width (no SOM needed).
+    """
 
     name = "hyperscan"
 
     def __init__(self, keywords: Sequence[Keyword]):
         self.keywords = list(keywords)
-        self._lengths = [len(k.literal) for k in self.keywords]
-        self._db = None
-        if self.keywords:
-            self._db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
-            self._db.compile(
-                expressions=[_hs_escape(k.literal) for k in self.keywords],
-                ids=list(range(len(self.keywords))),
-                elements=len(self.keywords),
-                flags=[hyperscan.HS_FLAG_CASELESS if k.case_insensitive else 0 for k in self.keywords],
-            )
         self._local = threading.local()
-
-    def _scratch(self):
-        scratch = getattr(self._local, "scratch", None)
-        if scratch is None:
-            scratch = self._local.scratch = hyperscan.Scratch(self._db)
-        return scratch
+        literal = [(_hs_escape(k.literal), i, len(k.literal), k.case_insensitive) for i, k in enumerate(keywords)]
+        shaped = []
+        for i, k in enumerate(keywords):
+            for head, head_width in sorted(set(k.heads)):
+                shaped.append((_hs_escape(k.literal) + head, i, len(k.literal) + head_width, k.case_insensitive))
+        self._literal = _HsDatabase(literal)
+        self._shaped = _HsDatabase(shaped)
 
     def find(self, data: bytes) -> list[tuple[int, int]]:
+        return self._shaped.find(data, self._local, "shaped")
+
+    def find_literals(self, data: bytes) -> list[tuple[int, int]]:
+        return self._literal.find(data, self._local, "literal")
+
+
+class _HsDatabase:
+    def __init__(self, expressions: list[tuple[bytes, int, int, bool]]):
+        self._db = None
+        self._keyword_of = [kw for _, kw, _, _ in expressions]
+        self._width_of = [width for _, _, width, _ in expressions]
+        if expressions:
+            self._db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
+            self._db.compile(
+                expressions=[expr for expr, _, _, _ in expressions],
+                ids=list(range(len(expressions))),
+                elements=len(expressions),
+                flags=[hyperscan.HS_FLAG_CASELESS if ci else 0 for _, _, _, ci in expressions],
+            )
+
+    def find(self, data: bytes, local: threading.local, slot: str) -> list[tuple[int, int]]:
         if self._db is None or not data:
             return []
-        hits: list[tuple[int, int]] = []
-        lengths = self._lengths
+        scratch = getattr(local, slot, None)
+        if scratch is None:  # scratch space is per thread: scans may run in worker threads
+            scratch = hyperscan.Scratch(self._db)
+            setattr(local, slot, scratch)
+        hits: set[tuple[int, int]] = set()
+        keyword_of, width_of = self._keyword_of, self._width_of
 
-        def on_match(index, _from, to, _flags, _context):
-            hits.append((to - lengths[index], index))
+        def on_match(expr, _from, to, _flags, _context):
+            hits.add((to - width_of[expr], keyword_of[expr]))
 
-        self._db.scan(data, match_event_handler=on_match, scratch=self._scratch())
-        hits.sort()
-        return hits
+        self._db.scan(data, match_event_handler=on_match, scratch=scratch)
+        return sorted(hits)
 
 
 def _hs_escape(literal: bytes) -> bytes:
     """Hyperscan takes PCRE syntax: escape every non-alphanumeric byte as \\xHH."""
     return b"".join(bytes([c]) if chr(c).isalnum() and c < 128 else b"\\x%02x" % c for c in literal)
+

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import re._constants as sre_c
 import re._parser as sre_parse
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
