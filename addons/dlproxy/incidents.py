@@ -1,0 +1,492 @@
+"""Incidents: what was found where and what was done, as one JSON line each — never the secret.
+
+`Incident.from_decision(decision, ctx)` builds the record (a Finding holds only the masked form and the
+fingerprint, so the secret cannot get in). `IncidentLog` (addon) writes it as one JSON line to stderr or to
+`dlp_incident_log` (append, one write() per line, reopened on SIGHUP or when the file was moved away), logs
+one human sentence, and optionally POSTs it to `dlp_incident_webhook` from a background task with a bounded
+queue, a timeout and retries with exponential backoff; a full queue drops (counted), it never blocks traffic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import os
+import re
+import secrets
+import ssl
+import sys
+import threading
+import time
+import urllib.parse
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
+
+logger = logging.getLogger(__name__)
+
+VERDICT_ACTION = {"blocked": "block", "redacted": "redact", "logged": "log", "error": "block",
+                  "allowed": "allow", "clean": "allow", "skipped": "allow"}
+PAST_TENSE = {"block": "blocked", "redact": "redacted", "log": "logged", "allow": "allowed"}
+# Long runs of token characters (with a digit) in a path, query key or location could be a credential:
+# they are cut to their first 4 characters. Hosts are left alone.
+_TOKEN_RUN = re.compile(r"[A-Za-z0-9_\-+=~%]{20,}")
+
+
+def _mask_runs(text: str) -> str:
+    return _TOKEN_RUN.sub(lambda m: m[0][:4] + "…" if any(c.isdigit() for c in m[0]) else m[0], text)
+
+
+def mask_path(path: str) -> str:
+    """Path with every query value replaced by `…` (keys kept) and credential-like runs cut short."""
+    path, _, fragment = path.partition("#")
+    base, sep, query = path.partition("?")
+    out = _mask_runs(base)
+    if sep:
+        parts = []
+        for item in query.split("&"):
+            key, eq, _value = item.partition("=")
+            parts.append(_mask_runs(key) + ("=…" if eq else ""))
+        out += "?" + "&".join(parts)
+    return out
+
+
+def _new_id() -> str:
+    return secrets.token_hex(8)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _unscannable_item(u: Any) -> dict:
+    if isinstance(u, dict):
+        return {"location": str(u.get("location", "")), "reason": str(u.get("reason", ""))}
+    if isinstance(u, tuple | list) and len(u) == 2:
+        return {"location": str(u[0]), "reason": str(u[1])}
+    return {"location": str(getattr(u, "location", "")), "reason": str(getattr(u, "reason", u))}
+
+
+@dataclass
+class Incident:
+    """One incident. JSON fields (ENGINEERING.md): time, incident_id, action, direction, client, method, scheme,
+    host, path, findings, unscannable, dry_run; plus `verdict` and `reason` (additive)."""
+
+    action: str  # block | redact | log | allow: what was done, or what would have been done in dry-run
+    direction: str
+    host: str = ""
+    path: str = ""  # query values already masked
+    method: str = ""
+    scheme: str = ""
+    client: str = ""
+    findings: list[dict] = field(default_factory=list)
+    unscannable: list[dict] = field(default_factory=list)
+    dry_run: bool = False
+    verdict: str = ""
+    reason: str = ""
+    incident_id: str = field(default_factory=_new_id)
+    time: str = field(default_factory=_now)
+
+    @classmethod
+    def from_decision(cls, decision: Any, ctx: Any, *, incident_id: str | None = None) -> Incident:
+        """Build from policy's Decision and the FlowContext (attributes read defensively)."""
+        verdict = str(getattr(decision, "verdict", "") or "")
+        if hasattr(decision, "action"):  # policy.Decision: None = nothing enforced (clean, or error let through)
+            action = decision.action or "allow"
+        else:
+            action = VERDICT_ACTION.get(verdict, "block")
+        dry_run = bool(getattr(decision, "dry_run", getattr(ctx, "dry_run", False)))
+        acted = getattr(decision, "acted", None) or getattr(decision, "findings", None) or ()
+        unscannable = getattr(decision, "unscannable", None) or getattr(ctx, "unscannable", None) or ()
+        client = getattr(ctx, "client", "") or ""
+        if isinstance(client, tuple | list):
+            client = ":".join(str(x) for x in client[:2])
+        iid = incident_id or getattr(decision, "incident_id", None) or _new_id()
+        return cls(
+            action=str(action), direction=str(getattr(ctx, "direction", "") or ""),
+            host=str(getattr(ctx, "host", "") or ""), path=mask_path(str(getattr(ctx, "path", "") or "")),
+            method=str(getattr(ctx, "method", "") or ""), scheme=str(getattr(ctx, "scheme", "") or ""),
+            client=str(client), findings=[_finding_dict(f) for f in acted],
+            unscannable=[_unscannable_item(u) for u in unscannable], dry_run=dry_run, verdict=verdict,
+            reason=str(getattr(decision, "reason", "") or ""), incident_id=str(iid))
+
+    def to_dict(self) -> dict:
+        return {"time": self.time, "incident_id": self.incident_id, "action": self.action,
+                "direction": self.direction, "client": self.client, "method": self.method,
+                "scheme": self.scheme, "host": self.host, "path": self.path, "findings": self.findings,
+                "unscannable": self.unscannable, "dry_run": self.dry_run, "verdict": self.verdict,
+                "reason": self.reason}
+
+    def to_json(self) -> str:
+        """One line of JSON, no trailing newline."""
+        return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"))
+
+    def describe(self) -> str:
+        """A sentence for the log: `blocked POST api.example.com/upload: GitHub Personal Access Token in
+        multipart file notes.txt (incident 7f3c…)`. Built from masked fields only."""
+        done = PAST_TENSE.get(self.action, self.action)
+        verb = f"would have {done} (dry-run)" if self.dry_run else done
+        where = f"{self.method} {self.host}{self.path.split('?', 1)[0]}".strip()
+        if self.direction == "response":
+            subject = f"response to {where}"
+        elif self.direction == "websocket":
+            subject = f"websocket message on {self.host}{self.path.split('?', 1)[0]}"
+        else:
+            subject = where
+        what = describe_findings(self.findings)
+        if not what and self.unscannable:
+            u = self.unscannable[0]
+            what = f"content that could not be inspected ({u['reason']}) {describe_location(u['location'])}".rstrip()
+        if not what:
+            what = self.reason or "policy decision"
+        return f"{verb} {subject}: {what} (incident {self.incident_id})"
+
+
+def _finding_dict(f: Any) -> dict:
+    if isinstance(f, dict):
+        d = dict(f)
+    else:
+        d = f.to_dict()
+    keep = ("entry", "name", "severity", "location", "masked", "fingerprint", "validated")
+    return {k: d.get(k, "") for k in keep}
+
+
+_LOC_SIMPLE = {"url": "in the URL", "url:path": "in the URL path", "path": "in the URL path",
+               "body": "in the body", "body:text": "in the body", "url:query": "in the URL query"}
+
+
+def describe_location(location: str) -> str:
+    """`body:multipart:file[notes.txt]` → `in multipart file notes.txt`; unknown forms are shown as they are."""
+    loc = _mask_runs(location or "")
+    if not loc:
+        return ""
+    if loc in _LOC_SIMPLE:
+        return _LOC_SIMPLE[loc]
+    kind, _, rest = loc.partition(":")
+    if kind == "header":
+        return f"in header {rest}"
+    if kind in ("query", "url") and rest:
+        sub, _, name = rest.partition(":")
+        if sub == "query" and name:
+            return f"in URL query parameter {name}"
+        return f"in the URL ({rest})"
+    if kind == "body":
+        sub, _, name = rest.partition(":")
+        m = re.fullmatch(r"(file|field|part)\[(.*?)\](.*)", name)
+        if sub == "multipart" and m:
+            what = "file" if m[1] == "file" else "field"
+            return f"in multipart {what} {m[2]}{m[3]}"
+        if sub == "json":
+            return f"in JSON body at {name}" if name else "in JSON body"
+        if sub == "form":
+            return f"in form field {name}" if name else "in form body"
+        return f"in body ({rest})"
+    if kind in ("sse", "stream"):
+        return "in streamed response" + (f" ({rest})" if rest else "")
+    if kind in ("websocket", "ws"):
+        return "in websocket message" + (f" ({rest})" if rest else "")
+    return f"in {loc}"
+
+
+def describe_findings(findings: list[dict]) -> str:
+    """`GitHub Personal Access Token in multipart file notes.txt` (+ `and N more`)."""
+    if not findings:
+        return ""
+    first = findings[0]
+    text = f"{first.get('name') or first.get('entry')} {describe_location(first.get('location', ''))}".rstrip()
+    if len(findings) > 1:
+        text += f" and {len(findings) - 1} more"
+    return text
+
+
+class WebhookTarget(NamedTuple):
+    scheme: str
+    host: str
+    port: int
+    target: str  # path?query sent in the request line
+    auth: str | None  # Authorization header value from URL userinfo
+    shown: str  # URL without userinfo, for logs
+
+
+def parse_webhook(url: str) -> WebhookTarget:
+    """Parse `http(s)://[user:pass@]host[:port]/path`; raises ValueError with a precise message."""
+    u = urllib.parse.urlsplit(url)
+    if u.scheme not in ("http", "https"):
+        raise ValueError(f"incident webhook must be an http:// or https:// URL, got {u.scheme or 'no'} scheme")
+    if not u.hostname:
+        raise ValueError("incident webhook URL has no host")
+    try:
+        port = u.port or (443 if u.scheme == "https" else 80)
+    except ValueError as e:
+        raise ValueError(f"incident webhook URL has a bad port: {e}") from None
+    auth = None
+    if u.username is not None:
+        raw = f"{urllib.parse.unquote(u.username)}:{urllib.parse.unquote(u.password or '')}"
+        auth = "Basic " + base64.b64encode(raw.encode()).decode()
+    host_shown = f"[{u.hostname}]" if ":" in u.hostname else u.hostname
+    shown = f"{u.scheme}://{host_shown}{'' if u.port is None else f':{u.port}'}{u.path or '/'}"
+    target = (u.path or "/") + (f"?{u.query}" if u.query else "")
+    return WebhookTarget(u.scheme, u.hostname, port, target, auth, shown)
+
+
+async def post_json(t: WebhookTarget, body: bytes, timeout: float) -> int:
+    """One HTTP/1.1 POST; returns the status code. Raises OSError/TimeoutError/ValueError on failure."""
+    async def go() -> int:
+        ssl_ctx = ssl.create_default_context() if t.scheme == "https" else None
+        reader, writer = await asyncio.open_connection(t.host, t.port, ssl=ssl_ctx,
+                                                       server_hostname=t.host if ssl_ctx else None)
+        try:
+            host_hdr = f"[{t.host}]" if ":" in t.host else t.host
+            if t.port != (443 if t.scheme == "https" else 80):
+                host_hdr += f":{t.port}"
+            head = (f"POST {t.target} HTTP/1.1\r\nHost: {host_hdr}\r\nUser-Agent: dlproxy\r\n"
+                    f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\nConnection: close\r\n")
+            if t.auth:
+                head += f"Authorization: {t.auth}\r\n"
+            writer.write(head.encode("latin-1") + b"\r\n" + body)
+            await writer.drain()
+            status_line = await reader.readline()
+            parts = status_line.split(None, 2)
+            if len(parts) < 2 or not parts[0].startswith(b"HTTP/") or not parts[1].isdigit():
+                raise ValueError(f"bad HTTP status line {status_line[:40]!r}")
+            return int(parts[1])
+        finally:
+            writer.close()
+
+    return await asyncio.wait_for(go(), timeout)
+
+
+class IncidentLog:
+    """Addon: the incident sinks. `record(incident)` never blocks and never raises."""
+
+    name = "dlp-incident-log"
+    ROTATION_CHECK_SECONDS = 1.0
+
+    def __init__(self, metrics: Any = None, *, stream: Any = None, queue_size: int = 1000,
+                 timeout: float = 5.0, retries: int = 3, backoff: float = 0.5, max_backoff: float = 30.0) -> None:
+        self.metrics = metrics
+        self.stream = stream  # None: sys.stderr, looked up at write time
+        self.queue_size = queue_size
+        self.timeout = timeout
+        self.retries = retries
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self.path: str = ""
+        self._fd: int | None = None
+        self._ino: tuple[int, int] | None = None
+        self._checked = 0.0
+        self._lock = threading.Lock()
+        self.webhook: WebhookTarget | None = None
+        self._queue: asyncio.Queue[bytes] | None = None
+        self._task: asyncio.Task | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._dropping = False
+
+    # --- mitmproxy hooks ---
+    def load(self, loader) -> None:
+        loader.add_option("dlp_incident_log", str, "",
+                          "File to append incident JSON lines to (empty: stderr). Reopened on SIGHUP, for rotation.")
+        loader.add_option("dlp_incident_webhook", str, "",
+                          "URL to POST each incident to as JSON (http or https; empty: none). Bounded queue, "
+                          "retries with backoff; drops (counted) rather than slow traffic down.")
+
+    def configure(self, updated) -> None:
+        from mitmproxy import ctx, exceptions
+
+        if "dlp_incident_log" in updated:
+            try:
+                self.open(ctx.options.dlp_incident_log)
+            except OSError as e:
+                raise exceptions.OptionsError(f"cannot open incident log {ctx.options.dlp_incident_log}: "
+                                              f"{e.strerror}") from None
+        if "dlp_incident_webhook" in updated:
+            url = ctx.options.dlp_incident_webhook
+            try:
+                self.webhook = parse_webhook(url) if url else None
+            except ValueError as e:
+                raise exceptions.OptionsError(str(e)) from None
+            if self._task is not None:
+                self._stop_sender()
+                self._start_sender()
+
+    def running(self) -> None:
+        self._start_sender()
+
+    def done(self) -> None:
+        self._stop_sender()
+        self.close()
+
+    # --- the file sink ---
+    def open(self, path: str) -> None:
+        """Switch to `path` (empty: stderr). Raises OSError when the file cannot be opened."""
+        with self._lock:
+            new_fd = None
+            if path:
+                new_fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+            old, self._fd, self.path = self._fd, new_fd, path
+            self._ino = self._identity(new_fd) if new_fd is not None else None
+            if old is not None:
+                os.close(old)
+
+    def reopen(self) -> None:
+        """Reopen the file at the same path (after `mv` by logrotate); called on SIGHUP."""
+        if self.path:
+            try:
+                self.open(self.path)
+                logger.info(f"dlproxy reopened incident log {self.path}")
+            except OSError as e:
+                logger.error(f"dlproxy could not reopen incident log {self.path}: {e.strerror}; keeping the old file")
+
+    def close(self) -> None:
+        with self._lock:
+            if self._fd is not None:
+                os.close(self._fd)
+            self._fd = None
+
+    @staticmethod
+    def _identity(fd: int) -> tuple[int, int]:
+        st = os.fstat(fd)
+        return st.st_dev, st.st_ino
+
+    def _moved_away(self) -> bool:
+        """True when the path no longer names our open file (renamed or deleted): checked at most 1/s."""
+        now = time.monotonic()
+        if now - self._checked < self.ROTATION_CHECK_SECONDS:
+            return False
+        self._checked = now
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return True
+        return (st.st_dev, st.st_ino) != self._ino
+
+    def write_line(self, line: str) -> None:
+        data = line.encode("utf-8") + b"\n"
+        if self.path and self._moved_away():
+            self.reopen()
+        with self._lock:
+            if self._fd is not None:
+                _write_all(self._fd, data)
+                return
+            stream = self.stream or sys.stderr
+            try:
+                fd = stream.fileno()
+            except (AttributeError, OSError, ValueError):
+                fd = None
+            if fd is not None:
+                stream.flush()
+                _write_all(fd, data)
+            else:
+                stream.write(data.decode("utf-8"))
+                stream.flush()
+
+    # --- recording ---
+    def record(self, incident: Incident) -> None:
+        """Write the JSON line, log the sentence, count it, queue the webhook POST. Never raises."""
+        try:
+            line = incident.to_json()
+            try:
+                self.write_line(line)
+            except OSError as e:
+                logger.error(f"dlproxy could not write incident {incident.incident_id}: {e.strerror}")
+            if self.metrics is not None:
+                self.metrics.incidents_total.labels(action=incident.action).inc()
+            text = "dlproxy " + incident.describe()
+            if incident.action in ("block", "redact") and not incident.dry_run:
+                logger.warning(text)
+            else:
+                logger.info(text)
+            if self.webhook is not None:
+                self._submit(line.encode("utf-8"))
+        except Exception:  # an incident sink must never break the flow that produced it
+            logger.exception("dlproxy incident recording failed")
+
+    # --- the webhook ---
+    def _submit(self, body: bytes) -> None:
+        loop = self._loop
+        if loop is None or self._queue is None:
+            try:
+                asyncio.get_running_loop()
+            except RuntimeError:
+                self._drop("failed")
+                return
+            self._start_sender()
+            loop = self._loop
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            self._enqueue(body)
+        else:  # called from a worker thread
+            loop.call_soon_threadsafe(self._enqueue, body)
+
+    def _enqueue(self, body: bytes) -> None:
+        assert self._queue is not None
+        try:
+            self._queue.put_nowait(body)
+        except asyncio.QueueFull:
+            self._drop("queue_full")
+
+    def _drop(self, reason: str) -> None:
+        if self.metrics is not None:
+            self.metrics.webhook_dropped_total.labels(reason=reason).inc()
+        if not self._dropping:
+            self._dropping = True
+            shown = self.webhook.shown if self.webhook else "(none)"
+            logger.warning(f"dlproxy incident webhook {shown}: dropping incidents ({reason}); "
+                           f"see dlproxy_webhook_dropped_total")
+
+    def _start_sender(self) -> None:
+        if self.webhook is None or self._task is not None:
+            return
+        self._loop = asyncio.get_running_loop()
+        self._queue = asyncio.Queue(self.queue_size)
+        self._task = self._loop.create_task(self._sender(self.webhook, self._queue))
+
+    def _stop_sender(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        self._task = None
+        self._queue = None
+        self._loop = None
+
+    async def _sender(self, target: WebhookTarget, queue: asyncio.Queue[bytes]) -> None:
+        while True:
+            body = await queue.get()
+            await self._deliver(target, body)
+
+    async def _deliver(self, target: WebhookTarget, body: bytes) -> bool:
+        delay = self.backoff
+        problem = ""
+        for attempt in range(self.retries + 1):
+            if attempt:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.max_backoff)
+            try:
+                status = await post_json(target, body, self.timeout)
+            except (OSError, TimeoutError, ValueError, asyncio.IncompleteReadError) as e:
+                problem = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+                continue
+            if 200 <= status < 300:
+                if self.metrics is not None:
+                    self.metrics.webhook_delivered_total.inc()
+                if self._dropping:
+                    self._dropping = False
+                    logger.info(f"dlproxy incident webhook {target.shown}: delivering again")
+                return True
+            problem = f"HTTP {status}"
+            if 400 <= status < 500 and status not in (408, 425, 429):
+                break  # the receiver rejects this payload: retrying will not help
+        self._drop("failed")
+        logger.warning(f"dlproxy incident webhook {target.shown}: gave up on an incident ({problem})")
+        return False
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
