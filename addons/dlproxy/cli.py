@@ -157,9 +157,14 @@ def scan_command(args: argparse.Namespace) -> int:
             continue
         extraction = extract_file(display, data, limits)
         scanned += len(data)
+        seen: set[tuple[str, str]] = set()
         for segment in extraction.segments:
             for finding in detector.scan(segment.data):
-                results.append(_result(display, segment, finding))
+                result = _result(display, segment, finding)
+                # A decoded view of the same file (JSON escapes, XML entities) finds a plain token twice.
+                if (result["path"], finding.fingerprint) not in seen:
+                    seen.add((result["path"], finding.fingerprint))
+                    results.append(result)
         for item in extraction.unscannable:
             problems.append(f"{display}: {item.location}: not scanned ({item.reason})")
     if progress:
@@ -203,7 +208,12 @@ def _result(display: str, segment, finding: Finding) -> dict:
     line = data.count(b"\n", 0, finding.start) + 1
     column = finding.start - (data.rfind(b"\n", 0, finding.start) + 1) + 1
     location = segment.location
-    path = display if location in ("", display, "file", f"file:{display}") else f"{display}!{location}"
+    if location.startswith(display + "/"):  # a member of an archive: archive.zip!inner/.npmrc
+        path = f"{display}!{location[len(display) + 1:]}"
+    elif location == display or location.startswith(display + ":"):  # the file itself, or a decoded view of it
+        path = display
+    else:
+        path = f"{display}!{location}"
     return {"entry": finding.entry_id, "name": finding.name, "path": path, "line": line, "column": column,
             "masked": finding.masked, "fingerprint": finding.fingerprint, "validated": finding.validated,
             "severity": finding.severity, "end_column": column + (finding.end - finding.start)}

@@ -1,0 +1,123 @@
+"""Turn an HTTP message (or a file) into located text segments, so that no encoding, compression or
+packaging hides a token from the engine; and say explicitly what could not be inspected, and why.
+
+    ext = extract_http(url=..., headers=[(name, value), ...], body=..., limits=Limits.from_settings(s))
+    for seg in ext.segments:
+        for f in detector.scan(seg.data):
+            f = f.at(seg.locate(f.start, f.end))        # "body:json:$.messages[0].content"
+    ext.unscannable                                     # [Unscannable("body", "bomb"), ...] -> policy
+
+Engine side: imports nothing from mitmproxy. Never raises for any input: an internal failure is
+reported as Unscannable(location, "error") and never carries body content.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from .core import (
+    DEPTH,
+    ERROR,
+    OVERSIZE_REASONS,
+    REASONS,
+    TRUNCATED,
+    UNSUPPORTED_ENCODING,
+    Ctx,
+    Extraction,
+    ExtractionError,
+    Level,
+    Limits,
+    Loc,
+    Segment,
+    Unscannable,
+)
+from .dispatch import extract_content
+from .encoding import OVER, decode, decode_content_encoding, parse_codings
+from .headers import extract_headers
+from .jsonx import locate_json_path
+from .url import extract_url
+
+__all__ = ["Limits", "Segment", "Unscannable", "Extraction", "ExtractionError", "extract_http", "extract_file",
+           "decode_content_encoding", "locate_json_path", "REASONS", "OVERSIZE_REASONS"]
+
+log = logging.getLogger(__name__)
+
+
+def extract_http(*, url: str | None, headers: Sequence[tuple[str, str]], body: bytes | None,
+                 limits: Limits) -> Extraction:
+    """Segments for the URL, every header and the body (decoded by Content-Encoding, then Content-Type)."""
+    ctx = Ctx(limits, extract_content)
+    stage = "url"
+    try:
+        if url:
+            extract_url(ctx, url)
+        stage = "header"
+        extract_headers(ctx, headers)
+        stage = "body"
+        if body:
+            ctype = ""
+            codings: list[str] = []
+            for name, value in headers:
+                lname = name.lower()
+                if lname == "content-type":
+                    ctype = value
+                elif lname == "content-encoding":
+                    codings.append(value)
+            _body(ctx, body, ",".join(codings), ctype)
+    except Exception as exc:  # a bug: report it, never let it (or body content in its text) escape
+        log.warning("dlproxy extraction failed in %s: %s", stage, type(exc).__name__)
+        ctx.fail(stage, ERROR)
+    return ctx.out
+
+
+def extract_file(name: str, data: bytes, limits: Limits) -> Extraction:
+    """Segments of a file for `dlproxy scan`: archives, compressed files, documents, JSON, text.
+
+    Locations start with `name` ("project.zip/.npmrc"). A plain text file is one segment holding the file
+    unchanged (offsets give line and column); decoded views of it follow as extra segments.
+    """
+    ctx = Ctx(limits, extract_content, keep_raw=True)
+    try:
+        loc = Loc(name)
+        data = ctx.take(data, loc)
+        ctx.content(data, loc, Level(), "", name)
+    except Exception as exc:
+        log.warning("dlproxy extraction failed for a file: %s", type(exc).__name__)
+        ctx.fail(name, ERROR)
+    return ctx.out
+
+
+def _body(ctx: Ctx, body: bytes, content_encoding: str, ctype: str) -> None:
+    loc = Loc("body")
+    codings = parse_codings(content_encoding) if content_encoding else []
+    if codings is None:
+        ctx.fail(loc, UNSUPPORTED_ENCODING)
+        ctx.emit(loc.child(":raw"), ctx.take(body, loc))
+        return
+    if len(codings) > ctx.limits.max_coding_layers:
+        ctx.fail(loc, DEPTH)
+        ctx.emit(loc.child(":raw"), ctx.take(body, loc))
+        return
+    if not codings:
+        ctx.content(ctx.take(body, loc), loc, Level(), ctype)
+        return
+    data = body
+    for coding in reversed(codings):  # the last coding applied is undone first
+        cap, over = ctx.cap(len(data))
+        out, status = decode(coding, data, cap)
+        ctx.charge(len(out))
+        if status == OVER:  # bomb or budget: the decoded prefix is still scanned
+            ctx.fail(loc, over)
+            data = out
+            break
+        if status is not None:  # corrupt, truncated
+            ctx.fail(loc, status)
+            if status != TRUNCATED or not out:  # not what the header claims: scan it as it is too
+                ctx.emit(loc.child(":raw"), ctx.take(data, loc) if data is body else data)
+            if not out:
+                return
+            data = out
+            break
+        data = out
+    ctx.content(data, loc, Level(layers=len(codings)), ctype)

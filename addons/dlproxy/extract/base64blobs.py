@@ -1,0 +1,115 @@
+"""Base64 blobs inside text: decoded and extracted when they hold text or an archive.
+
+GitHub's contents API, many upload APIs and data: URLs carry files this way. A blob is a run of at least
+24 base64 characters (standard or URL-safe alphabet), optionally `=`-padded, or a block of equal-length
+lines (MIME/PEM wrapping). Runs are found in C (translate + find); Python runs once per candidate. A
+candidate's first 3 KB are decoded first: binary (an image, a hash, a token itself) stops there.
+"""
+
+from __future__ import annotations
+
+import binascii
+import re
+from functools import lru_cache
+
+from .core import DEPTH, Ctx, Level, Loc, Segment
+from .encoding import sniff_container
+from .text import NOT_CONTROL, is_textual
+
+MIN_BLOB = 24
+_SNIFF = 4096  # base64 characters decoded to classify a blob
+_B64 = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/-_"
+_RUNS = bytes(0x61 if b in _B64 else 0x20 for b in range(256))
+_LINES = bytes(0x61 if b in _B64 else (0x6E if b == 0x0A else (0x72 if b == 0x0D else 0x20)) for b in range(256))
+_RUN = b"a" * MIN_BLOB
+_URLSAFE = bytes.maketrans(b"-_", b"+/")
+_MAGIC_FIRST = frozenset(b"P\x1f(\xfdB")  # first bytes of zip, gzip, zstd, xz, bz2 (tar: "ustar" at 257)
+
+
+@lru_cache(maxsize=64)
+def _wrapped(width: int) -> re.Pattern:
+    """Continuation lines of a block wrapped at `width` characters (on the line-aware translation)."""
+    return re.compile(rb"(?:r?na{%d}(?!a))+(?:r?na{1,%d}(?!a))?" % (width, width))
+
+
+def find_blobs(data: bytes) -> list[tuple[int, int]]:
+    """(start, end) of each base64 candidate in `data` (end includes padding and wrapped lines)."""
+    runs = data.translate(_RUNS)
+    spans = []
+    append = spans.append
+    find = runs.find
+    n = len(data)
+    lines = None
+    pos = find(_RUN)
+    while pos != -1:
+        end = find(b" ", pos)
+        if end == -1:
+            end = n
+        nxt = data[end:end + 1]
+        if nxt == b"=":  # padding
+            end += 2 if data[end + 1:end + 2] == b"=" else 1
+        elif nxt in (b"\n", b"\r") and (end - pos) % 4 == 0 and end - pos <= 1024:  # a wrapped block?
+            if lines is None:
+                lines = data.translate(_LINES)
+            m = _wrapped(end - pos).match(lines, end)
+            if m:
+                end = m.end()
+                if data[end:end + 1] == b"=":
+                    end += 2 if data[end + 1:end + 2] == b"=" else 1
+        start = pos
+        if data[start] == 0x2D:  # PEM / markdown dashes are not part of the blob
+            while start < end and data[start] == 0x2D:
+                start += 1
+        if end - start >= MIN_BLOB:
+            append((start, end))
+        pos = find(_RUN, end + 1)
+    return spans
+
+
+def b64decode(blob: bytes) -> bytes:
+    """Lenient decode of standard or URL-safe base64, with or without padding and line breaks."""
+    clean = blob.translate(_URLSAFE, b"=\r\n")
+    try:
+        return binascii.a2b_base64(clean + b"==")
+    except binascii.Error:  # 4n+1 characters: the last one cannot be decoded
+        try:
+            return binascii.a2b_base64(clean[:-1] + b"==")
+        except binascii.Error:
+            return b""
+
+
+def worth_decoding(head: bytes) -> bool:
+    return sniff_container(head) is not None or is_textual(head)
+
+
+def scan_blobs(ctx: Ctx, seg: Segment, lv: Level) -> None:
+    """Decode the base64 blobs of an emitted text segment and extract what they hold."""
+    data = seg.data
+    if len(data) < MIN_BLOB:
+        return
+    for start, end in find_blobs(data):
+        blob = data[start:end]
+        head = b64decode(blob[:_SNIFF])
+        n = len(head)
+        # Fast reject (most candidates: hashes, IDs, tokens themselves): control bytes and no magic.
+        if n < 16 or (len(head.translate(None, NOT_CONTROL)) * 20 > n and head[0] not in _MAGIC_FIRST
+                      and n < 262) or not worth_decoding(head):
+            continue
+        loc = _blob_loc(seg, start, end)
+        if lv.base64 >= ctx.limits.max_base64_depth:
+            ctx.fail(loc, DEPTH)
+            continue
+        decoded = b64decode(blob) if len(blob) > _SNIFF else head
+        if len(blob) > _SNIFF and not worth_decoding(decoded):
+            continue
+        decoded = ctx.take(decoded, loc)
+        ctx.content(decoded, loc, lv._replace(base64=lv.base64 + 1))
+        if ctx.left <= 0:
+            return
+
+
+def _blob_loc(seg: Segment, start: int, end: int) -> Loc:
+    text = seg.location + ":base64"
+    if seg.resolver is None:
+        return Loc(text)
+    return Loc(text, lambda: seg.locate(start, end) + ":base64")

@@ -1,0 +1,210 @@
+"""Types shared by the extractors: limits, segments, unscannable reasons, and the per-message context.
+
+Engine side: imports nothing from mitmproxy. A message becomes a list of Segments (bytes to scan, each
+with a location) plus a list of Unscannable parts (a location and a reason from REASONS). Every decoder
+draws from one byte budget per message, so memory and time stay bounded whatever the input.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+MiB = 1024 * 1024
+log = logging.getLogger("dlproxy.extract")
+
+# Why a part of a message could not be (fully) inspected. Policy maps these to on_oversize / on_error.
+TOO_LARGE = "too_large"  # the per-message decoded-byte budget (max_inspect_bytes) ran out
+BOMB = "bomb"  # a decoder's output grew past max_expansion_ratio x its input
+DEPTH = "depth"  # nesting past max_archive_depth / max_base64_depth / max_json_depth / coding layers
+MEMBERS = "members"  # an archive or multipart body with more members than max_archive_members
+ENCRYPTED = "encrypted_archive"  # an encrypted archive member
+CORRUPT_ENCODING = "corrupt_encoding"  # compressed or transfer-encoded data that does not decode
+UNSUPPORTED_ENCODING = "unsupported_encoding"  # a Content-Encoding or zip method we cannot decode
+TRUNCATED = "truncated"  # a stream, archive or multipart body that ends early
+MALFORMED = "malformed"  # a container (zip, tar, multipart) whose structure is broken
+ERROR = "error"  # an unexpected exception inside an extractor (a bug): never escapes, always reported
+REASONS = (TOO_LARGE, BOMB, DEPTH, MEMBERS, ENCRYPTED, CORRUPT_ENCODING, UNSUPPORTED_ENCODING, TRUNCATED,
+           MALFORMED, ERROR)
+OVERSIZE_REASONS = frozenset({TOO_LARGE, BOMB, DEPTH, MEMBERS})  # on_oversize; the rest are on_error
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Budgets for one message. Built from the profile: Limits.from_settings(settings, **overrides)."""
+
+    max_inspect_bytes: int = 32 * MiB  # decoded bytes per message (decoder outputs + bytes scanned as is)
+    max_expansion_ratio: int = 100  # a decoder may produce at most ratio x its input ...
+    min_bomb_bytes: int = 1 * MiB  # ... once its output is past this floor (tiny bodies compress well)
+    max_archive_depth: int = 3  # nested containers: zip, tar, multipart inside multipart
+    max_archive_members: int = 10000  # members per archive, parts per multipart body
+    max_base64_depth: int = 2  # base64 inside base64 inside ...
+    max_json_depth: int = 64  # bracket nesting; deeper JSON is still scanned as text, but reported
+    max_coding_layers: int = 4  # stacked Content-Encodings, or compressed files inside compressed files
+
+    @classmethod
+    def from_settings(cls, settings: Any, **overrides: int) -> Limits:
+        """Read the profile Settings attributes that exist (getattr), then apply explicit overrides."""
+        values = {}
+        for name in cls.__dataclass_fields__:
+            value = getattr(settings, name, None)
+            if isinstance(value, int) and not isinstance(value, bool):
+                values[name] = value
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """Bytes worth scanning (UTF-8 text as UTF-8, unknown binary raw) and where they came from.
+
+    `location` is known when extraction runs (e.g. "body:json"). Structured segments refine it only when a
+    finding needs it: `locate(start, end)` -> "body:json:$.messages[0].content" (findings are rare, so
+    paths are never computed for clean traffic). `locate` never raises; it falls back to `location`.
+    """
+
+    location: str
+    data: bytes
+    resolver: Callable[[int, int], str] | None = field(default=None, repr=False, compare=False)
+
+    def locate(self, start: int, end: int | None = None) -> str:
+        if self.resolver is None:
+            return self.location
+        try:
+            return self.resolver(start, start if end is None else end) or self.location
+        except Exception:  # a locator bug must not cost the finding
+            return self.location
+
+
+@dataclass(frozen=True, slots=True)
+class Unscannable:
+    location: str
+    reason: str  # one of REASONS
+
+
+@dataclass
+class Extraction:
+    segments: list[Segment] = field(default_factory=list)
+    unscannable: list[Unscannable] = field(default_factory=list)
+    decoded_bytes: int = 0
+
+    @property
+    def reasons(self) -> list[str]:
+        """Distinct reasons, in first-seen order (for counting and logging)."""
+        return list(dict.fromkeys(u.reason for u in self.unscannable))
+
+    @property
+    def scanned_bytes(self) -> int:
+        return sum(len(s.data) for s in self.segments)
+
+
+class ExtractionError(Exception):
+    """A decoding step failed; `reason` is from REASONS. The message is the reason only, never content."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Level(NamedTuple):
+    """How deep the current data sits: containers, base64 layers, compression layers."""
+
+    archive: int = 0
+    base64: int = 0
+    layers: int = 0
+
+
+class Loc:
+    """A location known now (`text`) that may resolve to a finer one later (`resolve()`), e.g. a base64
+    blob inside a JSON body is "body:json:base64" now and "body:json:$.files[0].content:base64" on demand."""
+
+    __slots__ = ("text", "lazy")
+
+    def __init__(self, text: str, lazy: Callable[[], str] | None = None):
+        self.text = text
+        self.lazy = lazy
+
+    def child(self, suffix: str) -> Loc:
+        if self.lazy is None:
+            return Loc(self.text + suffix)
+        parent = self.lazy
+        return Loc(self.text + suffix, lambda: parent() + suffix)
+
+    def resolve(self) -> str:
+        return self.lazy() if self.lazy is not None else self.text
+
+
+Dispatch = Callable[["Ctx", bytes, Loc, Level, str, str], None]
+
+
+class Ctx:
+    """One message's extraction state: the output, the byte budget, and the content dispatcher."""
+
+    __slots__ = ("limits", "out", "left", "keep_raw", "dispatch")
+
+    def __init__(self, limits: Limits, dispatch: Dispatch, keep_raw: bool = False):
+        self.limits = limits
+        self.out = Extraction()
+        self.left = max(0, limits.max_inspect_bytes)
+        self.keep_raw = keep_raw  # files: also keep the undecoded text so line/column stay exact
+        self.dispatch = dispatch
+
+    # -- budget -------------------------------------------------------------------------------------
+    def charge(self, n: int) -> None:
+        self.left -= n
+        self.out.decoded_bytes += n
+
+    def take(self, data: bytes, loc: Loc) -> bytes:
+        """Charge bytes inspected as they are; past the budget keep the prefix and report too_large."""
+        if len(data) > self.left:
+            data = data[:self.left]
+            self.fail(loc, TOO_LARGE)
+        self.charge(len(data))
+        return data
+
+    def cap(self, input_len: int) -> tuple[int, str]:
+        """How many bytes a decoder of `input_len` bytes may produce, and the reason if it produces more."""
+        lim = self.limits
+        ratio_cap = max(lim.max_expansion_ratio * input_len, lim.min_bomb_bytes)
+        if ratio_cap < self.left:
+            return ratio_cap, BOMB
+        return self.left, TOO_LARGE
+
+    # -- output -------------------------------------------------------------------------------------
+    def emit(self, loc: Loc, data: bytes, inner: Callable[[int, int], str] | None = None) -> Segment | None:
+        if not data:
+            return None
+        if inner is None and loc.lazy is None:
+            seg = Segment(loc.text, data)
+        else:
+            resolve = loc.resolve
+            if inner is None:
+                seg = Segment(loc.text, data, lambda s, e: resolve())
+            else:
+                seg = Segment(loc.text, data, lambda s, e: resolve() + inner(s, e))
+        self.out.segments.append(seg)
+        return seg
+
+    def fail(self, loc: Loc | str, reason: str) -> None:
+        where = loc if isinstance(loc, str) else loc.text
+        item = Unscannable(where, reason)
+        if item not in self.out.unscannable[-8:]:  # the same member failing twice is one report
+            self.out.unscannable.append(item)
+
+    def content(self, data: bytes, loc: Loc, lv: Level, ctype: str = "", name: str = "") -> None:
+        """Extract already-charged bytes by type/name/magic; never raises (a bug becomes reason `error`)."""
+        try:
+            self.dispatch(self, data, loc, lv, ctype, name)
+        except Exception as exc:  # the type only: an exception's text may quote the content
+            log.warning("dlproxy extractor error at %s: %s", loc.text, type(exc).__name__)
+            self.fail(loc, ERROR)
+
+
+def label(text: str, limit: int = 100) -> str:
+    """A field or file name made safe for a location: printable, one line, bounded."""
+    if text.isprintable() and len(text) <= limit:
+        return text
+    clean = "".join(c if c.isprintable() else "?" for c in text[:limit])
+    return clean + ("…" if len(text) > limit else "")

@@ -1,0 +1,192 @@
+"""JSON and NDJSON bodies: one segment for the whole text, escapes decoded; paths only on demand.
+
+The body is not parsed on the hot path. Its text, with JSON string escapes decoded in place (\\uXXXX,
+\\/, \\n ...; repeated for JSON-in-a-string such as tool-call arguments), holds every key and string value,
+and a token can no longer hide behind an escape or lose its boundary to one (in raw `\\nghp_…` the token
+follows the letter `n`). A finding's path is computed only when asked: `locate_json_path`.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+import re
+import warnings
+
+from .base64blobs import scan_blobs
+from .core import DEPTH, Ctx, Level, Loc
+from .text import to_utf8
+
+MAX_ESCAPE_LEVELS = 3
+_SIMPLE = {b'"': b'"', b"\\": b"\\", b"/": b"/", b"b": b"\b", b"f": b"\f", b"n": b"\n", b"r": b"\r", b"t": b"\t"}
+_ESCAPE = re.compile(rb'\\(?:u([dD][89abAB][0-9a-fA-F]{2})\\u([dD][c-fC-F][0-9a-fA-F]{2})|u([0-9a-fA-F]{4})'
+                     rb'|(["\\/bfnrt]))')
+_KEEP_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+_FFFD = "\ufffd".encode()
+_UNICODE_OR_SLASH = re.compile(rb"\\[u/]")
+
+
+def _unescape_one(m: re.Match) -> bytes:
+    simple = m.group(4)
+    if simple is not None:
+        return _SIMPLE[simple]
+    if m.group(3) is not None:
+        cp = int(m.group(3), 16)
+        return _FFFD if 0xD800 <= cp <= 0xDFFF else chr(cp).encode()
+    cp = 0x10000 + ((int(m.group(1), 16) - 0xD800) << 10) + (int(m.group(2), 16) - 0xDC00)
+    return chr(cp).encode()
+
+
+def unescape(data: bytes) -> bytes:
+    """Decode JSON string escapes wherever they are (invalid ones stay as they are), at C speed.
+
+    \\uXXXX (after an odd number of backslashes, as JSON means) goes through the raw_unicode_escape codec,
+    \\/ through a replace, then `codecs.escape_decode` does \\n \\r \\t \\b \\f \\" \\\\ in one pass, keeping
+    every other byte. Per-escape Python callbacks (a regex) only for text that is not JSON.
+    """
+    if b"\\" not in data:
+        return data
+    out = _escape_decode(data)
+    if b"\\" in out and _UNICODE_OR_SLASH.search(data):  # \\u or \\/ left: redo in the exact order
+        data = _unicode_escapes(data)
+        out = _escape_decode(data) if b"\\" in data else data
+    return out
+
+
+def _escape_decode(data: bytes) -> bytes:
+    try:
+        with warnings.catch_warnings():  # it warns about the escapes it leaves alone (\\u, \\/, \\d ...)
+            warnings.filterwarnings("ignore", "invalid escape sequence", DeprecationWarning)
+            return codecs.escape_decode(data)[0]
+    except (ValueError, Warning):  # a trailing backslash, `\\xZZ` (not JSON), or warnings made errors
+        return _ESCAPE.sub(_unescape_one, data)
+
+
+def _unicode_escapes(data: bytes) -> bytes:
+    if b"\\/" in data:
+        data = data.replace(b"\\/", b"/")
+    text = data.decode("raw_unicode_escape", "dlproxy.keep")
+    if data.isascii():  # every non-ASCII character came from an escape: pair surrogates, then UTF-8
+        return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace").encode("utf-8")
+    return text.encode("latin-1", "dlproxy.utf8")  # original bytes back; escaped characters as UTF-8
+
+
+def _keep_undecodable(exc: UnicodeDecodeError) -> tuple[str, int]:
+    return exc.object[exc.start:exc.end].decode("latin-1"), exc.end
+
+
+def _escaped_as_utf8(exc: UnicodeEncodeError) -> tuple[bytes, int]:
+    run = exc.object[exc.start:exc.end]
+    return run.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace").encode("utf-8"), exc.end
+
+
+codecs.register_error("dlproxy.keep", _keep_undecodable)
+codecs.register_error("dlproxy.utf8", _escaped_as_utf8)
+
+
+def unescape_levels(data: bytes, levels: int = MAX_ESCAPE_LEVELS) -> tuple[bytes, int]:
+    """Unescape repeatedly (JSON inside JSON strings); returns (text, levels applied)."""
+    done = 0
+    while done < levels and b"\\" in data:
+        decoded = unescape(data)
+        if decoded == data:
+            break
+        data, done = decoded, done + 1
+    return data, done
+
+
+def too_deep(data: bytes, max_depth: int) -> bool:
+    """Bracket nesting deeper than max_depth (strings not excluded; a cheap, conservative estimate)."""
+    brackets = data.translate(None, _KEEP_BRACKETS)
+    if len(brackets) < 2 * max_depth:
+        return False
+    for _ in range(max_depth):
+        inner = brackets.replace(b"[]", b"").replace(b"{}", b"")
+        if inner == brackets:
+            return False
+        brackets = inner
+    return b"[]" in brackets or b"{}" in brackets
+
+
+def extract_json(ctx: Ctx, data: bytes, loc: Loc, lv: Level, charset: str = "", kind: str = "json") -> None:
+    """kind: "json" | "ndjson" | "sse" (the label in the location; the text is treated alike)."""
+    raw = to_utf8(data, charset)
+    jloc = loc.child(":" + kind)
+    if too_deep(raw, ctx.limits.max_json_depth):
+        ctx.fail(jloc, DEPTH)  # still scanned as text below; the structure is past the limit
+    view, levels = unescape_levels(raw)
+    if ctx.keep_raw:  # files: the text itself under the file's own location (exact line/column) ...
+        seg = ctx.emit(loc, raw, lambda s, e: f":{kind}{_path_suffix(raw, raw, s, e, 0)}")
+        if not levels:
+            if seg is not None:
+                scan_blobs(ctx, seg, lv)
+            return
+    seg = ctx.emit(jloc, view, lambda s, e: _path_suffix(raw, view, s, e, levels))  # ... and decoded
+    if seg is not None:
+        scan_blobs(ctx, seg, lv)
+
+
+def _path_suffix(raw: bytes, view: bytes, start: int, end: int, levels: int) -> str:
+    path = locate_json_path(raw, start, end, view=view, levels=levels)
+    return ":" + path if path else ""
+
+
+# -- lazy paths ---------------------------------------------------------------------------------------
+
+def locate_json_path(text: bytes, start: int, end: int | None = None, *, view: bytes | None = None,
+                     levels: int = 0) -> str:
+    """The JSON path ("$.messages[2].content[0].text") of the key or string holding view[start:end].
+
+    `view` is the scanned text (default: `text` itself; or its unescaped form, `levels` deep). The n-th
+    occurrence of the found bytes in the view is matched to the n-th occurrence among the document's keys
+    and strings in document order. NDJSON records are numbered: "$[3].input". "" when unknown.
+    """
+    view = text if view is None else view
+    if end is None or end <= start:
+        end = start + 1
+    needle = view[start:end]
+    if not needle:
+        return ""
+    wanted = view.count(needle, 0, start)
+    try:
+        docs = [("$", json.loads(text.decode("utf-8", "replace")))]
+    except RecursionError:
+        return ""
+    except ValueError:
+        docs = []
+        for i, line in enumerate(text.splitlines()):
+            if line.startswith(b"data:"):  # server-sent events
+                line = line[5:]
+            if line.strip():
+                try:
+                    docs.append((f"$[{i}]", json.loads(line.decode("utf-8", "replace"))))
+                except (ValueError, RecursionError):
+                    continue
+    seen = 0
+    for path, item in _strings(docs):
+        raw = item.encode("utf-8", "surrogatepass")
+        count = raw.count(needle)
+        if levels > 1 and b"\\" in raw:  # the view may be decoded deeper than JSON itself
+            count = max(count, unescape_levels(raw, levels)[0].count(needle))
+        seen += count
+        if seen > wanted:
+            return path
+    return ""
+
+
+def _strings(docs):
+    """(path, text) for every key and string value, in document order, without recursion."""
+    stack = list(reversed(docs))
+    while stack:
+        path, node = stack.pop()
+        if isinstance(node, str):
+            yield path, node
+        elif isinstance(node, dict):
+            items = []
+            for key, value in node.items():
+                sub = f"{path}.{key}" if key.isidentifier() else f"{path}[{json.dumps(key)}]"
+                items.append((sub, key))
+                items.append((sub, value))
+            stack.extend(reversed(items))
+        elif isinstance(node, list):
+            stack.extend(reversed([(f"{path}[{i}]", v) for i, v in enumerate(node)]))
