@@ -129,6 +129,21 @@ def test_undecided_from_holds_partial_prefix_and_open_token(detector):
     assert detector.undecided_from(f"x {THG}".encode()) == 2  # could still grow into a longer token
     assert detector.undecided_from(f"x {THG}!".encode()) == len(THG) + 3
     assert detector.undecided_from(b"abc mk-abc123MID") == 4
+    assert detector.undecided_from(b"sixthg") == 6      # "thg" inside a word cannot start a token
+    assert detector.undecided_from(b"hello TH") == 8    # case-sensitive keyword: "TH" is not "th"
+    assert detector.undecided_from(b"hello MY_SECR") == 6  # case-insensitive keyword
+
+
+def test_ordinary_prose_is_released_word_by_word_with_the_builtin_profile():
+    """Clean text must flow: a model streaming " word" deltas should not have each word held back."""
+    from dlproxy.profile import builtin_profile_path
+
+    det = Detector(load_profiles([builtin_profile_path()]))
+    text = ("The deployment finished without errors, and the service now answers requests from every region. "
+            "Rotate the credentials monthly; keep secrets in the vault, never in source control or chat logs.")
+    ends = [i for i in range(1, len(text) + 1) if text[i - 1].isalpha() and (i == len(text) or not text[i].isalpha())]
+    held = [text[:i].rsplit(" ", 1)[-1] for i in ends if det.undecided_from(text[:i].encode()) < i]
+    assert len(held) <= len(ends) // 10, held
 
 
 tokenish = st.sampled_from(["thg_", "thx_", THG, "mk-abc123MIDKEYz9z9z9", "MIDKEY", "my_secret_key=",

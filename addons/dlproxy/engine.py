@@ -18,6 +18,7 @@ from .prefilter import Keyword, make_prefilter
 from .profile import Entry, Profile, pattern_width
 
 _KW_GROUP = "dlproxy_kw"
+OPEN_RUN_MIN = 12  # see Detector.undecided_from
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,16 @@ class Detector:
         all_targets = [t for ts in self._targets for t in ts]
         self.max_token_len = max((t.max_len for t in all_targets), default=0)
         self._max_kw = max((len(k.literal) for k in keywords), default=0)
-        self._kw_heads = {k.literal.lower()[:n] for k in keywords for n in range(1, len(k.literal))}
+        # Proper heads of every keyword, for "a keyword cut off by the end of the buffer": lowered head →
+        # (keyword as written, case-insensitive?, mid-token keyword?, token characters of its entries).
+        self._kw_heads: dict[bytes, list[tuple[bytes, bool, bool, bytes]]] = {}
+        for i, k in enumerate(keywords):
+            targets = self._targets[i]
+            mid_token = any(t.max_before for t in targets)
+            flags = bytes(max(t.boundary[c] for t in targets) for c in range(256))
+            for n in range(1, len(k.literal)):
+                self._kw_heads.setdefault(k.literal[:n].lower(), []).append(
+                    (k.literal[:n], k.case_insensitive, mid_token, flags))
         self._max_before = max((t.max_before for t in all_targets), default=0)
         union = bytearray(256)
         for t in all_targets:
@@ -100,20 +110,30 @@ class Detector:
         """
         n = len(data)
         held = n
-        # A keyword cut off by the end of the buffer (e.g. "...gh" of "ghp_").
-        tail = data[max(0, n - self._max_kw + 1):].lower()
+        # A keyword cut off by the end of the buffer (" gh" of "ghp_"). It must be able to start a token: the
+        # case must fit and the character before it must not be a token character (" gh", not "sigh").
+        # A mid-token keyword ("…T3Blb" of "T3BlbkFJ") holds the run of token characters before it too.
+        tail = data[max(0, n - self._max_kw + 1):]
         for k in range(len(tail), 0, -1):
-            if tail[-k:] in self._kw_heads:
-                held = n - k
-                if self._max_before:
-                    held = self._run_start(data, held)
+            cut = tail[-k:]
+            for head, case_insensitive, mid_token, flags in self._kw_heads.get(cut.lower(), ()):
+                if not case_insensitive and cut != head:
+                    continue
+                if mid_token:
+                    held = min(held, self._run_start(data, n - k))
+                elif n - k == 0 or not flags[data[n - k - 1]]:
+                    held = min(held, n - k)
+            if held < n:
                 break
-        # The open start of a token whose mid-token keyword has not arrived yet.
+        # The open start of a token whose mid-token keyword has not arrived yet: a trailing run of token
+        # characters that begins with the entry's literal lead ("sk-"), or, for entries with none, a run of
+        # OPEN_RUN_MIN or more characters. Shorter runs (ordinary words) flow on: at most OPEN_RUN_MIN - 1
+        # characters of such a token can pass before its keyword shows it is one.
         for run_regex, lead, max_len in self._open_runs:
             run = run_regex.search(data, max(0, n - max_len - 1))
             if run is not None and run.start() < held:
                 text = run.group()
-                if text[:len(lead)] == lead[:len(text)]:
+                if lead and text[:len(lead)] == lead[:len(text)] or not lead and len(text) >= OPEN_RUN_MIN:
                     held = run.start()
         # A keyword whose token could still run past the end of the buffer.
         window = max(0, n - self.max_token_len)
