@@ -1,0 +1,497 @@
+"""The mitmproxy addons for buffered HTTP: the active profile, and the request/response inspectors.
+
+    ProfileState       options dlp_profile, dlp_backend, dlp_dry_run, dlp_issuer_binding; `.current` (Active)
+    RequestInspector   `request`: extract → detect → decide → enforce (403 / redact / log) → record
+    ResponseInspector  `response`: the same for buffered responses (replaced by a 403)
+
+Every hook fails closed: mitmproxy forwards a flow whose hook raised (notes §1.1), so each hook catches
+everything, counts it (`inspection_errors_total{reason}`) and applies the profile's `on_error`. Bodies above
+OFFLOAD_BYTES are extracted and scanned off the event loop (threads, or worker processes with
+`dlp_scan_workers`; measurements in scanning.py) so one big upload does not stall every other connection
+(notes §4.2). Nothing here ever formats a secret: findings carry only masked forms and fingerprints,
+locations, hosts and paths are scrubbed, and exception text is never logged (only its type and frames).
+"""
+
+from __future__ import annotations
+
+import collections.abc
+import json
+import logging
+import time
+import traceback
+
+from mitmproxy import ctx, exceptions, http, version
+
+from . import redact
+from .engine import Detector
+from .extract import Limits
+from .findings import Finding
+from .incidents import Incident, mask_path
+from .policy import Active, Decision, FlowContext, decide, decide_error, normalize_host, with_action
+from .profile import ProfileError, builtin_profile_path, load_profiles
+from .scanning import Scan, ScanPool, scan_message
+
+__all__ = ["ProfileState", "RequestInspector", "ResponseInspector", "QuietFlowLog", "Scan", "scan_message",
+           "block_response", "block_message"]
+
+logger = logging.getLogger(__name__)
+
+OFFLOAD_BYTES = 256 * 1024  # bodies above this are scanned off the event loop
+RECENT_GENERATIONS = 8  # profiles kept so in-flight flows finish with the one they started with
+
+# flow.metadata keys (plain values, so flows still serialize)
+GENERATION = "dlp_generation"  # int: the profile generation this flow is inspected with
+VERDICT = "dlp_verdict"  # str: verdict of the last inspection of this flow
+INCIDENT = "dlp_incident"  # str: incident id, when one was recorded
+GENERATED = "dlp_generated"  # True: the response is ours (a block), never inspect it
+STREAMED = "dlp_streamed"  # set by StreamGuard: the body was inspected as a stream, skip buffered inspection
+
+
+class NotReady(RuntimeError):
+    """No profile is loaded: inspect nothing, block everything (on_error block)."""
+
+
+class ProfileState:
+    """The loaded profile, detector and limits; swapped atomically on configure or reload."""
+
+    name = "profilestate"
+
+    def __init__(self, metrics=None) -> None:
+        self.metrics = metrics
+        self.current: Active | None = None
+        self._recent: dict[int, Active] = {}
+        self._generation = 0
+        self._source: tuple[tuple[str, ...], str] | None = None
+        self.dry_run = False
+        self.issuer_binding = True
+        self.pool = ScanPool(0)  # big bodies: see scanning.py
+
+    @property
+    def ready(self) -> bool:
+        return self.current is not None
+
+    def load(self, loader) -> None:
+        loader.add_option(
+            "dlp_profile", collections.abc.Sequence[str], [],
+            "Profile YAML file(s); repeat to merge (later files add or override entries by id). "
+            "Empty: the built-in credentials-and-secrets profile.")
+        loader.add_option(
+            "dlp_backend", str, "auto", "Prefilter backend: auto (Hyperscan when installed), hyperscan, pyahocorasick.",
+            choices=["auto", "hyperscan", "pyahocorasick"])
+        loader.add_option(
+            "dlp_dry_run", bool, False,
+            "Never block or redact: record what would have been done (incidents and metrics say so).")
+        loader.add_option(
+            "dlp_issuer_binding", bool, True,
+            "Allow a credential sent to one of its own issuer hosts (profile entry `issuers`); "
+            "false blocks credentials to every host.")
+        loader.add_option(
+            "dlp_scan_workers", int, 0,
+            f"Bodies over {OFFLOAD_BYTES // 1024} KiB are scanned off the event loop: 0 = in threads, N = in N "
+            "worker processes (better latency for other connections when a core is free; more memory).")
+
+    def configure(self, updated) -> None:
+        if "dlp_dry_run" in updated:
+            self.dry_run = ctx.options.dlp_dry_run
+        if "dlp_issuer_binding" in updated:
+            self.issuer_binding = ctx.options.dlp_issuer_binding
+        if "dlp_scan_workers" in updated:
+            workers = ctx.options.dlp_scan_workers
+            if not 0 <= workers <= 64:
+                raise exceptions.OptionsError(f"dlp_scan_workers must be 0 (threads) to 64, not {workers}")
+            if workers != self.pool.workers:
+                self.pool.shutdown()
+                self.pool = ScanPool(workers)
+        # Preloaded addons get no initial all-options configure: without a dlp_* option, running() loads.
+        if "dlp_profile" in updated or "dlp_backend" in updated:
+            source = (tuple(ctx.options.dlp_profile), ctx.options.dlp_backend)
+            if self._source is None and source == ((), "auto"):
+                return  # defaults at startup (or a rollback to them): running() loads once, after all options
+            self._load(source)
+
+    def running(self) -> None:
+        """Load now if no dlp_* option did; a failure is logged, and mitmproxy's startup check exits 1."""
+        try:
+            if self.pool.workers:
+                self.pool.start()
+            if self.current is None:
+                self._load((tuple(ctx.options.dlp_profile), ctx.options.dlp_backend))
+        except exceptions.OptionsError as e:
+            for line in str(e).splitlines():
+                logger.error(line)
+        except Exception as e:  # never break the other addons' running(); the error fails startup
+            logger.error(f"dlproxy could not start ({type(e).__name__}: {e})")
+
+    def done(self) -> None:
+        self.pool.shutdown()
+
+    def _load(self, source: tuple[tuple[str, ...], str]) -> None:
+        if source == self._source and self.current is not None:
+            return
+        try:
+            active = self.build(*source)
+        except ProfileError as e:
+            raise exceptions.OptionsError(_problems_text(e.problems)) from None
+        self._source = source
+        self._swap(active, "configure")
+
+    def build(self, paths: tuple[str, ...], backend: str) -> Active:
+        """Load, validate and compile; raises ProfileError listing every problem."""
+        try:
+            profile = load_profiles(list(paths) or [builtin_profile_path()])
+            detector = Detector(profile, backend=backend)
+        except ProfileError:  # a ValueError too: keep its FILE:LINE problems as they are
+            raise
+        except ValueError as e:  # e.g. backend 'hyperscan' without the package
+            raise ProfileError([f"dlp_backend: {e}"]) from None
+        return Active(profile, detector, Limits.from_settings(profile.settings), self._generation + 1)
+
+    def reload(self, reason: str = "manual") -> bool:
+        """Re-read the profile files; on any problem log each `FILE:LINE: field: message` and keep the old one."""
+        if self._source is None:
+            return False
+        try:
+            active = self.build(*self._source)
+        except ProfileError as e:
+            for line in e.problems:
+                logger.error(f"dlproxy profile reload ({reason}) rejected: {line}")
+            logger.error(f"dlproxy keeps profile {self.current.profile.id if self.current else '(none)'} "
+                         f"(generation {self.current.generation if self.current else 0})")
+            if self.metrics is not None:
+                self.metrics.profile_reloads_total.labels(result="error").inc()
+            return False
+        self._swap(active, reason)
+        if self.metrics is not None:
+            self.metrics.profile_reloads_total.labels(result="ok").inc()
+        return True
+
+    def _swap(self, active: Active, reason: str) -> None:
+        self._generation = active.generation
+        self._recent[active.generation] = active
+        for old in sorted(self._recent)[:-RECENT_GENERATIONS]:
+            del self._recent[old]
+        self.current = active
+        entries = len(active.profile.enabled_entries)
+        if self.metrics is not None:
+            self.metrics.set_profile(active.profile.id, entries)
+        logger.info(f"dlproxy profile {active.profile.id}: {entries} entries, {active.detector.backend} prefilter "
+                    f"(generation {active.generation}, {reason})")
+
+    def active_for(self, flow: http.HTTPFlow) -> Active:
+        """The profile this flow is inspected with: the one current when it was first inspected."""
+        gen = flow.metadata.get(GENERATION)
+        if gen is not None and (active := self._recent.get(gen)) is not None:
+            return active
+        active = self.current
+        if active is None:
+            raise NotReady("no profile loaded")
+        flow.metadata[GENERATION] = active.generation
+        return active
+
+
+class QuietFlowLog:
+    """mitmdump's flow log prints request URLs at its default `flow_detail=1` (query strings carry tokens) and
+    headers from 2. When nobody chose a level (still the default), turn it off; `dlproxy run` sets 0 itself.
+    An operator who wants the flow log back sets `flow_detail` to 2 or more, knowing it prints credentials."""
+
+    name = "dlp-quiet-flow-log"
+
+    def running(self) -> None:
+        opts = ctx.options
+        if "flow_detail" in opts and not opts.has_changed("flow_detail"):
+            opts.update(flow_detail=0)
+            logger.info("dlproxy set flow_detail=0: mitmproxy's flow log would print URLs that carry credentials")
+
+
+def _problems_text(problems: list[str]) -> str:
+    return "dlproxy cannot load the profile:\n" + "\n".join(problems)
+
+
+# --- the inspectors --------------------------------------------------------------------------------------
+
+
+class _Inspector:
+    """Shared machinery of the request and response inspectors; subclasses pick the message."""
+
+    direction = ""
+
+    def __init__(self, state: ProfileState, metrics=None, incidents=None) -> None:
+        self.state = state
+        self.metrics = metrics
+        self.incidents = incidents
+        self._clean = metrics.flows_total.labels(direction=self.direction, verdict="clean") if metrics else None
+        self._duration = metrics.scan_duration_seconds.labels(direction=self.direction) if metrics else None
+        self._bytes = metrics.scanned_bytes_total.labels(direction=self.direction) if metrics else None
+
+    # subclass interface
+    def message(self, flow: http.HTTPFlow) -> http.Message:
+        raise NotImplementedError
+
+    def url(self, flow: http.HTTPFlow) -> str | None:
+        return None
+
+    def inspect(self, flow: http.HTTPFlow) -> collections.abc.Awaitable[None] | None:
+        """Inspect and enforce. Small bodies are done here and now (no coroutine: this runs for every flow);
+        a big body returns an awaitable that scans it off the event loop (mitmproxy awaits what a hook returns)."""
+        active = None
+        try:
+            active = self.state.active_for(flow)
+            msg = self.message(flow)
+            body = msg.raw_content or b""
+            headers = _header_list(msg.headers)
+            if len(body) > OFFLOAD_BYTES:
+                return self._inspect_offloaded(flow, active, msg, headers, body)
+            started = time.perf_counter()
+            self.conclude(flow, active, msg, scan_message(active, self.url(flow), headers, body), started)
+        except Exception as exc:  # never fail open: mitmproxy would forward the flow
+            self.fail(flow, exc, active)
+        return None
+
+    async def _inspect_offloaded(self, flow: http.HTTPFlow, active: Active, msg: http.Message, headers,
+                                 body: bytes) -> None:
+        try:
+            started = time.perf_counter()
+            scan = await self.state.pool.scan(active, self.url(flow), headers, body)
+            self.conclude(flow, active, msg, scan, started)
+        except Exception as exc:
+            self.fail(flow, exc, active)
+
+    def conclude(self, flow: http.HTTPFlow, active: Active, msg: http.Message, scan: Scan, started: float) -> None:
+        """Count the scan, then decide, enforce and record (clean flows stop after the counting)."""
+        if self.metrics is not None:
+            self._duration.observe(time.perf_counter() - started)
+            self._bytes.inc(scan.decoded_bytes)
+            if scan.stats:
+                self.metrics.count_candidates(scan.stats)
+        if not scan.findings and not scan.unscannable:
+            if self._clean is not None:
+                self._clean.inc()
+            flow.metadata[VERDICT] = "clean"
+            return
+        ctx_ = self.context(flow, scan.secrets)
+        decision = decide(scan.findings, scan.unscannable, ctx_, active, self.state.dry_run,
+                          self.state.issuer_binding)
+        if decision.enforcement == "redact":
+            decision = self.redact(flow, msg, active, scan, decision)
+        self.finish(flow, decision, ctx_)
+
+    def context(self, flow: http.HTTPFlow, secrets: dict[str, Finding] | None = None,
+                scanned: bool = True) -> FlowContext:
+        """Who/where, with found secrets masked in host and path (they can hide in a URL). When the flow was
+        not scanned (`scanned=False`: inspection failed), credential-like runs are cut short instead."""
+        masks = {s: f.masked for s, f in (secrets or {}).items()}
+        req = flow.request
+        peer = flow.client_conn.peername
+        host = redact.scrub(normalize_host(req.host), masks) if masks else normalize_host(req.host)
+        path = redact.safe_path(req.path, masks)
+        if not scanned:
+            host, path = mask_path(host), mask_path(path)
+        return FlowContext(direction=self.direction, host=host, method=req.method, scheme=req.scheme,
+                           port=req.port, path=path, client=peer[0] if peer else "")
+
+    # --- enforcement ---
+
+    def redact(self, flow: http.HTTPFlow, msg: http.Message, active: Active, scan: Scan,
+               decision: Decision) -> Decision:
+        """Replace each secret whose action is redact; verify by re-inspecting; block when not possible."""
+        targets = {s: f.entry_id for s, f in scan.secrets.items()
+                   if any(a == "redact" and g.fingerprint == f.fingerprint for g, a in decision.outcomes)}
+        problem = self._rewrite(flow, msg, targets)
+        if problem is None:
+            again = scan_message(active, self.url(flow), _header_list(msg.headers), msg.raw_content or b"")
+            check = decide(again.findings, again.unscannable, self.context(flow, again.secrets), active,
+                           False, self.state.issuer_binding)
+            if check.action in ("block", "redact"):
+                problem = "a credential was still present after redaction"
+        if problem is None:
+            return decision
+        return with_action(decision, "block", f"{problem}, blocked instead of redacted")
+
+    def _rewrite(self, flow: http.HTTPFlow, msg: http.Message, targets: dict[str, str]) -> str | None:
+        """Rewrite the message in place; None on success, else why it cannot be done safely."""
+        remaining = set(targets)
+        if isinstance(msg, http.Request):
+            path, done = redact.redact_str(msg.path, targets, quoted=True)
+            if done:
+                msg.path = path
+                remaining -= done
+        fields = []
+        for name, value in msg.headers.fields:
+            new, done = redact.redact_bytes(value, targets)
+            fields.append((name, new))
+            remaining -= done
+        msg.headers.fields = tuple(fields)
+        body = msg.raw_content
+        if body:
+            encoding = (msg.headers.get("content-encoding") or "identity").strip().lower()
+            new, done = redact.redact_bytes(body, targets, quoted=redact.is_form(msg.headers.get("content-type")))
+            if done and encoding not in ("identity", ""):
+                return f"cannot rewrite a Content-Encoding: {encoding} body"
+            if done:
+                msg.raw_content = new
+                if "content-length" in msg.headers:
+                    msg.headers["content-length"] = str(len(new))
+                remaining -= done
+            elif encoding not in ("identity", "") and remaining:
+                return f"cannot redact inside a Content-Encoding: {encoding} body"
+        if remaining:
+            return "the credential is encoded where it cannot be rewritten"
+        return None
+
+    def finish(self, flow: http.HTTPFlow, decision: Decision, ctx_: FlowContext) -> None:
+        """Record (metrics, incident) and enforce a decision."""
+        incident_id = self.record(decision, ctx_)
+        flow.metadata[VERDICT] = decision.verdict
+        if incident_id:
+            flow.metadata[INCIDENT] = incident_id
+        if decision.enforcement == "block":
+            self.block(flow, decision, incident_id)
+
+    def record(self, decision: Decision, ctx_: FlowContext) -> str | None:
+        m = self.metrics
+        if m is not None:
+            m.flows_total.labels(direction=self.direction, verdict=decision.verdict).inc()
+            for f, action in decision.outcomes:
+                m.detections_total.labels(entry=f.entry_id, direction=self.direction, action=action).inc()
+            for u in decision.unscannable:
+                m.unscannable_total.labels(reason=u.reason).inc()
+        if not decision.incident_worthy:
+            if decision.verdict == "allowed":
+                logger.debug(f"dlproxy allowed {ctx_.describe()}: {decision.reason}")
+            return None
+        incident = Incident.from_decision(decision, ctx_)
+        if self.incidents is not None:
+            self.incidents.record(incident)
+        else:
+            logger.warning("dlproxy " + incident.describe())
+        return incident.incident_id
+
+    def block(self, flow: http.HTTPFlow, decision: Decision, incident_id: str | None) -> None:
+        flow.response = block_response(decision, incident_id or "", self.direction)
+        flow.metadata[GENERATED] = True
+
+    def fail(self, flow: http.HTTPFlow, exc: BaseException, active: Active | None) -> None:
+        """An inspection that raised: count it, apply on_error (block by default), never raise."""
+        reason = "not_ready" if isinstance(exc, NotReady) else type(exc).__name__
+        try:
+            if self.metrics is not None:
+                self.metrics.inspection_errors_total.labels(reason=reason).inc()
+            ctx_ = self.context(flow, scanned=False)
+            # Only the exception type and the frames: its message could quote the content.
+            logger.error(f"dlproxy could not inspect {self.direction} {ctx_.describe()} ({reason})\n"
+                         + "".join(traceback.format_tb(exc.__traceback__)).rstrip())
+            settings = active.settings if active is not None else None
+            self.finish(flow, decide_error(reason, settings, self.state.dry_run), ctx_)
+        except Exception:  # recording failed too: still block
+            logger.error(f"dlproxy could not record the failed inspection ({reason}); blocking")
+            try:
+                self.block(flow, decide_error(reason, None), None)
+            except Exception:
+                if flow.killable:
+                    flow.kill()
+
+
+def _header_list(headers: http.Headers) -> list[tuple[str, str]]:
+    """(name, value) pairs as str, as mitmproxy decodes them (UTF-8, surrogateescape), without its per-item API."""
+    return [(k.decode("utf-8", "surrogateescape"), v.decode("utf-8", "surrogateescape")) for k, v in headers.fields]
+
+
+class RequestInspector(_Inspector):
+    """Inspects each buffered request before it is sent upstream; a block means the upstream never sees it."""
+
+    name = "dlp-request-inspector"
+    direction = "request"
+
+    def message(self, flow):
+        return flow.request
+
+    def url(self, flow):
+        return flow.request.url
+
+    def request(self, flow: http.HTTPFlow) -> collections.abc.Awaitable[None] | None:
+        if flow.response or flow.error or not flow.live:
+            return None  # answered by another addon (or us), or dead: nothing goes upstream
+        if flow.request.stream or flow.metadata.get(STREAMED):
+            return None  # already forwarded as a stream, inspected by StreamGuard
+        return self.inspect(flow)
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        """Count flows mitmproxy refused for body_size_limit: blocked as too large, never inspected."""
+        try:
+            msg = flow.error.msg if flow.error else ""
+            if "body_size_limit" not in msg:
+                return
+            direction = "response" if msg.startswith("Response") else "request"
+            if self.metrics is not None:
+                self.metrics.flows_total.labels(direction=direction, verdict="blocked").inc()
+                self.metrics.unscannable_total.labels(reason="too_large").inc()
+            where = self.context(flow, scanned=False).describe()
+            logger.warning(f"dlproxy blocked {direction} {where}: body larger than body_size_limit "
+                           f"({ctx.options.body_size_limit}), refused without inspection")
+        except Exception:
+            logger.error("dlproxy error hook failed")
+
+
+class ResponseInspector(_Inspector):
+    """Inspects each buffered response before it reaches the client; a block replaces it by a 403."""
+
+    name = "dlp-response-inspector"
+    direction = "response"
+
+    def message(self, flow):
+        return flow.response
+
+    def response(self, flow: http.HTTPFlow) -> collections.abc.Awaitable[None] | None:
+        if flow.metadata.get(GENERATED) or flow.response is None or flow.error:
+            return None
+        if flow.response.stream or flow.metadata.get(STREAMED) or flow.websocket is not None:
+            return None  # streamed (already forwarded, inspected by StreamGuard) or a WebSocket handshake
+        return self.inspect(flow)
+
+
+# --- the block response (DESIGN.md contract) -------------------------------------------------------------
+
+
+def block_response(decision: Decision, incident_id: str, direction: str = "request") -> http.Response:
+    """HTTP 403, OpenAI-error-shaped JSON, `X-DLP-Incident` header; masked findings only."""
+    findings = []
+    seen = set()
+    for f in decision.acted:
+        key = (f.entry_id, f.fingerprint, f.location)
+        if key not in seen:
+            seen.add(key)
+            findings.append({"entry": f.entry_id, "name": f.name, "location": f.location, "masked": f.masked,
+                             "fingerprint": f.fingerprint})
+    if decision.acted:
+        code = "credential_detected"
+    elif decision.unscannable:
+        code = "content_not_inspectable"
+    else:
+        code = "inspection_failed"
+    body = {"error": {"type": "dlp_violation", "code": code, "message": block_message(decision, incident_id,
+                                                                                       direction),
+                      "incident_id": incident_id, "findings": findings}}
+    return http.Response.make(
+        403, json.dumps(body, ensure_ascii=False).encode(),
+        {"Content-Type": "application/json", "X-DLP-Incident": incident_id, "Server": f"dlproxy (mitmproxy {version.VERSION})",
+         "Cache-Control": "no-store"})
+
+
+def block_message(decision: Decision, incident_id: str, direction: str = "request") -> str:
+    what = "request" if direction == "request" else "response"
+    if decision.acted:
+        first = decision.acted[0]
+        names = list(dict.fromkeys(f.name for f in decision.acted))
+        kinds = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+        others = len({(f.fingerprint, f.location) for f in decision.acted}) - 1
+        where = first.location or "the content"
+        more = f" (and {others} more)" if others > 0 else ""
+        text = (f"dlproxy blocked this {what}: it contains a {kinds} in {where}{more}. "
+                f"Remove the credential and try again.")
+    elif decision.unscannable:
+        u = decision.unscannable[0]
+        why = "is too large to inspect" if u.reason == "too_large" else f"could not be inspected ({u.reason})"
+        text = f"dlproxy blocked this {what}: {u.location or 'its content'} {why}, and policy blocks what it cannot inspect."
+    else:
+        text = f"dlproxy blocked this {what}: its content could not be inspected, and policy blocks what it cannot inspect."
+    return f"{text} (incident {incident_id})" if incident_id else text

@@ -1,0 +1,78 @@
+"""`dlproxy run`: mitmdump with the dlproxy addons preloaded, and defaults fit for a DLP.
+
+The addons are registered before the command line is parsed (notes §1.7), so `--set dlp_backend=nope`, a bad
+type, or a profile that does not load stops the process with exit code 1 and the `FILE:LINE: field: message`
+lines — instead of the `-s` script path, where mitmdump drops the addon silently and forwards everything.
+
+Defaults changed from mitmdump's (every one can be overridden with `--set`):
+- flow_detail=0: mitmdump's flow log prints URLs (query strings carry tokens) and, from level 2, headers;
+  dlproxy logs its own one-line decisions with secrets masked instead.
+- body_size_limit=64m: a body is buffered and scanned whole; anything larger is refused (413 to the client
+  for requests, 502 for responses) and counted as blocked/too_large, never forwarded uninspected. Bodies
+  between the profile's max_inspect_bytes (32 MiB decoded) and this limit follow `on_oversize`.
+- http3=false: `reverse:https` would otherwise also serve HTTP/3 and dial the upstream over QUIC (notes §5.5).
+- rawtcp=false: non-HTTP bytes inside a CONNECT tunnel are not relayed uninspected (notes §3.6).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from mitmproxy.tools import cmdline
+from mitmproxy.tools.dump import DumpMaster
+from mitmproxy.tools.main import run
+
+from .wiring import Bundle
+
+logger = logging.getLogger(__name__)
+
+DLP_DEFAULTS = {
+    "flow_detail": 0,
+    "body_size_limit": "64m",
+    "http3": False,
+    "rawtcp": False,
+}
+
+
+class DLPMaster(DumpMaster):
+    """DumpMaster + the dlproxy addons (after mitmproxy's own, so they see what is really forwarded)."""
+
+    def __init__(self, options, loop=None, with_termlog: bool = True, with_dumper: bool = True) -> None:
+        super().__init__(options, loop=loop, with_termlog=with_termlog, with_dumper=with_dumper)
+        self.options.update(**DLP_DEFAULTS)
+        self.addons.add(Bundle())
+
+    async def running(self) -> None:
+        await super().running()
+        ca = os.path.join(os.path.expanduser(self.options.confdir), "mitmproxy-ca-cert.pem")
+        logger.info(f"dlproxy ready; HTTPS clients must trust {ca}")
+
+
+def _extra(args) -> dict:
+    if args.filter_args:
+        value = " ".join(args.filter_args)
+        return {"save_stream_filter": value, "readfile_filter": value, "dumper_filter": value}
+    return {}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run until shut down; the exit status (non-zero when options or the profile are bad)."""
+    try:
+        run(DLPMaster, cmdline.mitmdump, list(sys.argv[1:] if argv is None else argv), _extra)
+    except SystemExit as e:
+        if e.code is None:
+            return 0
+        if isinstance(e.code, int):
+            return e.code
+        print(e.code, file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

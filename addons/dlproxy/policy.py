@@ -1,0 +1,239 @@
+"""Policy: findings + what could not be scanned + where the flow goes → one Decision. Pure functions.
+
+    decision = decide(findings, unscannable, ctx, active, dry_run=False, issuer_binding=True)
+    decision.enforcement   # "pass" | "block" | "redact": the only thing enforcers act on
+    decision.verdict       # what policy decided (in dry-run: what it would have done), for metrics/incidents
+
+Rules, per finding:
+- action: the entry's `action` (a string, or per direction `{request: block, response: log}`), else
+  `settings.default_action`;
+- issuer binding: on a *request* whose destination host is one of the entry's `issuers` (`.suffix` matches the
+  bare domain and every subdomain; anything else is an exact name) the finding is `allowed`, when both
+  `settings.allow_to_issuer` and the `dlp_issuer_binding` option are on. Responses and WebSocket messages from
+  an issuer are never exempt;
+- `settings.min_matches`: distinct fingerprints (among findings not allowed) needed before acting; below it
+  the flow is clean and each finding is counted as `below_min_matches`.
+Per unscannable part: the size reasons (`too_large`, `bomb`, `depth`, `members`: extract.OVERSIZE_REASONS)
+follow `settings.on_oversize` (block | allow | scan_prefix: the extractor already scanned what fit in the
+budget); every other reason (corrupt or unsupported encoding, truncated, malformed, …) follows
+`settings.on_error` (block | allow).
+The strongest action wins: block > redact > log. Dry-run keeps the verdict and turns the enforcement into
+`pass` (the incident and metrics say what would have happened).
+
+No mitmproxy import here: `dlproxy scan`, the stream scanners and the tests call it directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .extract.core import OVERSIZE_REASONS, TOO_LARGE
+from .findings import Finding
+
+DIRECTIONS = ("request", "response", "websocket")
+RANK = {"log": 1, "redact": 2, "block": 3}
+VERDICT_OF_ACTION = {"block": "blocked", "redact": "redacted", "log": "logged"}
+# Per-finding outcomes besides the entry actions (also the `action` label of detections_total).
+ALLOW = "allow"
+BELOW_MIN = "below_min_matches"
+
+
+@dataclass(frozen=True, slots=True)
+class FlowContext:
+    """Where a message goes: what policy, incidents and log lines need about a flow (nothing secret).
+
+    `path` must already be safe to record: query values masked and any found secret replaced by its masked
+    form (see `redact.safe_path`). `host` is the destination the proxy connects to, never a client-chosen
+    Host header.
+    """
+
+    direction: str  # request | response | websocket
+    host: str
+    method: str = ""
+    scheme: str = ""
+    port: int = 0
+    path: str = ""
+    client: str = ""
+
+    def describe(self) -> str:
+        """`POST api.example.com/upload` for log lines."""
+        return f"{self.method} {self.host}{self.path}".strip()
+
+
+@dataclass(frozen=True, slots=True)
+class Active:
+    """One loaded profile, ready to use; swapped as a whole on reload, never mutated."""
+
+    profile: Any  # dlproxy.profile.Profile
+    detector: Any  # dlproxy.engine.Detector
+    limits: Any  # dlproxy.extract.Limits
+    generation: int = 0
+    rules: Rules = field(default=None)  # type: ignore[assignment]
+
+    def __post_init__(self):
+        if self.rules is None:
+            object.__setattr__(self, "rules", Rules.from_profile(self.profile))
+
+    @property
+    def settings(self):
+        return self.profile.settings
+
+
+class Rules:
+    """The per-entry policy table, computed once per profile (never per flow)."""
+
+    __slots__ = ("_actions", "_exact", "_suffixes")
+
+    def __init__(self, actions: Mapping[str, Mapping[str, str]], issuers: Mapping[str, Iterable[str]]):
+        self._actions = {k: dict(v) for k, v in actions.items()}
+        self._exact: dict[str, frozenset[str]] = {}
+        self._suffixes: dict[str, tuple[str, ...]] = {}
+        for entry_id, hosts in issuers.items():
+            hosts = [normalize_host(h) for h in hosts]
+            self._exact[entry_id] = frozenset(h for h in hosts if not h.startswith("."))
+            self._suffixes[entry_id] = tuple(h for h in hosts if h.startswith("."))
+
+    @classmethod
+    def from_profile(cls, profile) -> Rules:
+        default = profile.settings.default_action
+        actions = {e.id: {d: e.action_for(d, default) for d in DIRECTIONS} for e in profile.entries}
+        issuers = {e.id: e.issuers for e in profile.entries}
+        return cls(actions, issuers)
+
+    def action(self, entry_id: str, direction: str, default: str) -> str:
+        per = self._actions.get(entry_id)
+        return per.get(direction, default) if per else default
+
+    def issued_by(self, entry_id: str, host: str) -> bool:
+        """True when `host` is one of the entry's issuers (`.example.com` = example.com and its subdomains)."""
+        host = normalize_host(host)
+        if not host:
+            return False
+        if host in self._exact.get(entry_id, ()):
+            return True
+        return any(host.endswith(s) or host == s[1:] for s in self._suffixes.get(entry_id, ()))
+
+
+def normalize_host(host: str) -> str:
+    """Lower-case, no trailing dot, no IPv6 brackets: the form issuer lists are compared in."""
+    host = (host or "").strip().lower().rstrip(".")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return host
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    verdict: str  # clean | blocked | redacted | logged | allowed | skipped | error
+    action: str | None = None  # block | redact | log | allow (what policy chose; None when clean)
+    acted: tuple[Finding, ...] = ()  # findings the action applies to
+    allowed: tuple[Finding, ...] = ()  # findings sent to their issuer
+    outcomes: tuple[tuple[Finding, str], ...] = ()  # every finding with its own action (detections_total)
+    unscannable: tuple[Any, ...] = ()  # Unscannable(location, reason) parts that drove the verdict
+    reason: str = ""  # a human sentence fragment: "GitHub Personal Access Token in header:authorization"
+    dry_run: bool = False
+    error: str | None = None  # inspection error reason (verdict "error")
+
+    @property
+    def enforcement(self) -> str:
+        """What the proxy does: block, redact or pass. Dry-run always passes."""
+        if self.dry_run or self.action not in ("block", "redact"):
+            return "pass"
+        return self.action
+
+    @property
+    def incident_worthy(self) -> bool:
+        """Blocked, redacted, logged, or failed closed/open: anything a person may need to look at."""
+        return self.action in ("block", "redact", "log") or self.verdict == "error"
+
+    @property
+    def findings(self) -> tuple[Finding, ...]:
+        """All findings considered (acted on, allowed, below threshold), in scan order."""
+        return tuple(f for f, _ in self.outcomes)
+
+
+CLEAN = Decision("clean")
+
+
+def decide(findings: Sequence[Finding], unscannable: Sequence[Any], ctx: FlowContext, active: Active,
+           dry_run: bool = False, issuer_binding: bool = True) -> Decision:
+    """The verdict for one message. `findings` carry their location; `unscannable` items have `.location`
+    and `.reason`."""
+    if not findings and not unscannable:
+        return CLEAN
+    settings = active.profile.settings
+    rules = active.rules
+    default = settings.default_action
+    binding = issuer_binding and settings.allow_to_issuer and ctx.direction == "request"
+
+    allowed: list[Finding] = []
+    rest: list[Finding] = []
+    for f in findings:
+        (allowed if binding and rules.issued_by(f.entry_id, ctx.host) else rest).append(f)
+
+    outcomes: dict[int, str] = {id(f): ALLOW for f in allowed}
+    acted: list[Finding] = []
+    strongest = None
+    if rest and len({f.fingerprint for f in rest}) >= settings.min_matches:
+        for f in rest:
+            a = rules.action(f.entry_id, ctx.direction, default)
+            outcomes[id(f)] = a
+            acted.append(f)
+            if strongest is None or RANK[a] > RANK[strongest]:
+                strongest = a
+    else:
+        for f in rest:
+            outcomes[id(f)] = BELOW_MIN
+
+    blocking, passed = [], []
+    for u in unscannable:
+        rule = settings.on_oversize if u.reason in OVERSIZE_REASONS else settings.on_error
+        (blocking if rule == "block" else passed).append(u)
+
+    ordered = tuple((f, outcomes[id(f)]) for f in findings)
+    if blocking:
+        return Decision("blocked", "block", tuple(acted), tuple(allowed), ordered, tuple(blocking) + tuple(passed),
+                        _reason(acted, blocking), dry_run)
+    if strongest is not None:
+        # Redacting is all-or-nothing: findings whose action is only "log" are still reported.
+        return Decision(VERDICT_OF_ACTION[strongest], strongest, tuple(acted), tuple(allowed), ordered,
+                        tuple(passed), _reason(acted, ()), dry_run)
+    if allowed:
+        return Decision("allowed", ALLOW, (), tuple(allowed), ordered, tuple(passed),
+                        _reason(allowed, ()) + " (sent to its issuer)", dry_run)
+    if passed:
+        return Decision("skipped", None, (), (), ordered, tuple(passed), _reason((), passed), dry_run)
+    return Decision("clean", None, (), (), ordered, (), "", dry_run)
+
+
+def decide_error(reason: str, settings, dry_run: bool = False) -> Decision:
+    """An inspection that failed (an exception, a timeout): `settings.on_error` says block or let through."""
+    action = "block" if settings is None or settings.on_error == "block" else None
+    what = f"content could not be inspected ({reason})"
+    return Decision("error", action, reason=what, dry_run=dry_run, error=reason)
+
+
+def with_action(decision: Decision, action: str, reason: str) -> Decision:
+    """The same decision escalated (e.g. a redaction that cannot be done safely becomes a block)."""
+    return Decision(VERDICT_OF_ACTION[action], action, decision.acted, decision.allowed,
+                    tuple((f, action if a == "redact" else a) for f, a in decision.outcomes),
+                    decision.unscannable, f"{decision.reason}; {reason}", decision.dry_run, decision.error)
+
+
+def _reason(findings: Sequence[Finding], unscannable: Sequence[Any]) -> str:
+    parts = []
+    if findings:
+        first = findings[0]
+        parts.append(f"{first.name} in {first.location or 'content'}")
+        others = len({(f.fingerprint, f.location) for f in findings}) - 1
+        if others > 0:
+            parts[-1] += f" and {others} more"
+    if unscannable:
+        first = unscannable[0]
+        what = "too large to inspect" if first.reason == TOO_LARGE else f"not inspectable ({first.reason})"
+        parts.append(f"{first.location or 'content'} {what}")
+        if len(unscannable) > 1:
+            parts[-1] += f" and {len(unscannable) - 1} more"
+    return "; ".join(parts)

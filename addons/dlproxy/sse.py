@@ -1,0 +1,477 @@
+"""Server-sent events: incremental parsing, AI-API delta reassembly, hold-back of whole events, error events.
+Pure: no mitmproxy import.
+
+    scanner = SSEScanner(detector, judge, flavor="openai")   # flavor: openai | anthropic | None (detect)
+    out = scanner.feed(chunk)    # list of bytes to forward now: whole events, unchanged unless redacted
+    out = scanner.finish()       # end of stream
+    scanner.stopped              # a block verdict ended the stream; the caller appends error_event(...)
+
+A model streams its reply a few characters per event, as JSON deltas, so a token is split across many events and
+no single event holds it. The scanner rebuilds the text of every delta channel — OpenAI Chat Completions
+`choices[i].delta.content` / `.tool_calls[j].function.arguments`, the Responses API `response.*.delta`,
+Anthropic `content_block_delta` (`text_delta.text`, `input_json_delta.partial_json`, `thinking_delta.thinking`) —
+and scans it with a ScanWindow per channel. An event is forwarded, byte-identical, as soon as all the text it
+carries is decided; it is held (with every event after it, to keep the order) only while a token may be in
+flight in one of its channels. Each event's own bytes are scanned too, so a token inside any other field, or a
+non-AI event stream, is caught as well.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from .stream import BLOCK, REDACT, Judge, ScanWindow, Verdicts, marker
+
+EOL = re.compile(rb"\r\n|\r|\n")
+MAX_EVENT_BYTES = 16 * 1024 * 1024  # a single event (or held events) larger than this cannot be inspected
+ANTHROPIC_TYPES = frozenset({"message_start", "message_delta", "message_stop", "content_block_start",
+                             "content_block_delta", "content_block_stop", "ping"})
+CHAT_FIELDS = ("content", "refusal", "reasoning_content", "reasoning")
+ANTHROPIC_DELTA_FIELDS = ("text", "partial_json", "thinking")
+FINISH_ALL = ("response.completed", "response.failed", "response.incomplete", "message_stop")
+
+
+class HoldLimit(ValueError):
+    """More than MAX_EVENT_BYTES would have to be held: the stream cannot be inspected within bounds."""
+
+    reason = "too_large"
+
+
+# --- parsing ---------------------------------------------------------------------------------------------------
+
+
+class SSEParser:
+    """Splits a byte stream into raw events (each up to and including its blank line), bytes untouched."""
+
+    def __init__(self, max_event: int = MAX_EVENT_BYTES):
+        self._buf = bytearray()
+        self._pos = 0  # start of the line being scanned
+        self.max_event = max_event
+
+    def feed(self, data: bytes) -> list[bytes]:
+        buf = self._buf
+        buf += data
+        events: list[bytes] = []
+        start = 0
+        pos = self._pos
+        n = len(buf)
+        while True:
+            m = EOL.search(buf, pos)
+            if m is None:
+                break
+            if m.end() == n and buf[m.start()] == 13 and m.end() - m.start() == 1:
+                break  # a lone CR at the end: could be the first half of CRLF
+            blank = m.start() == pos
+            pos = m.end()
+            if blank:
+                events.append(bytes(buf[start:pos]))
+                start = pos
+        if start:
+            del buf[:start]
+            pos -= start
+        self._pos = pos
+        if len(buf) > self.max_event:
+            raise HoldLimit("event too large")
+        return events
+
+    def rest(self) -> bytes:
+        """An unterminated last event (at end of stream)."""
+        out = bytes(self._buf)
+        self._buf.clear()
+        self._pos = 0
+        return out
+
+
+def parse_fields(raw: bytes) -> tuple[str | None, str | None]:
+    """(event name, data) of one raw event; data lines joined with \\n, None when there are none."""
+    name = None
+    data: list[str] = []
+    for line in EOL.split(raw):
+        if not line or line[0] == 58:  # blank or ":" comment
+            continue
+        key, sep, value = line.partition(b":")
+        if sep and value[:1] == b" ":
+            value = value[1:]
+        if key == b"data":
+            data.append(value.decode("utf-8", "replace"))
+        elif key == b"event":
+            name = value.decode("utf-8", "replace")
+    return name, ("\n".join(data) if data else None)
+
+
+# --- what the AI APIs stream --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Delta:
+    key: tuple  # the channel: one per choice/tool call/content block/output item
+    text: str
+    path: tuple  # where the text sits in the event's JSON, for redaction
+    location: str  # for findings
+
+
+def flavor_of(obj: Any) -> str | None:
+    """openai | anthropic | None, from the shape of one event's JSON."""
+    if not isinstance(obj, dict):
+        return None
+    if "choices" in obj or str(obj.get("object", "")).startswith(("chat.completion", "text_completion")):
+        return "openai"
+    typ = obj.get("type")
+    if isinstance(typ, str):
+        if typ.startswith("response."):
+            return "openai"
+        if typ in ANTHROPIC_TYPES:
+            return "anthropic"
+    return None
+
+
+def extract_deltas(obj: Any) -> list[Delta]:
+    """Every text delta in one event's JSON, with the channel it continues."""
+    if not isinstance(obj, dict):
+        return []
+    out: list[Delta] = []
+    choices = obj.get("choices")
+    if isinstance(choices, list):  # OpenAI Chat Completions (and legacy Completions)
+        for i, choice in enumerate(choices):
+            if not isinstance(choice, dict):
+                continue
+            idx = choice.get("index", i)
+            text = choice.get("text")
+            if isinstance(text, str) and text:
+                out.append(Delta(("chat", idx, "text"), text, ("choices", i, "text"), f"sse:choices[{idx}].text"))
+            delta = choice.get("delta")
+            if not isinstance(delta, dict):
+                continue
+            for name in CHAT_FIELDS:
+                value = delta.get(name)
+                if isinstance(value, str) and value:
+                    out.append(Delta(("chat", idx, name), value, ("choices", i, "delta", name),
+                                     f"sse:choices[{idx}].delta.{name}"))
+            calls = delta.get("tool_calls")
+            if isinstance(calls, list):
+                for j, call in enumerate(calls):
+                    fn = call.get("function") if isinstance(call, dict) else None
+                    args = fn.get("arguments") if isinstance(fn, dict) else None
+                    if isinstance(args, str) and args:
+                        t = call.get("index", j)
+                        out.append(Delta(("chat", idx, "tool", t), args,
+                                         ("choices", i, "delta", "tool_calls", j, "function", "arguments"),
+                                         f"sse:choices[{idx}].delta.tool_calls[{t}].function.arguments"))
+            fc = delta.get("function_call")
+            if isinstance(fc, dict) and isinstance(fc.get("arguments"), str) and fc["arguments"]:
+                out.append(Delta(("chat", idx, "function_call"), fc["arguments"],
+                                 ("choices", i, "delta", "function_call", "arguments"),
+                                 f"sse:choices[{idx}].delta.function_call.arguments"))
+        return out
+    typ = obj.get("type")
+    if not isinstance(typ, str):
+        return out
+    if typ == "content_block_delta":  # Anthropic Messages
+        delta = obj.get("delta")
+        idx = obj.get("index", 0)
+        if isinstance(delta, dict):
+            for name in ANTHROPIC_DELTA_FIELDS:
+                value = delta.get(name)
+                if isinstance(value, str) and value:
+                    out.append(Delta(("anthropic", idx), value, ("delta", name),
+                                     f"sse:content_block[{idx}].{name}"))
+        return out
+    if typ == "content_block_start":
+        block = obj.get("content_block")
+        idx = obj.get("index", 0)
+        if isinstance(block, dict):
+            for name in ANTHROPIC_DELTA_FIELDS:
+                value = block.get(name)
+                if isinstance(value, str) and value:
+                    out.append(Delta(("anthropic", idx), value, ("content_block", name),
+                                     f"sse:content_block[{idx}].{name}"))
+        return out
+    if typ.endswith(".delta") and isinstance(obj.get("delta"), str) and obj["delta"]:
+        # OpenAI Responses API (and Realtime): response.output_text.delta, response.function_call_arguments.delta,
+        # response.refusal.delta, response.reasoning_*.delta, ...
+        out.append(Delta(_responses_key(obj, typ[:-6]), obj["delta"], ("delta",), f"sse:{typ}"))
+    return out
+
+
+def _responses_key(obj: dict, stem: str) -> tuple:
+    return ("responses", stem, obj.get("item_id"), obj.get("output_index"), obj.get("content_index"),
+            obj.get("summary_index"))
+
+
+def finished_channels(obj: Any) -> list[tuple] | None:
+    """Channels this event closes (their text cannot continue); None = every channel (end of the message)."""
+    if not isinstance(obj, dict):
+        return []
+    typ = obj.get("type")
+    if typ in FINISH_ALL:
+        return None
+    if typ == "content_block_stop":
+        return [("anthropic", obj.get("index", 0))]
+    if isinstance(typ, str) and typ.endswith(".done"):
+        return [_responses_key(obj, typ[:-5])]
+    choices = obj.get("choices")
+    out: list[tuple] = []
+    if isinstance(choices, list):
+        for i, choice in enumerate(choices):
+            if isinstance(choice, dict) and choice.get("finish_reason"):
+                out.append(("chat", choice.get("index", i)))  # a prefix: every channel of that choice
+    return out
+
+
+def set_path(obj: Any, path: tuple, value: Any) -> None:
+    for key in path[:-1]:
+        obj = obj[key]
+    obj[path[-1]] = value
+
+
+def get_path(obj: Any, path: tuple) -> Any:
+    for key in path:
+        obj = obj[key]
+    return obj
+
+
+# --- the error event a blocked client gets ---------------------------------------------------------------------
+
+
+def error_event(flavor: str | None, body: dict) -> bytes:
+    """The final event for a blocked stream, in the API's own format.
+
+    `body` is the DESIGN.md block body `{"error": {"type": "dlp_violation", "code", "message", "incident_id",
+    "findings"}}`. OpenAI: `data: {"error": {...}}` (the SDKs raise APIError). Anthropic: `event: error` with
+    `{"type": "error", "error": {...}}` (the SDK raises an APIStatusError). Any other SSE: `event: error` with the
+    block body.
+    """
+    if flavor == "openai":
+        return b"data: " + _dumps(body) + b"\n\n"
+    if flavor == "anthropic":
+        return b"event: error\ndata: " + _dumps({"type": "error", "error": body["error"]}) + b"\n\n"
+    return b"event: error\ndata: " + _dumps(body) + b"\n\n"
+
+
+def _dumps(obj: Any) -> bytes:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+# --- the scanner ---------------------------------------------------------------------------------------------------
+
+
+class _Channel:
+    __slots__ = ("window", "spans", "length")
+
+    def __init__(self, window: ScanWindow):
+        self.window = window
+        self.spans: list[tuple[int, int, bytes]] = []  # redactions applied to this channel's text
+        self.length = 0
+
+
+@dataclass(slots=True)
+class _Event:
+    raw: bytes
+    obj: Any = None
+    contribs: list = field(default_factory=list)  # (channel, start, end, path)
+    redact_raw: bool = False
+
+
+class SSEScanner:
+    def __init__(self, detector, judge: Judge, flavor: str | None = None, max_hold: int = MAX_EVENT_BYTES):
+        self.detector = detector
+        self.verdicts = Verdicts(judge)  # shared by every channel: one judgement per secret per stream
+        self.flavor = flavor  # from the request (path, host, headers); events can refine it
+        self.detected: str | None = None  # flavor seen in the events themselves
+        self.parser = SSEParser(max_hold)
+        self.max_hold = max_hold
+        self.channels: dict[tuple, _Channel] = {}
+        self.pending: deque[_Event] = deque()
+        self.pending_bytes = 0
+        self.stopped = False
+        self.scanned = 0
+
+    @property
+    def error_flavor(self) -> str | None:
+        return self.detected or self.flavor
+
+    # -- feeding --
+
+    def feed(self, data: bytes) -> list[bytes]:
+        if self.stopped or not data:
+            return []
+        out: list[bytes] = []
+        for raw in self.parser.feed(data):
+            self._event(raw, out)
+            if self.stopped:
+                break
+        return out
+
+    def finish(self) -> list[bytes]:
+        if self.stopped:
+            return []
+        out: list[bytes] = []
+        rest = self.parser.rest()
+        if rest:
+            self._event(rest, out)
+        if not self.stopped:
+            self._finish_channels(None)
+        if not self.stopped:
+            self._release(out)
+        return out
+
+    # -- one event --
+
+    def _event(self, raw: bytes, out: list[bytes]) -> None:
+        self.scanned += len(raw)
+        ev = _Event(raw)
+        _name, data = parse_fields(raw)
+        ends: list[tuple] | None = []
+        if data is not None:
+            obj = None
+            if data[:1] in ("{", "["):
+                try:
+                    obj = json.loads(data)
+                except ValueError:
+                    obj = None
+            if obj is not None:
+                ev.obj = obj
+                if self.detected is None:
+                    self.detected = flavor_of(obj)
+                for delta in extract_deltas(obj):
+                    if not self._add(ev, delta):
+                        return
+                ends = finished_channels(obj)
+            elif data.strip() == "[DONE]":
+                ends = None
+            elif self.error_flavor is None:
+                # a plain-text event stream: its data is one text channel (a token split across events)
+                ev.obj = data
+                if not self._add(ev, Delta(("data",), data, (), "sse:data")):
+                    return
+        # after the deltas, so a token inside one delta is reported where it is (same secret: same verdict)
+        if not self._scan_raw(ev):
+            return
+        self.pending.append(ev)
+        self.pending_bytes += len(raw)
+        if ends is None or ends:
+            self._finish_channels(ends)
+            if self.stopped:
+                return
+        self._release(out)
+        if self.pending_bytes > self.max_hold:
+            raise HoldLimit("held events too large")
+
+    def _scan_raw(self, ev: _Event) -> bool:
+        """The event's own bytes, complete: a token anywhere in it (any field, any SSE). False when blocked."""
+        findings = self.detector.scan(ev.raw)
+        if not findings:
+            return True
+        blocked, redact = self.verdicts.check([f.at("sse:event") for f in findings])
+        if blocked is not None:
+            self._stop()
+            return False
+        ev.redact_raw = bool(redact)
+        return True
+
+    def _add(self, ev: _Event, delta: Delta) -> bool:
+        ch = self.channels.get(delta.key)
+        if ch is None:
+            ch = self.channels[delta.key] = _Channel(ScanWindow(self.detector, self.verdicts, delta.location))
+        data = delta.text.encode("utf-8", "surrogatepass")
+        start = ch.length
+        ch.length += len(data)
+        ev.contribs.append((ch, start, ch.length, delta.path))
+        _, spans = ch.window.push(data)
+        ch.spans += spans
+        if ch.window.stopped:
+            self._stop()
+            return False
+        return True
+
+    def _finish_channels(self, keys: list[tuple] | None) -> None:
+        for key, ch in self.channels.items():
+            if keys is not None and not any(key[:len(k)] == k for k in keys):
+                continue
+            if ch.window.decided < ch.length:
+                _, spans = ch.window.push(b"", final=True)
+                ch.spans += spans
+                if ch.window.stopped:
+                    self._stop()
+                    return
+
+    def _stop(self) -> None:
+        self.stopped = True
+        self.pending.clear()
+        self.pending_bytes = 0
+
+    # -- release, in order --
+
+    def _release(self, out: list[bytes]) -> None:
+        pending = self.pending
+        while pending:
+            ev = pending[0]
+            for ch, _start, end, _path in ev.contribs:
+                if end > ch.window.decided:
+                    return
+            pending.popleft()
+            self.pending_bytes -= len(ev.raw)
+            out.append(self._render(ev))
+
+    def _render(self, ev: _Event) -> bytes:
+        """The event as forwarded: its raw bytes, unless a redaction touches the text it carries."""
+        changed = False
+        for ch, start, end, path in ev.contribs:
+            spans = [s for s in ch.spans if s[0] < end and s[1] > start]
+            if not spans:
+                continue
+            text = (get_path(ev.obj, path) if path else ev.obj).encode("utf-8", "surrogatepass")
+            pieces, pos = [], 0
+            for s, e, mark in spans:
+                rs, re_ = max(s - start, 0), min(e - start, end - start)
+                pieces.append(text[pos:rs])
+                if s >= start:
+                    pieces.append(mark)  # the event where the secret starts carries the marker
+                pos = max(pos, re_)
+            pieces.append(text[pos:])
+            new = b"".join(pieces).decode("utf-8", "replace")
+            if path:
+                set_path(ev.obj, path, new)
+            else:
+                ev.obj = new
+            changed = True
+            ch.spans = [s for s in ch.spans if s[1] > end]
+        raw = ev.raw
+        if changed:
+            raw = _rewrite(raw, _dumps(ev.obj).decode("utf-8") if not isinstance(ev.obj, str) else ev.obj)
+        if ev.redact_raw or changed:
+            raw = self._redact_literal(raw)
+        return raw
+
+    def _redact_literal(self, raw: bytes) -> bytes:
+        """Replace every secret still literally in an event whose secrets are being redacted."""
+        for f in reversed(self.detector.scan(raw)):
+            if self.verdicts.action_of(f) == REDACT:
+                raw = raw[:f.start] + marker(f.entry_id) + raw[f.end:]
+        return raw
+
+
+def _rewrite(raw: bytes, data: str) -> bytes:
+    """The event with its data lines replaced by `data` (one `data:` line per line of it); other lines kept."""
+    m = EOL.search(raw)
+    nl = m.group() if m else b"\n"
+    out: list[bytes] = []
+    wrote = False
+    for line in EOL.split(raw):
+        if not line:
+            continue
+        if line.startswith(b"data:") or line == b"data":
+            if not wrote:
+                out += [b"data: " + part.encode("utf-8") for part in data.split("\n")]
+                wrote = True
+            continue
+        out.append(line)
+    return nl.join(out) + nl + nl
+
+
+__all__ = ["SSEParser", "SSEScanner", "HoldLimit", "Delta", "extract_deltas", "finished_channels", "flavor_of",
+           "error_event", "parse_fields", "BLOCK"]

@@ -1,0 +1,460 @@
+"""StreamGuard: inspects the bodies mitmproxy streams instead of buffering, chunk by chunk, with minimal hold-back.
+
+    requestheaders   only with `stream_large_bodies` set: an upload above it, or of unknown length, gets a scanning
+                     stream callable (else mitmproxy would switch it to an unscanned stream mid-way, notes §2.4).
+                     Its URL and headers are inspected here, since RequestInspector skips streamed requests.
+    responseheaders  text/event-stream, chunked or unknown-length responses, and bodies above
+                     `stream_large_bodies` get a scanning stream callable; the response headers are inspected here.
+    response, error  count the flow once in flows_total, however its stream ended.
+
+What is forwarded: every byte that cannot be part of a token at once; only a tail that could still become one is
+held (stream.ScanWindow). SSE is scanned on the reassembled text of the AI APIs' deltas and held back in whole
+events (sse.SSEScanner). Compressed streams are decoded as they stream and forwarded decoded (Content-Encoding
+removed): which responses stream is only known at responseheaders, too late to rewrite Accept-Encoding, and
+decoding keeps the hold-back byte-precise and redaction possible. When the length may change (decoding, SSE
+redaction or error event) Content-Length is removed and HTTP/1 gets `Transfer-Encoding: chunked`; a fixed-length
+body keeps its Content-Length and is redacted with same-width markers.
+
+A block mid-stream: `flow.kill()` is ignored while a body streams, so the callable closes the upstream
+connection itself (`close_upstream`, mitmproxy internals, notes §2.6): the upstream stops generating, an HTTP/1
+client sees the body end early, an HTTP/2 client sees only this stream reset. An SSE response from a known AI
+API first gets that API's error event (sse.error_event). Every callable catches everything and cuts the
+stream (never raises: notes §2.7).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import traceback
+
+from mitmproxy import ctx, http
+from mitmproxy.utils import human
+
+from .addon import (
+    GENERATED,
+    INCIDENT,
+    STREAMED,
+    VERDICT,
+    RequestInspector,
+    ResponseInspector,
+    block_response,
+    scan_message,
+)
+from .extract.core import Unscannable
+from .incidents import Incident
+from .policy import Active, Decision, FlowContext, decide, decide_error
+from .sse import MAX_EVENT_BYTES, HoldLimit, SSEScanner, error_event
+from .stream import REDACT, ByteStreamScanner, DecodeError, StreamDecoder
+
+logger = logging.getLogger(__name__)
+
+RANK = {"clean": 0, "skipped": 1, "allowed": 2, "logged": 3, "redacted": 4, "error": 5, "blocked": 6}
+SSE_TYPES = ("text/event-stream",)
+
+
+def close_upstream(flow: http.HTTPFlow) -> bool:
+    """Close the flow's upstream connection now; safe from inside a stream callable (notes §2.6).
+
+    Uses mitmproxy 12.3 internals — `Proxyserver.connections[client id]` is the ConnectionHandler, whose
+    `close_connection(conn)` marks the connection closed and cancels its reader task. Pinned by
+    tests/e2e/test_streams.py (the upstream sees its socket closed at once).
+    """
+    ps = ctx.master.addons.get("proxyserver")
+    handler = ps.connections.get(flow.client_conn.id) if ps is not None else None
+    conn = flow.server_conn
+    if handler is None or conn is None or conn not in handler.transports:
+        return False
+    handler.close_connection(conn)
+    return True
+
+
+def sse_flavor(flow: http.HTTPFlow) -> str | None:
+    """Which AI API a stream comes from, by the request (the events themselves refine it)."""
+    req = flow.request
+    host = req.pretty_host.lower()
+    path = req.path.split("?", 1)[0].rstrip("/")
+    if "anthropic" in host or "anthropic-version" in req.headers or path.endswith("/messages"):
+        return "anthropic"
+    if "openai" in host or path.endswith(("/chat/completions", "/completions", "/responses")):
+        return "openai"
+    return None
+
+
+def _length(headers) -> int | None:
+    value = headers.get("content-length")
+    if value is None:
+        return None
+    try:
+        return int(value.strip())
+    except ValueError:
+        return None
+
+
+class _Discard:
+    """The stream callable of a streamed response replaced by our 403 at responseheaders: the upstream body is
+    dropped (its connection closed) and the 403's own body goes out instead."""
+
+    def __init__(self, flow: http.HTTPFlow, body: bytes):
+        self.flow = flow
+        self.body = body
+
+    def __call__(self, data: bytes) -> list[bytes]:
+        body, self.body = self.body, b""
+        if body:
+            try:
+                close_upstream(self.flow)
+            except Exception:
+                logger.error("dlproxy could not close the upstream of a blocked response")
+        return [body] if body else []
+
+
+class FlowStream:
+    """The `stream` callable of one streamed message: decode → scan → forward what is decided. Never raises."""
+
+    def __init__(self, guard: StreamGuard, flow: http.HTTPFlow, direction: str, active: Active, ctx_: FlowContext,
+                 decoder: StreamDecoder | None, sse: bool, fixed_length: bool, verdict: str = "clean",
+                 incident_id: str | None = None):
+        self.guard = guard
+        self.flow = flow
+        self.direction = direction
+        self.active = active
+        self.ctx = ctx_
+        self.decoder = decoder
+        self.sse = sse
+        detector = active.detector
+        if sse:
+            hold = min(active.settings.max_inspect_bytes, MAX_EVENT_BYTES)
+            self.scanner = SSEScanner(detector, self.judge, sse_flavor(flow), max_hold=hold)
+        else:
+            self.scanner = ByteStreamScanner(detector, self.judge, "body:stream", fixed_length)
+        self.verdict = verdict
+        self.incident_id = incident_id
+        self.block_decision: Decision | None = None
+        self.state = "open"  # open | passthrough | cut
+        self.elapsed = 0.0
+        self.scanned = 0
+        self.accounted = False
+
+    # -- the callable --
+
+    def __call__(self, data: bytes) -> list[bytes]:
+        if self.state == "cut":
+            return []
+        started = time.perf_counter()
+        try:
+            out = self._passthrough(data) if self.state == "passthrough" else self._step(data)
+        except Exception as exc:  # never raise from a stream callable: cut instead
+            out = self._fail(exc)
+        self.elapsed += time.perf_counter() - started
+        if not data:
+            self.account()
+        return [c for c in out if c]  # never b"": on HTTP/1 it would end the body (notes §2.5)
+
+    def _pieces(self, data: bytes):
+        if self.decoder is None:
+            return [data] if data else []
+        return self.decoder.feed(data) if data else self.decoder.finish()
+
+    def _step(self, data: bytes) -> list[bytes]:
+        out: list[bytes] = []
+        scanner = self.scanner
+        try:
+            for piece in self._pieces(data):
+                self.scanned += len(piece)
+                out += scanner.feed(piece)
+                if scanner.stopped:
+                    break
+            if not data and not scanner.stopped:
+                out += scanner.finish()
+        except DecodeError as e:
+            return out + self._unscannable(e.reason, can_pass=False)
+        except HoldLimit as e:
+            return out + self._unscannable(e.reason, can_pass=True)
+        if scanner.stopped:
+            out += self._cut()
+        return out
+
+    def _passthrough(self, data: bytes) -> list[bytes]:
+        try:
+            return list(self._pieces(data))
+        except DecodeError:
+            return self._cut()
+
+    # -- policy --
+
+    def judge(self, findings) -> tuple[str, list]:
+        state = self.guard.state
+        decision = decide(findings, [], self.ctx, self.active, state.dry_run, state.issuer_binding)
+        self.note(decision)
+        enforcement = decision.enforcement
+        targets = [f for f, a in decision.outcomes if a == REDACT] if enforcement == REDACT else []
+        return enforcement, targets
+
+    def note(self, decision: Decision) -> None:
+        """Record one decision (detections, incident) and keep the strongest verdict for flows_total."""
+        incident_id = self.guard.record(decision, self.ctx, self.direction)
+        if incident_id and (self.incident_id is None or decision.enforcement == "block"):
+            self.incident_id = incident_id
+        if RANK.get(decision.verdict, 0) > RANK.get(self.verdict, 0):
+            self.verdict = decision.verdict
+        if decision.enforcement == "block" and self.block_decision is None:
+            self.block_decision = decision
+
+    def _unscannable(self, reason: str, can_pass: bool) -> list[bytes]:
+        state = self.guard.state
+        u = Unscannable("body:stream", reason)
+        decision = decide([], [u], self.ctx, self.active, state.dry_run, state.issuer_binding)
+        self.note(decision)
+        if decision.enforcement == "block" or not can_pass:
+            return self._cut()
+        # policy lets what cannot be inspected through (on_oversize allow/scan_prefix, or dry-run)
+        self.state = "passthrough"
+        held = b""
+        if isinstance(self.scanner, SSEScanner):
+            held = b"".join(ev.raw for ev in self.scanner.pending) + self.scanner.parser.rest()
+        return [held]
+
+    def _fail(self, exc: Exception) -> list[bytes]:
+        reason = type(exc).__name__
+        try:
+            if self.guard.metrics is not None:
+                self.guard.metrics.inspection_errors_total.labels(reason=reason).inc()
+            logger.error(f"dlproxy stream inspection failed ({reason}); cutting {self.direction} of "
+                         f"{self.ctx.describe()}\n" + "".join(traceback.format_tb(exc.__traceback__)).rstrip())
+            self.note(decide_error(reason, self.active.settings, self.guard.state.dry_run))
+            if self.block_decision is None:
+                self.block_decision = decide_error(reason, None)
+        except Exception:
+            logger.error("dlproxy could not record a failed stream inspection")
+        return self._cut()
+
+    # -- enforcement --
+
+    def _cut(self) -> list[bytes]:
+        """Stop the stream: close the upstream, give an SSE client its API's error event."""
+        self.state = "cut"
+        out: list[bytes] = []
+        try:
+            if self.sse and self.direction == "response":
+                out.append(error_event(self.scanner.error_flavor, self.error_body()))
+        except Exception:
+            logger.error("dlproxy could not build the stream error event")
+        try:
+            close_upstream(self.flow)
+        except Exception:
+            logger.error("dlproxy could not close the upstream connection of a cut stream")
+        try:
+            # Ignored while the body streams, but checked once the upstream's end of message arrives (if it came
+            # in the same read as the cut): the client then sees the body broken off, never a clean end.
+            if self.flow.killable:
+                self.flow.kill()
+        except Exception:
+            pass
+        self.account()
+        return out
+
+    def error_body(self) -> dict:
+        decision = self.block_decision or decide_error("stream", None)
+        response = block_response(decision, self.incident_id or "", self.direction)
+        return json.loads(response.content)
+
+    def account(self) -> None:
+        """Count the flow once: flows_total with its strongest verdict, bytes scanned, scan time."""
+        if self.accounted:
+            return
+        self.accounted = True
+        try:
+            self.flow.metadata[VERDICT] = self.verdict
+            if self.incident_id:
+                self.flow.metadata[INCIDENT] = self.incident_id
+            m = self.guard.metrics
+            if m is not None:
+                m.flows_total.labels(direction=self.direction, verdict=self.verdict).inc()
+                m.scanned_bytes_total.labels(direction=self.direction).inc(self.scanned)
+                m.scan_duration_seconds.labels(direction=self.direction).observe(self.elapsed)
+        except Exception:
+            logger.error("dlproxy could not account a streamed flow")
+
+
+class StreamGuard:
+    """Installs scanning stream callables; see the module docstring."""
+
+    name = "dlp-stream-guard"
+
+    def __init__(self, profiles, metrics=None, incidents=None) -> None:
+        self.state = profiles
+        self.metrics = metrics
+        self.incidents = incidents
+        self.inspectors = {"request": RequestInspector(profiles, metrics, incidents),
+                           "response": ResponseInspector(profiles, metrics, incidents)}
+        self.large: int | None = None
+
+    def configure(self, updated) -> None:
+        if "stream_large_bodies" in updated:
+            try:
+                self.large = human.parse_size(ctx.options.stream_large_bodies)
+            except ValueError:  # proxyserver rejects the option itself
+                self.large = None
+
+    # -- hooks --
+
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        if self.large is None or flow.response or flow.error or not flow.live:
+            return
+        try:
+            req = flow.request
+            length = _length(req.headers)
+            if length is not None and length <= self.large:
+                return
+            if length is None and req.http_version.startswith("HTTP/1") and \
+                    "chunked" not in req.headers.get("transfer-encoding", "").lower():
+                return  # HTTP/1 without Content-Length or chunked: no body
+            self.install(flow, "request")
+        except Exception as exc:
+            self.fail_head(flow, "request", exc)
+
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        resp = flow.response
+        if resp is None or flow.error or flow.metadata.get(GENERATED):
+            return
+        try:
+            if flow.request.method.upper() == "HEAD" or resp.status_code < 200 or resp.status_code in (204, 304):
+                return
+            ctype = resp.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+            sse = ctype in SSE_TYPES
+            length = _length(resp.headers)
+            if length == 0 and not sse:
+                return
+            chunked = "chunked" in resp.headers.get("transfer-encoding", "").lower()
+            large = self.large is not None and length is not None and length > self.large
+            if not (sse or chunked or length is None or large or resp.stream):
+                return  # buffered: ResponseInspector
+            self.install(flow, "response", sse)
+        except Exception as exc:
+            self.fail_head(flow, "response", exc)
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        self._account(flow)
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        self._account(flow)
+
+    # -- installing --
+
+    def install(self, flow: http.HTTPFlow, direction: str, sse: bool = False) -> None:
+        active = self.state.active_for(flow)
+        verdict, incident_id = self.inspect_head(flow, direction, active)
+        if verdict is None:
+            return  # blocked on the headers
+        msg = flow.request if direction == "request" else flow.response
+        try:
+            decoder = StreamDecoder.for_header(msg.headers.get("content-encoding"),
+                                               active.settings.max_expansion_ratio)
+        except DecodeError as e:
+            self.undecodable(flow, direction, active, e.reason)
+            return
+        fixed = decoder is None and not sse and _length(msg.headers) is not None
+        if decoder is not None:
+            msg.headers.pop("content-encoding", None)
+        if not fixed:
+            msg.headers.pop("content-length", None)
+            if "chunked" not in msg.headers.get("transfer-encoding", "").lower() and \
+                    flow.request.http_version != "HTTP/1.0":
+                msg.headers["transfer-encoding"] = "chunked"  # HTTP/2 output drops it (notes §2.5)
+        ctx_ = self.inspectors[direction].context(flow)
+        msg.stream = FlowStream(self, flow, direction, active, ctx_, decoder, sse, fixed, verdict, incident_id)
+        if direction == "response":
+            flow.metadata[STREAMED] = "sse" if sse else "body"
+
+    def inspect_head(self, flow: http.HTTPFlow, direction: str, active: Active) -> tuple[str | None, str | None]:
+        """URL (requests) and headers, which the buffered inspectors will not see for a streamed message.
+        Returns (verdict, incident id); verdict None when the message was blocked here."""
+        inspector = self.inspectors[direction]
+        msg = flow.request if direction == "request" else flow.response
+        url = flow.request.url if direction == "request" else None
+        scan = scan_message(active, url, list(msg.headers.items(multi=True)), b"")
+        if not scan.findings and not scan.unscannable:
+            return "clean", None
+        ctx_ = inspector.context(flow, scan.secrets)
+        state = self.state
+        decision = decide(scan.findings, scan.unscannable, ctx_, active, state.dry_run, state.issuer_binding)
+        if decision.enforcement == REDACT:
+            decision = inspector.redact(flow, msg, active, scan, decision)
+        incident_id = self.record(decision, ctx_, direction)
+        if decision.enforcement == "block":
+            self.block_head(flow, direction, decision, incident_id)
+            return None, incident_id
+        return decision.verdict, incident_id
+
+    def undecodable(self, flow: http.HTTPFlow, direction: str, active: Active, reason: str) -> None:
+        """A Content-Encoding we cannot decode as it streams: policy's on_error decides (block, or pass as is)."""
+        ctx_ = self.inspectors[direction].context(flow)
+        decision = decide([], [Unscannable("body", reason)], ctx_, active, self.state.dry_run,
+                          self.state.issuer_binding)
+        incident_id = self.record(decision, ctx_, direction)
+        if decision.enforcement == "block":
+            self.block_head(flow, direction, decision, incident_id)
+        elif self.metrics is not None:
+            self.metrics.flows_total.labels(direction=direction, verdict=decision.verdict).inc()
+
+    def block_head(self, flow: http.HTTPFlow, direction: str, decision: Decision, incident_id: str | None) -> None:
+        """Block before any body byte is forwarded: a 403 (DESIGN.md) in place of the request or the response."""
+        block = block_response(decision, incident_id or "", direction)
+        if direction == "request":
+            flow.request.stream = False
+            flow.response = block
+        else:
+            block.stream = _Discard(flow, block.content or b"")
+            flow.response = block
+        flow.metadata[GENERATED] = True
+        flow.metadata[VERDICT] = decision.verdict
+        if incident_id:
+            flow.metadata[INCIDENT] = incident_id
+        if self.metrics is not None:
+            self.metrics.flows_total.labels(direction=direction, verdict=decision.verdict).inc()
+
+    def fail_head(self, flow: http.HTTPFlow, direction: str, exc: Exception) -> None:
+        """An exception while deciding how to stream: count it, fail closed."""
+        reason = "not_ready" if type(exc).__name__ == "NotReady" else type(exc).__name__
+        try:
+            if self.metrics is not None:
+                self.metrics.inspection_errors_total.labels(reason=reason).inc()
+            logger.error(f"dlproxy could not set up stream inspection ({reason})\n"
+                         + "".join(traceback.format_tb(exc.__traceback__)).rstrip())
+            decision = decide_error(reason, None, self.state.dry_run)
+            ctx_ = self.inspectors[direction].context(flow)
+            incident_id = self.record(decision, ctx_, direction)
+            if decision.enforcement == "block":
+                self.block_head(flow, direction, decision, incident_id)
+        except Exception:
+            logger.error("dlproxy could not block a flow whose stream inspection failed; killing it")
+            if flow.killable:
+                flow.kill()
+
+    # -- recording --
+
+    def record(self, decision: Decision, ctx_: FlowContext, direction: str) -> str | None:
+        """Detections, unscannable parts and the incident of one decision (flows_total is counted per flow)."""
+        m = self.metrics
+        if m is not None:
+            for f, action in decision.outcomes:
+                m.detections_total.labels(entry=f.entry_id, direction=direction, action=action).inc()
+            for u in decision.unscannable:
+                m.unscannable_total.labels(reason=u.reason).inc()
+        if not decision.incident_worthy:
+            return None
+        incident = Incident.from_decision(decision, ctx_)
+        if self.incidents is not None:
+            self.incidents.record(incident)
+        else:
+            logger.warning("dlproxy " + incident.describe())
+        return incident.incident_id
+
+    @staticmethod
+    def _account(flow: http.HTTPFlow) -> None:
+        for msg in (flow.request, flow.response):
+            stream = getattr(msg, "stream", None) if msg is not None else None
+            if isinstance(stream, FlowStream):
+                stream.account()

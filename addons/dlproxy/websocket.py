@@ -1,0 +1,263 @@
+"""WebSocketGuard: every WebSocket message, text and binary, both directions, is scanned before it is relayed.
+
+    block   the message is not forwarded (`message.drop()`) and the connection closes with code 1008 and a
+            reason naming the incident, towards the client and the upstream alike
+    redact  the secret is replaced by `[REDACTED:<entry id>]` in the forwarded message
+    log     forwarded unchanged, incident recorded
+
+A token split across messages (a chat app streaming model output a few characters per message, or the Realtime
+API's JSON `*.delta` events) cannot be held back — messages are relayed as they come — but it is still caught:
+each direction keeps the tail of what it sent, and the delta text of JSON events is reassembled per channel
+(sse.extract_deltas). When such a token completes, the completing message is dropped and the connection closed,
+so the peer never receives a whole token (redaction cannot reach bytes already sent: it becomes a block).
+
+Closing with 1008: mitmproxy 12.3 has no public API for a close frame (`flow.kill()` does nothing for
+WebSockets, notes §3.5). The least-internal way found: feed the WebSocket layer a close frame *as if the upstream
+had sent it* (a `DataReceived` event for the server connection, through the connection handler's `server_event`,
+the path `inject.websocket` uses). The layer then runs its own close handling: it sends close(1008, reason) to
+the client, echoes it to the upstream, closes both connections and fires `websocket_end`. Pinned by
+tests/e2e/test_websocket.py.
+
+`flow.websocket.messages` keeps every message for the connection's life (notes §3.5): it is trimmed to the last
+KEEP_MESSAGES on every message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+import struct
+import time
+import traceback
+
+from mitmproxy import ctx, http
+
+from .addon import RequestInspector
+from .incidents import Incident
+from .policy import Active, Decision, FlowContext, decide, decide_error, with_action
+from .sse import extract_deltas
+from .stream import BLOCK, REDACT, ScanWindow, Verdicts, marker
+
+logger = logging.getLogger(__name__)
+
+KEEP_MESSAGES = 1
+POLICY_VIOLATION = 1008
+MAX_REASON = 123  # bytes: a close frame's payload is at most 125, two of them the code
+
+
+def close_frame(code: int, reason: str) -> bytes:
+    """An unmasked (server-to-client) close frame."""
+    payload = struct.pack("!H", code) + reason.encode("utf-8")[:MAX_REASON]
+    return bytes([0x88, len(payload)]) + payload
+
+
+_tasks: set[asyncio.Task] = set()
+
+
+def close_websocket(flow: http.HTTPFlow, code: int, reason: str) -> bool:
+    """Have mitmproxy's WebSocket layer close both sides with `code` and `reason` (see the module docstring)."""
+    from mitmproxy.proxy import events
+
+    ps = ctx.master.addons.get("proxyserver")
+    handler = ps.connections.get(flow.client_conn.id) if ps is not None else None
+    if handler is None or flow.server_conn is None:
+        return False
+    event = events.DataReceived(flow.server_conn, close_frame(code, reason))
+    task = asyncio.get_running_loop().create_task(handler.server_event(event), name="dlp-websocket-close")
+    _tasks.add(task)
+    task.add_done_callback(_tasks.discard)
+    return True
+
+
+class _Side:
+    """What one direction has sent so far (scan context and any undecided tail), for tokens split across
+    messages: the raw bytes, and the delta text of JSON events per channel."""
+
+    __slots__ = ("window", "channels")
+
+    def __init__(self, window: ScanWindow):
+        self.window = window
+        self.channels: dict[tuple, ScanWindow] = {}
+
+
+class _WSFlow:
+    __slots__ = ("active", "ctx", "verdicts", "sides", "closed", "incident_id", "split", "verdict")
+
+    def __init__(self, active: Active, ctx_: FlowContext, judge):
+        self.active = active
+        self.ctx = ctx_
+        self.verdicts = Verdicts(judge)
+        detector = active.detector if active is not None else None
+        self.sides = {c: _Side(ScanWindow(detector, self.verdicts, f"websocket:{'client' if c else 'server'}:split"))
+                      for c in (True, False)} if detector is not None else {}
+        self.closed = False
+        self.incident_id: str | None = None
+        self.split = False  # the findings being judged span messages (cannot be redacted)
+        self.verdict = "clean"
+
+
+class WebSocketGuard:
+    name = "dlp-websocket-guard"
+
+    def __init__(self, profiles, metrics=None, incidents=None) -> None:
+        self.state = profiles
+        self.metrics = metrics
+        self.incidents = incidents
+        self._context = RequestInspector(profiles, metrics, incidents)
+        self.flows: dict[str, _WSFlow] = {}
+
+    def websocket_end(self, flow: http.HTTPFlow) -> None:
+        self.flows.pop(flow.id, None)
+
+    def websocket_message(self, flow: http.HTTPFlow) -> None:
+        ws = flow.websocket
+        if ws is None or not ws.messages:
+            return
+        message = ws.messages[-1]
+        del ws.messages[:-KEEP_MESSAGES]  # the layer holds its own reference to the current message
+        started = time.perf_counter()
+        verdict = "clean"
+        try:
+            st = self._flow_state(flow)
+            if st.closed:
+                message.drop()  # already closing: nothing more goes through
+                return
+            verdict = self._inspect(flow, st, message)
+        except Exception as exc:
+            verdict = self._fail(flow, message, exc)
+        finally:
+            if self.metrics is not None:
+                self.metrics.flows_total.labels(direction="websocket", verdict=verdict).inc()
+                self.metrics.scanned_bytes_total.labels(direction="websocket").inc(len(message.content or b""))
+                self.metrics.scan_duration_seconds.labels(direction="websocket").observe(
+                    time.perf_counter() - started)
+
+    # -- inspection --
+
+    def _flow_state(self, flow: http.HTTPFlow) -> _WSFlow:
+        st = self.flows.get(flow.id)
+        if st is None:
+            active = self.state.active_for(flow)
+            ctx_ = dataclasses.replace(self._context.context(flow), direction="websocket")
+            st = _WSFlow(active, ctx_, None)
+            st.verdicts.judge = lambda findings, st=st: self._judge(st, findings)
+            self.flows[flow.id] = st
+        return st
+
+    def _inspect(self, flow: http.HTTPFlow, st: _WSFlow, message) -> str:
+        content: bytes = message.content or b""
+        side = st.sides[message.from_client]
+        where = f"websocket:{'client' if message.from_client else 'server'}"
+        detector = st.active.detector
+        st.verdict = "clean"
+
+        # 1. the message itself
+        findings = detector.scan(content)
+        if findings:
+            blocked, redact = st.verdicts.check([f.at(where) for f in findings])
+            if blocked is not None:
+                return self._block(flow, st, message)
+            if redact:
+                for f in sorted(redact, key=lambda f: f.start, reverse=True):
+                    content = content[:f.start] + marker(f.entry_id) + content[f.end:]
+                message.content = content
+                if any(st.verdicts.action_of(f) in (BLOCK, REDACT) for f in detector.scan(content)):
+                    return self._block(flow, st, message)  # something left that should not pass
+
+        # 2. a token completed across messages: what this side sent before, plus this message
+        if self._push(st, side.window, message.content or b""):
+            return self._block(flow, st, message)
+
+        # 3. JSON delta events (OpenAI Realtime and the like): reassembled text per channel
+        if message.is_text and content[:1] == b"{":
+            try:
+                obj = json.loads(content)
+            except ValueError:
+                obj = None
+            for delta in extract_deltas(obj):
+                window = side.channels.get(delta.key)
+                if window is None:
+                    window = side.channels[delta.key] = ScanWindow(detector, st.verdicts,
+                                                                   "websocket:" + delta.location[4:] + ":split")
+                if self._push(st, window, delta.text.encode("utf-8", "surrogatepass")):
+                    return self._block(flow, st, message)
+        return st.verdict
+
+    @staticmethod
+    def _push(st: _WSFlow, window: ScanWindow, data: bytes) -> bool:
+        """Scan `data` as the continuation of what this side sent; True when a token completed across messages
+        must be blocked (findings inside this message alone were judged already: same secret, same verdict)."""
+        st.split = True
+        try:
+            window.push(data)
+        finally:
+            st.split = False
+        return window.stopped
+
+    def _judge(self, st: _WSFlow, findings) -> tuple[str, list]:
+        state = self.state
+        decision = decide(findings, [], st.ctx, st.active, state.dry_run, state.issuer_binding)
+        if st.split and decision.enforcement == REDACT:
+            decision = with_action(decision, "block", "split across messages, the part already sent cannot be "
+                                                      "redacted")
+        self._note(st, decision)
+        targets = [f for f, a in decision.outcomes if a == REDACT] if decision.enforcement == REDACT else []
+        return decision.enforcement, targets
+
+    def _note(self, st: _WSFlow, decision: Decision) -> None:
+        incident_id = self.record(decision, st.ctx)
+        if incident_id and (st.incident_id is None or decision.enforcement == "block"):
+            st.incident_id = incident_id
+        if decision.verdict != "clean":
+            st.verdict = decision.verdict
+
+    # -- enforcement --
+
+    def _block(self, flow: http.HTTPFlow, st: _WSFlow, message) -> str:
+        message.drop()
+        st.closed = True
+        reason = f"dlp_violation: credential detected (incident {st.incident_id or 'unknown'})"
+        try:
+            if not close_websocket(flow, POLICY_VIOLATION, reason):
+                logger.error("dlproxy could not close a WebSocket connection after a block")
+        except Exception:
+            logger.error("dlproxy could not close a WebSocket connection after a block")
+        return "blocked"
+
+    def _fail(self, flow: http.HTTPFlow, message, exc: Exception) -> str:
+        """Fail closed: the message is dropped and the connection closed."""
+        reason = "not_ready" if type(exc).__name__ == "NotReady" else type(exc).__name__
+        try:
+            message.drop()
+            if self.metrics is not None:
+                self.metrics.inspection_errors_total.labels(reason=reason).inc()
+            logger.error(f"dlproxy WebSocket inspection failed ({reason}); closing\n"
+                         + "".join(traceback.format_tb(exc.__traceback__)).rstrip())
+            st = self.flows.get(flow.id)
+            ctx_ = st.ctx if st is not None else dataclasses.replace(self._context.context(flow),
+                                                                     direction="websocket")
+            incident_id = self.record(decide_error(reason, None, self.state.dry_run), ctx_)
+            if st is None:
+                st = self.flows[flow.id] = _WSFlow(None, ctx_, None)
+            st.incident_id = st.incident_id or incident_id
+            self._block(flow, st, message)
+            return "error"
+        except Exception:
+            logger.error("dlproxy could not close a WebSocket after a failed inspection")
+            return "error"
+
+    def record(self, decision: Decision, ctx_: FlowContext) -> str | None:
+        m = self.metrics
+        if m is not None:
+            for f, action in decision.outcomes:
+                m.detections_total.labels(entry=f.entry_id, direction="websocket", action=action).inc()
+        if not decision.incident_worthy:
+            return None
+        incident = Incident.from_decision(decision, ctx_)
+        if self.incidents is not None:
+            self.incidents.record(incident)
+        else:
+            logger.warning("dlproxy " + incident.describe())
+        return incident.incident_id

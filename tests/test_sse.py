@@ -1,0 +1,405 @@
+"""sse.py: SSE parsing, delta reassembly for OpenAI Chat Completions / Responses / Anthropic Messages, hold-back of
+whole events, redaction inside deltas, error events.
+
+For every API: a clean reply streamed a few characters per event comes out byte-identical under 25 random
+network chunkings; a token the model emits a few characters per event is always cut with no byte of it — not
+even its prefix — in what the client can reassemble; events are held only while a token may be in flight.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from dlproxy.engine import Detector
+from dlproxy.profile import builtin_profile_path, load_profiles
+from dlproxy.sse import (
+    HoldLimit,
+    SSEParser,
+    SSEScanner,
+    error_event,
+    extract_deltas,
+    finished_channels,
+    flavor_of,
+    parse_fields,
+)
+from dlproxy.stream import BLOCK, PASS, REDACT
+from tokens import PUBLIC_GHP, make_ghp
+
+GHP_ONLY = """\
+profile: sse-test
+entries:
+  - id: github-classic-pat
+    name: GitHub Personal Access Token
+    prefixes: ["ghp_"]
+    pattern: "[A-Za-z0-9]{36}"
+    checksum: crc32-base62
+"""
+
+
+@pytest.fixture(scope="module")
+def builtin() -> Detector:
+    return Detector(load_profiles([builtin_profile_path()]))
+
+
+@pytest.fixture(scope="module")
+def ghp_only(tmp_path_factory) -> Detector:
+    path = tmp_path_factory.mktemp("p") / "ghp.yaml"
+    path.write_text(GHP_ONLY)
+    return Detector(load_profiles([path]))
+
+
+@pytest.fixture(params=["builtin", "ghp_only"])
+def detector(request, builtin, ghp_only) -> Detector:
+    return builtin if request.param == "builtin" else ghp_only
+
+
+class Judge:
+    def __init__(self, action: str = BLOCK):
+        self.action = action
+        self.calls: list[list] = []
+
+    def __call__(self, findings):
+        self.calls.append(list(findings))
+        return self.action, list(findings) if self.action == REDACT else []
+
+
+# --- the three APIs' streams, a few characters per event ----------------------------------------------------------
+
+
+def pieces(text: str, rng: random.Random, lo: int = 1, hi: int = 5) -> list[str]:
+    out, i = [], 0
+    while i < len(text):
+        n = rng.randint(lo, hi)
+        out.append(text[i:i + n])
+        i += n
+    return out
+
+
+def sse(data: dict | str, event: str | None = None) -> bytes:
+    body = data if isinstance(data, str) else json.dumps(data)
+    return (f"event: {event}\n" if event else "").encode() + b"data: " + body.encode() + b"\n\n"
+
+
+def openai_chat(parts: list[str], tool_args: list[str] = ()) -> bytes:
+    base = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o-mini"}
+    out = [sse({**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
+                                      "finish_reason": None}]})]
+    out += [sse({**base, "choices": [{"index": 0, "delta": {"content": p}, "finish_reason": None}]}) for p in parts]
+    if tool_args:
+        out.append(sse({**base, "choices": [{"index": 0, "delta": {"tool_calls": [
+            {"index": 0, "id": "call_1", "type": "function", "function": {"name": "save", "arguments": ""}}]},
+            "finish_reason": None}]}))
+        out += [sse({**base, "choices": [{"index": 0, "delta": {"tool_calls": [
+            {"index": 0, "function": {"arguments": a}}]}, "finish_reason": None}]}) for a in tool_args]
+    out.append(sse({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}))
+    out.append(b"data: [DONE]\n\n")
+    return b"".join(out)
+
+
+def openai_responses(parts: list[str], tool_args: list[str] = ()) -> bytes:
+    out = [sse({"type": "response.created", "sequence_number": 0, "response": {"id": "resp_1", "status": "in_progress"}},
+               "response.created")]
+    seq = 1
+    for p in parts:
+        out.append(sse({"type": "response.output_text.delta", "sequence_number": seq, "item_id": "msg_1",
+                        "output_index": 0, "content_index": 0, "delta": p}, "response.output_text.delta"))
+        seq += 1
+    out.append(sse({"type": "response.output_text.done", "sequence_number": seq, "item_id": "msg_1",
+                    "output_index": 0, "content_index": 0, "text": "".join(parts)}, "response.output_text.done"))
+    for a in tool_args:
+        seq += 1
+        out.append(sse({"type": "response.function_call_arguments.delta", "sequence_number": seq, "item_id": "fc_1",
+                        "output_index": 1, "delta": a}, "response.function_call_arguments.delta"))
+    out.append(sse({"type": "response.completed", "sequence_number": seq + 1,
+                    "response": {"id": "resp_1", "status": "completed"}}, "response.completed"))
+    return b"".join(out)
+
+
+def anthropic(parts: list[str], tool_json: list[str] = ()) -> bytes:
+    out = [sse({"type": "message_start", "message": {"id": "msg_1", "type": "message", "role": "assistant",
+                                                    "content": [], "model": "claude"}}, "message_start"),
+           sse({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+               "content_block_start"),
+           b"event: ping\ndata: {\"type\": \"ping\"}\n\n"]
+    out += [sse({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": p}},
+                "content_block_delta") for p in parts]
+    out.append(sse({"type": "content_block_stop", "index": 0}, "content_block_stop"))
+    if tool_json:
+        out.append(sse({"type": "content_block_start", "index": 1, "content_block": {
+            "type": "tool_use", "id": "toolu_1", "name": "save", "input": {}}}, "content_block_start"))
+        out += [sse({"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta",
+                                                                         "partial_json": j}}, "content_block_delta")
+                for j in tool_json]
+        out.append(sse({"type": "content_block_stop", "index": 1}, "content_block_stop"))
+    out.append(sse({"type": "message_delta", "delta": {"stop_reason": "end_turn"}}, "message_delta"))
+    out.append(sse({"type": "message_stop"}, "message_stop"))
+    return b"".join(out)
+
+
+BUILDERS = {"openai": openai_chat, "responses": openai_responses, "anthropic": anthropic}
+
+
+def client_text(stream: bytes) -> tuple[str, str, list[dict]]:
+    """What an SDK reassembles: (text, tool arguments, error objects), parsing events like a client."""
+    text, tool, errors = [], [], []
+    parser = SSEParser()
+    for raw in parser.feed(stream) + ([parser.rest()] if parser.rest() else []):
+        name, data = parse_fields(raw)
+        if data is None or data == "[DONE]":
+            continue
+        obj = json.loads(data)  # every forwarded event is valid JSON
+        if name == "error" or "error" in obj:
+            errors.append(obj)
+            continue
+        for d in extract_deltas(obj):
+            (tool if "tool" in d.location or "arguments" in d.location or "partial_json" in d.location
+             else text).append(d.text)
+    return "".join(text), "".join(tool), errors
+
+
+def feed_all(scanner: SSEScanner, chunks: list[bytes]) -> tuple[bytes, list[int]]:
+    out, per_call = [], []
+    for c in chunks:
+        got = scanner.feed(c)
+        assert all(got)
+        out += got
+        per_call.append(len(got))
+    out += scanner.finish()
+    return b"".join(out), per_call
+
+
+def net_chunks(data: bytes, rng: random.Random) -> list[bytes]:
+    out, i = [], 0
+    size = rng.choice([1, 2, 5, 13, 64, 500, 4096])
+    while i < len(data):
+        n = rng.randint(1, size)
+        out.append(data[i:i + n])
+        i += n
+    return out
+
+
+REPLY = ("Sure! Here is a short poem about streams:\n\nWater runs through gh-pages and sk-lines,\n"
+         "AKIA-free and clean, ghp_ without the rest; tokens?\nNone here. Done.")
+
+
+# --- clean streams --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("api", list(BUILDERS))
+@pytest.mark.parametrize("seed", range(25))
+def test_clean_stream_is_byte_identical(detector, api, seed):
+    rng = random.Random(seed)
+    stream = BUILDERS[api](pieces(REPLY, rng), pieces('{"path": "notes/gh.txt", "n": 1}', rng))
+    judge = Judge()
+    out, _ = feed_all(SSEScanner(detector, judge), net_chunks(stream, rng))
+    assert out == stream
+    assert judge.calls == []
+
+
+def test_crlf_and_cr_line_endings_are_kept_byte_identical(ghp_only):
+    stream = (b"event: a\r\ndata: {\"x\": 1}\r\n\r\n" b"data: plain\r\rdata: two\n\n"
+              b": comment only\n\n" b"retry: 10\r\n\r\n")
+    for seed in range(30):
+        out, _ = feed_all(SSEScanner(ghp_only, Judge()), net_chunks(stream, random.Random(seed)))
+        assert out == stream
+
+
+def test_parser_splits_events_whatever_the_chunking():
+    stream = b"data: a\n\ndata: b\r\n\r\ndata: c\r\rdata: d\ndata: e\n\n"
+    want = [b"data: a\n\n", b"data: b\r\n\r\n", b"data: c\r\r", b"data: d\ndata: e\n\n"]
+    for seed in range(40):
+        parser = SSEParser()
+        got = []
+        for c in net_chunks(stream, random.Random(seed)):
+            got += parser.feed(c)
+        assert got == want and parser.rest() == b""
+    assert parse_fields(b"event: x\ndata: 1\ndata:2\n: c\n\n") == ("x", "1\n2")
+
+
+# --- tokens split across events ---------------------------------------------------------------------------------
+
+
+def _assert_no_token_bytes(text: str, token: str) -> None:
+    assert token[:4] not in text
+    for k in range(1, len(token)):
+        assert not text.endswith(token[:k]), f"a {k}-character prefix of the token reached the client"
+
+
+@pytest.mark.parametrize("api", list(BUILDERS))
+@pytest.mark.parametrize("seed", range(25))
+def test_token_split_over_many_events_is_cut_before_its_first_byte(detector, api, seed):
+    rng = random.Random(seed)
+    token = make_ghp(seed)
+    before = "Here is the token you asked for: "
+    reply = before + token + " — keep it safe."
+    stream = BUILDERS[api](pieces(reply, rng, 1, 4))
+    judge = Judge(BLOCK)
+    scanner = SSEScanner(detector, judge)
+    out, _ = feed_all(scanner, net_chunks(stream, rng))
+    assert scanner.stopped
+    text, _, errors = client_text(out)
+    _assert_no_token_bytes(text, token)
+    assert before.startswith(text)  # what did go out is the reply up to (at most) the token
+    assert token not in out.decode()
+    assert len(judge.calls) == 1
+    (finding,) = judge.calls[0]
+    assert finding.entry_id == "github-classic-pat"
+    assert finding.location.startswith("sse:")
+
+
+@pytest.mark.parametrize("api", list(BUILDERS))
+@pytest.mark.parametrize("seed", range(10))
+def test_token_in_tool_call_arguments_is_cut(ghp_only, api, seed):
+    rng = random.Random(seed)
+    token = make_ghp(f"tool{seed}")
+    args = json.dumps({"github_token": token})
+    stream = BUILDERS[api](pieces("Saving it now.", rng), pieces(args, rng, 1, 3))
+    scanner = SSEScanner(ghp_only, Judge(BLOCK))
+    out, _ = feed_all(scanner, net_chunks(stream, rng))
+    assert scanner.stopped
+    _, tool, _ = client_text(out)
+    assert token[:4] not in tool and token not in out.decode()
+
+
+def test_escaped_token_in_deltas_is_caught(ghp_only):
+    """A token JSON-escaped in the deltas never appears literally on the wire; the reassembled text has it."""
+    token = make_ghp("esc")
+    parts = ["x: ", token[:2], token[2:10], token[10:]]
+    stream = b"".join(
+        b'data: {"choices": [{"index": 0, "delta": {"content": "'
+        + "".join(f"\\u{ord(c):04x}" for c in p).encode() + b'"}}]}\n\n' for p in parts)
+    scanner = SSEScanner(ghp_only, Judge(BLOCK))
+    out, _ = feed_all(scanner, [stream])
+    assert scanner.stopped
+    assert client_text(out)[0] == "x: "
+
+
+def test_token_whole_in_one_event_is_blocked_by_the_raw_scan(ghp_only):
+    scanner = SSEScanner(ghp_only, Judge(BLOCK))
+    out = scanner.feed(b"data: hello\n\n" + f"data: {{\"anything\": \"{PUBLIC_GHP}\"}}\n\n".encode())
+    assert scanner.stopped and out == [b"data: hello\n\n"]
+
+
+def test_plain_text_event_stream_reassembles_data(ghp_only):
+    token = make_ghp("plain")
+    stream = b"".join(f"data: {p}\n\n".encode() for p in ["start ", token[:5], token[5:20], token[20:], " end"])
+    scanner = SSEScanner(ghp_only, Judge(BLOCK))
+    out, _ = feed_all(scanner, [stream])
+    assert scanner.stopped and out == b"data: start \n\n"
+
+
+# --- minimal hold-back -----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("api", list(BUILDERS))
+def test_events_are_released_as_soon_as_they_complete(detector, api):
+    """Clean text with no prefix fragment at the end of a delta: every event goes out in the call it completes."""
+    words = "Streams of clean text are released at once , every event , no delay . ".split(" ")
+    stream = BUILDERS[api]([w + " " for w in words])
+    scanner = SSEScanner(detector, Judge())
+    parser = SSEParser()
+    for raw in parser.feed(stream):
+        assert scanner.feed(raw) == [raw]
+    assert scanner.finish() == []
+
+
+def test_held_events_wait_only_for_the_prefix_to_be_decided(ghp_only):
+    chunk = b'data: {"choices": [{"index": 0, "delta": {"content": "%s"}}]}\n\n'
+    scanner = SSEScanner(ghp_only, Judge())
+    assert scanner.feed(chunk % b"look: ") == [chunk % b"look: "]
+    assert scanner.feed(chunk % b"gh") == []  # could be ghp_
+    assert scanner.feed(b"data: {\"choices\": []}\n\n") == []  # order is kept: waits behind the held event
+    assert scanner.feed(chunk % b"ost town") == [chunk % b"gh", b"data: {\"choices\": []}\n\n", chunk % b"ost town"]
+
+
+def test_finish_reason_and_done_release_a_held_tail(ghp_only):
+    scanner = SSEScanner(ghp_only, Judge())
+    held = b'data: {"choices": [{"index": 0, "delta": {"content": "ends with gh"}}]}\n\n'
+    assert scanner.feed(held) == []
+    stop = b'data: {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}\n\n'
+    assert scanner.feed(stop) == [held, stop]
+    anth = SSEScanner(ghp_only, Judge())
+    d = sse({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "gh"}})
+    assert anth.feed(d) == []
+    stop = sse({"type": "content_block_stop", "index": 0})
+    assert anth.feed(stop) == [d, stop]
+
+
+def test_hold_limit(ghp_only):
+    scanner = SSEScanner(ghp_only, Judge(), max_hold=1000)
+    with pytest.raises(HoldLimit):
+        scanner.feed(b"data: " + b"x" * 2000)
+
+
+# --- redaction ------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("api", list(BUILDERS))
+@pytest.mark.parametrize("seed", range(15))
+def test_redaction_replaces_the_token_in_the_deltas(detector, api, seed):
+    rng = random.Random(seed)
+    token = make_ghp(f"red{seed}")
+    reply = f"Token: {token} (rotate it)."
+    stream = BUILDERS[api](pieces(reply, rng, 1, 6))
+    judge = Judge(REDACT)
+    scanner = SSEScanner(detector, judge)
+    out, _ = feed_all(scanner, net_chunks(stream, rng))
+    assert not scanner.stopped
+    text, _, errors = client_text(out)  # client_text parses every event: all stayed valid JSON
+    assert text == "Token: [REDACTED:github-classic-pat] (rotate it)."
+    assert token not in out.decode() and not errors
+    assert len(judge.calls) == 1
+
+
+def test_redaction_in_responses_done_event_too(ghp_only):
+    token = make_ghp("done")
+    stream = openai_responses(["a ", token[:10], token[10:], " b"])
+    out, _ = feed_all(SSEScanner(ghp_only, Judge(REDACT)), [stream])
+    assert token not in out.decode()
+    done = [json.loads(parse_fields(e)[1]) for e in SSEParser().feed(out) if b"output_text.done" in e]
+    assert done[0]["text"] == "a [REDACTED:github-classic-pat] b"
+
+
+def test_log_action_passes_everything_through(ghp_only):
+    token = make_ghp("log")
+    stream = openai_chat(["k=", token[:7], token[7:], "."])
+    judge = Judge(PASS)
+    out, _ = feed_all(SSEScanner(ghp_only, judge), [stream])
+    assert out == stream and len(judge.calls) == 1
+
+
+# --- shapes and error events -----------------------------------------------------------------------------------------
+
+
+def test_flavors_and_channels():
+    assert flavor_of({"choices": []}) == "openai"
+    assert flavor_of({"type": "response.output_text.delta"}) == "openai"
+    assert flavor_of({"type": "content_block_delta"}) == "anthropic"
+    assert flavor_of({"hello": 1}) is None
+    two = {"choices": [{"index": 0, "delta": {"content": "a"}}, {"index": 1, "delta": {"content": "b"}}]}
+    assert [d.key for d in extract_deltas(two)] == [("chat", 0, "content"), ("chat", 1, "content")]
+    assert finished_channels({"type": "message_stop"}) is None
+    assert finished_channels({"choices": [{"index": 1, "finish_reason": "stop"}]}) == [("chat", 1)]
+
+
+def test_error_events_parse_as_each_sdk_expects():
+    body = {"error": {"type": "dlp_violation", "code": "credential_detected", "message": "blocked",
+                      "incident_id": "abc", "findings": []}}
+    name, data = parse_fields(error_event("openai", body))
+    assert name is None and json.loads(data) == body
+    name, data = parse_fields(error_event("anthropic", body))
+    assert name == "error" and json.loads(data) == {"type": "error", "error": body["error"]}
+    name, data = parse_fields(error_event(None, body))
+    assert name == "error" and json.loads(data) == body
+
+
+def test_a_token_inside_one_delta_is_reported_at_its_delta(ghp_only):
+    judge = Judge(BLOCK)
+    scanner = SSEScanner(ghp_only, judge)
+    scanner.feed(openai_chat([f"here {PUBLIC_GHP} there"]))
+    assert scanner.stopped
+    ((finding,),) = judge.calls
+    assert finding.location == "sse:choices[0].delta.content" and finding.start == 5

@@ -1,0 +1,355 @@
+"""StreamGuard and WebSocketGuard through mitmproxy's test helpers (taddons, tflow): what gets streamed and how
+headers are rewritten, the stream callable's verdicts, fail-closed behaviour, and the mitmproxy internals both
+rely on (pinned here so an upgrade breaks a test, not the proxy).
+"""
+
+from __future__ import annotations
+
+import gzip
+import inspect
+import io
+import json
+import typing
+
+import pytest
+import wsproto.events
+from mitmproxy import http, version
+from mitmproxy.test import taddons, tflow
+from mitmproxy.websocket import WebSocketMessage
+from wsproto.frame_protocol import Opcode
+
+from dlproxy import streamguard as sg
+from dlproxy import websocket as wsg
+from dlproxy.addon import GENERATED, STREAMED, ProfileState
+from dlproxy.incidents import IncidentLog
+from dlproxy.metrics import Metrics
+from dlproxy.streamguard import FlowStream, StreamGuard
+from dlproxy.websocket import KEEP_MESSAGES, WebSocketGuard, close_frame
+from e2e.conftest import E2E_PROFILE, GHO, GHP, NPM
+
+
+class Env:
+    def __init__(self, tctx, guard, ws, metrics, out):
+        self.tctx, self.guard, self.ws, self.metrics, self.out = tctx, guard, ws, metrics, out
+
+    def sample(self, name: str, **labels) -> float:
+        return self.metrics.registry.get_sample_value(name, labels) or 0.0
+
+    def incidents(self) -> list[dict]:
+        return [json.loads(x) for x in self.out.getvalue().splitlines() if x.strip()]
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    path = tmp_path / "profile.yaml"
+    path.write_text(E2E_PROFILE)
+    metrics = Metrics()
+    out = io.StringIO()
+    state = ProfileState(metrics)
+    incidents = IncidentLog(metrics, stream=out)
+    guard = StreamGuard(state, metrics, incidents)
+    ws = WebSocketGuard(state, metrics, incidents)
+    closed: list = []
+    monkeypatch.setattr(sg, "close_upstream", lambda flow: closed.append(flow) or True)
+    ws_closed: list = []
+    monkeypatch.setattr(wsg, "close_websocket", lambda flow, code, reason: ws_closed.append((code, reason)) or True)
+    with taddons.context(state, incidents, guard, ws) as tctx:
+        # proxyserver's options, which StreamGuard reads (the proxyserver addon itself is not needed here)
+        tctx.options.add_option("stream_large_bodies", typing.Optional[str], None, "")  # noqa: UP045
+        tctx.configure(state, dlp_profile=[str(path)])
+        e = Env(tctx, guard, ws, metrics, out)
+        e.closed, e.ws_closed = closed, ws_closed
+        yield e
+
+
+def response_flow(headers: dict, method: str = "POST", path: str = "/v1/chat/completions") -> http.HTTPFlow:
+    f = tflow.tflow(resp=True)
+    f.request.method = method
+    f.request.path = path
+    f.response.headers.clear()
+    for k, v in headers.items():
+        f.response.headers[k] = v
+    f.response.content = None
+    return f
+
+
+SSE = {"content-type": "text/event-stream", "transfer-encoding": "chunked"}
+
+
+def chat_events(text: str, n: int = 3) -> list[bytes]:
+    return [b"data: " + json.dumps({"choices": [{"index": 0, "delta": {"content": text[i:i + n]}}]}).encode()
+            + b"\n\n" for i in range(0, len(text), n)]
+
+
+def run_stream(flow: http.HTTPFlow, chunks: list[bytes]) -> bytes:
+    out = []
+    for c in chunks:
+        got = flow.response.stream(c)
+        assert isinstance(got, list) and all(isinstance(x, bytes) and x for x in got)
+        out += got
+    out += flow.response.stream(b"")
+    return b"".join(out)
+
+
+# --- what streams ----------------------------------------------------------------------------------------------------
+
+
+def test_sse_gets_a_scanning_stream_and_chunked_framing(env):
+    f = response_flow({"content-type": "text/event-stream; charset=utf-8", "content-length": "500"})
+    env.guard.responseheaders(f)
+    assert isinstance(f.response.stream, FlowStream) and f.response.stream.sse
+    assert "content-length" not in f.response.headers  # the length may change (error event, redaction)
+    assert f.response.headers["transfer-encoding"] == "chunked"
+    assert f.metadata[STREAMED] == "sse"
+
+
+@pytest.mark.parametrize("headers,streamed", [
+    ({"content-type": "application/json", "content-length": "42"}, False),
+    ({"content-type": "application/json", "transfer-encoding": "chunked"}, True),
+    ({"content-type": "application/octet-stream"}, True),  # unknown length (read until close / HTTP/2)
+    ({"content-type": "application/json", "content-length": "0"}, False),
+])
+def test_what_is_streamed(env, headers, streamed):
+    f = response_flow(headers)
+    env.guard.responseheaders(f)
+    assert isinstance(f.response.stream, FlowStream) is streamed
+
+
+def test_no_stream_for_head_and_bodiless_statuses(env):
+    f = response_flow(SSE, method="HEAD")
+    env.guard.responseheaders(f)
+    assert not f.response.stream
+    f = response_flow(SSE)
+    f.response.status_code = 304
+    env.guard.responseheaders(f)
+    assert not f.response.stream
+
+
+def test_stream_large_bodies_keeps_a_fixed_length(env):
+    env.tctx.options.update(stream_large_bodies="1k")
+    f = response_flow({"content-type": "application/zip", "content-length": "5000"})
+    env.guard.responseheaders(f)
+    assert isinstance(f.response.stream, FlowStream) and f.response.headers["content-length"] == "5000"
+    f = response_flow({"content-type": "application/zip", "content-length": "500"})
+    env.guard.responseheaders(f)
+    assert not f.response.stream
+
+
+def test_uploads_stream_only_with_stream_large_bodies(env):
+    f = tflow.tflow()
+    f.request.headers["content-length"] = "5000"
+    env.guard.requestheaders(f)
+    assert not f.request.stream
+    env.tctx.options.update(stream_large_bodies="1k")
+    env.guard.requestheaders(f)
+    assert isinstance(f.request.stream, FlowStream) and f.request.headers["content-length"] == "5000"
+    chunked = tflow.tflow()
+    del chunked.request.headers["content-length"]
+    chunked.request.headers["transfer-encoding"] = "chunked"
+    env.guard.requestheaders(chunked)
+    assert isinstance(chunked.request.stream, FlowStream)  # unknown length: mitmproxy would switch it unscanned
+
+
+def test_streamed_upload_with_a_secret_in_the_url_gets_the_403_instead(env):
+    env.tctx.options.update(stream_large_bodies="1k")
+    f = tflow.tflow()
+    f.request.path = f"/upload?token={GHP}"
+    f.request.headers["content-length"] = "5000"
+    env.guard.requestheaders(f)
+    assert not f.request.stream and f.response.status_code == 403 and f.metadata[GENERATED]
+    assert env.sample("dlproxy_flows_total", direction="request", verdict="blocked") == 1
+
+
+def test_secret_in_streamed_response_headers_replaces_the_response(env):
+    f = response_flow({**SSE, "x-token": GHP})
+    env.guard.responseheaders(f)
+    assert f.response.status_code == 403 and f.metadata[GENERATED]
+    body = f.response.stream(b"data: upstream\n\n")
+    assert json.loads(b"".join(body))["error"]["type"] == "dlp_violation"
+    assert f.response.stream(b"more") == [] and env.closed == [f]
+
+
+# --- the callable ----------------------------------------------------------------------------------------------------
+
+
+def test_clean_sse_passes_unchanged_and_counts_once(env):
+    f = response_flow(SSE)
+    env.guard.responseheaders(f)
+    events = chat_events("A clean reply, a few characters per event. ")
+    assert run_stream(f, events) == b"".join(events)
+    env.guard.response(f)
+    assert env.sample("dlproxy_flows_total", direction="response", verdict="clean") == 1
+    assert env.sample("dlproxy_scanned_bytes_total", direction="response") == len(b"".join(events))
+
+
+def test_token_in_sse_cuts_with_the_openai_error_event_and_closes_upstream(env):
+    f = response_flow(SSE)
+    env.guard.responseheaders(f)
+    out = run_stream(f, chat_events("here: " + GHP + " and more", 2))
+    assert GHP[:4].encode() not in out.split(b"data: {\"error\"")[0]
+    last = out.strip().split(b"\n\n")[-1]
+    error = json.loads(last[len(b"data: "):])["error"]
+    assert error["type"] == "dlp_violation" and error["findings"][0]["masked"].startswith("ghp_")
+    assert env.closed == [f] and f.error is not None  # upstream closed; killed so no clean end can follow
+    assert env.sample("dlproxy_flows_total", direction="response", verdict="blocked") == 1
+    assert env.sample("dlproxy_detections_total", entry="github-pat", direction="response", action="block") == 1
+    (incident,) = env.incidents()
+    assert incident["incident_id"] == error["incident_id"] and GHP not in env.out.getvalue()
+
+
+def test_anthropic_request_gets_the_anthropic_error_event(env):
+    f = response_flow(SSE, path="/v1/messages")
+    env.guard.responseheaders(f)
+    out = run_stream(f, [b"data: {\"type\": \"content_block_delta\", \"index\": 0, \"delta\": {\"type\": \"text_delta\", "
+                         b"\"text\": \"" + GHP.encode() + b"\"}}\n\n"])
+    assert out.startswith(b"event: error\ndata: ")
+    assert json.loads(out.split(b"data: ", 1)[1])["type"] == "error"
+
+
+def test_redact_and_log_in_a_chunked_body(env):
+    f = response_flow({"content-type": "text/plain", "transfer-encoding": "chunked"})
+    env.guard.responseheaders(f)
+    body = f"a={GHO}\nb={NPM}\n".encode()
+    out = run_stream(f, [body[:7], body[7:30], body[30:]])
+    assert out == f"a=[REDACTED:github-oauth]\nb={NPM}\n".encode()
+    env.guard.response(f)
+    assert env.sample("dlproxy_flows_total", direction="response", verdict="redacted") == 1
+    (incident,) = env.incidents()  # one decision: redact wins, the log-only finding is reported with it
+    assert incident["action"] == "redact" and len(incident["findings"]) == 2
+
+
+def test_gzip_stream_is_forwarded_decoded(env):
+    f = response_flow({"content-type": "text/plain", "transfer-encoding": "chunked", "content-encoding": "gzip"})
+    env.guard.responseheaders(f)
+    assert "content-encoding" not in f.response.headers
+    wire = gzip.compress(b"hello compressed world\n" * 100)
+    assert run_stream(f, [wire[:50], wire[50:]]) == b"hello compressed world\n" * 100
+
+
+def test_corrupt_encoding_mid_stream_cuts(env):
+    f = response_flow({"content-type": "text/plain", "transfer-encoding": "chunked", "content-encoding": "gzip"})
+    env.guard.responseheaders(f)
+    assert f.response.stream(b"definitely not gzip") == []
+    assert env.closed == [f]
+    assert env.incidents()[0]["unscannable"] == [{"location": "body:stream", "reason": "corrupt_encoding"}]
+
+
+def test_unsupported_encoding_is_blocked_at_the_headers(env):
+    f = response_flow({"content-type": "text/plain", "transfer-encoding": "chunked", "content-encoding": "rot13"})
+    env.guard.responseheaders(f)
+    assert f.response.status_code == 403
+
+
+def test_the_callable_never_raises_and_fails_closed(env, monkeypatch):
+    f = response_flow(SSE)
+    env.guard.responseheaders(f)
+    stream = f.response.stream
+
+    def boom(data):
+        raise RuntimeError("scanner bug with " + GHP)  # even an exception text holding a secret stays inside
+
+    monkeypatch.setattr(stream.scanner, "feed", boom)
+    out = stream(b"data: x\n\n")
+    assert len(out) == 1 and b"dlp_violation" in out[0] and env.closed == [f]
+    assert stream(b"data: more\n\n") == [] and stream(b"") == []
+    assert env.sample("dlproxy_inspection_errors_total", reason="RuntimeError") == 1
+    assert GHP not in env.out.getvalue()
+
+
+def test_dry_run_passes_but_records(env):
+    env.tctx.options.update(dlp_dry_run=True)
+    f = response_flow(SSE)
+    env.guard.responseheaders(f)
+    events = chat_events("x " + GHP + " y")
+    assert run_stream(f, events) == b"".join(events)
+    (incident,) = env.incidents()
+    assert incident["dry_run"] is True and incident["action"] == "block"
+
+
+# --- WebSocket -----------------------------------------------------------------------------------------------------------
+
+
+def ws_message(env, flow, content: bytes | str, from_client: bool = True, text: bool = True) -> WebSocketMessage:
+    data = content.encode() if isinstance(content, str) else content
+    msg = WebSocketMessage(Opcode.TEXT if text else Opcode.BINARY, from_client, data)
+    flow.websocket.messages.append(msg)
+    env.ws.websocket_message(flow)
+    return msg
+
+
+def test_websocket_clean_messages_pass_and_the_list_is_trimmed(env):
+    f = tflow.twebsocketflow(messages=False)
+    for i in range(10):
+        msg = ws_message(env, f, f"hello {i}", from_client=bool(i % 2), text=bool(i % 3))
+        assert not msg.dropped
+    assert len(f.websocket.messages) == KEEP_MESSAGES
+    assert env.sample("dlproxy_flows_total", direction="websocket", verdict="clean") == 10
+
+
+@pytest.mark.parametrize("text", [True, False])
+def test_websocket_secret_drops_and_closes_1008(env, text):
+    f = tflow.twebsocketflow(messages=False)
+    msg = ws_message(env, f, f"token {GHP}", text=text)
+    assert msg.dropped
+    ((code, reason),) = env.ws_closed
+    (incident,) = env.incidents()
+    assert code == 1008 and incident["incident_id"] in reason and len(reason.encode()) <= 123
+    assert incident["direction"] == "websocket"
+    later = ws_message(env, f, "anything after", from_client=False)
+    assert later.dropped and len(env.ws_closed) == 1
+
+
+def test_websocket_redact(env):
+    f = tflow.twebsocketflow(messages=False)
+    msg = ws_message(env, f, f'{{"token": "{GHO}"}}')
+    assert not msg.dropped and msg.text == '{"token": "[REDACTED:github-oauth]"}'
+
+
+def test_websocket_token_split_across_messages(env):
+    f = tflow.twebsocketflow(messages=False)
+    assert not ws_message(env, f, "key: " + GHP[:15]).dropped
+    assert not ws_message(env, f, "other direction", from_client=False).dropped
+    assert ws_message(env, f, GHP[15:] + " tail").dropped
+    assert env.ws_closed and env.ws_closed[0][0] == 1008
+
+
+def test_websocket_split_redact_becomes_block(env):
+    f = tflow.twebsocketflow(messages=False)
+    ws_message(env, f, "oauth " + GHO[:20])
+    assert ws_message(env, f, GHO[20:]).dropped
+    assert env.incidents()[0]["action"] == "block"
+
+
+def test_websocket_fails_closed(env, monkeypatch):
+    f = tflow.twebsocketflow(messages=False)
+    monkeypatch.setattr(env.ws, "_inspect", lambda *a: 1 / 0)
+    assert ws_message(env, f, "hello").dropped
+    assert env.ws_closed and env.sample("dlproxy_inspection_errors_total", reason="ZeroDivisionError") == 1
+
+
+# --- mitmproxy internals we rely on (notes §2.6, §3.5) ------------------------------------------------------------------
+
+
+def test_pinned_mitmproxy_internals():
+    from mitmproxy.addons.proxyserver import Proxyserver
+    from mitmproxy.proxy import events, server
+    from mitmproxy.proxy.layers import websocket as ws_layer
+
+    assert version.VERSION.startswith("12.3."), "re-check close_upstream/close_websocket against this version"
+    assert isinstance(Proxyserver().connections, dict)
+    for name in ("close_connection", "server_event", "transports"):
+        assert hasattr(server.ConnectionHandler, name) or name in server.ConnectionHandler.__init__.__code__.co_names
+    assert events.DataReceived(tflow.tserver_conn(), b"x").data == b"x"
+    relay = inspect.getsource(ws_layer.WebsocketLayer.relay_messages)
+    assert "wsproto.events.CloseConnection" in relay and "commands.CloseConnection(ws.conn)" in relay
+
+
+def test_close_frame_is_what_wsproto_reads_as_a_close():
+    from wsproto.frame_protocol import FrameProtocol
+
+    proto = FrameProtocol(client=True, extensions=[])  # we pose as the server: unmasked frames
+    proto.receive_bytes(close_frame(1008, "dlp_violation: credential detected (incident abc)"))
+    (frame,) = list(proto.received_frames())
+    assert frame.opcode == Opcode.CLOSE and frame.payload == (1008, "dlp_violation: credential detected (incident abc)")
+    assert wsproto.events.CloseConnection(1008, "x").code == 1008
+    assert len(close_frame(1008, "é" * 200)) <= 127
