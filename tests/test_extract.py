@@ -234,3 +234,14 @@ def test_extract_file_json_keeps_raw_text_first():
     hits = found(ext)
     assert ("conf.json:json:$.a", TOKEN) in hits  # raw text: offsets give exact line/column
     assert ("conf.json:json:$.b", ghp("b")) in hits  # only the decoded view sees the escaped one
+
+
+@pytest.mark.parametrize("body", ['{{"q":"{t}"}}', "{t}", "{t}=x", "a=1&{t}"])
+def test_form_location_never_carries_the_secret(body):
+    """A keyless urlencoded body (curl --data-binary with JSON) must not turn the secret into a field name."""
+    token = ghp("form-name")
+    ext = http(body.format(t=token).encode(), [("content-type", "application/x-www-form-urlencoded")])
+    hits = found(ext)
+    assert [tok for _, tok in hits] == [token]
+    (location, _), = hits
+    assert location.startswith("body:form") and token not in location and token[4:14] not in location

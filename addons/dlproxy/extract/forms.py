@@ -38,7 +38,10 @@ def field_at(data: bytes, view: bytes, start: int, end: int) -> str:
         decoded = percent_decode(pair, plus=True)
         seen += decoded.count(needle)
         if seen > wanted:
-            return label(decoded.partition(b"=")[0].decode("utf-8", "replace"))
+            name, eq, _ = decoded.partition(b"=")
+            if not eq or needle in name:  # a keyless body, or the secret is the name: never echo it
+                return ""
+            return label(name.decode("utf-8", "replace"), limit=64)
     return ""
 
 
