@@ -33,6 +33,8 @@ class _Target:
     boundary: bytes  # 256 flags: token characters
     span_regex: re.Pattern  # the longest run of characters the match could consume
     run_back: re.Pattern  # a run of token characters, matched on reversed text (mid-token keywords)
+    min_before: int  # shortest text `before` can match
+    lead: bytes  # literal characters every `before` match starts with
     validator: validators.Validator | None
     params: dict
     passes_prefix: bool
@@ -63,25 +65,19 @@ class Detector:
         self._max_kw = max((len(k.literal) for k in keywords), default=0)
         # Proper heads of every keyword, for "a keyword cut off by the end of the buffer": lowered head →
         # (keyword as written, case-insensitive?, mid-token keyword?, token characters of its entries).
-        self._kw_heads: dict[bytes, list[tuple[bytes, bool, bool, bytes]]] = {}
+        self._kw_heads: dict[bytes, list[tuple[bytes, bool, tuple[_Target, ...], bytes]]] = {}
         for i, k in enumerate(keywords):
             targets = self._targets[i]
-            mid_token = any(t.max_before for t in targets)
+            mid_token = tuple(t for t in targets if t.max_before)
             flags = bytes(max(t.boundary[c] for t in targets) for c in range(256))
             for n in range(1, len(k.literal)):
                 self._kw_heads.setdefault(k.literal[:n].lower(), []).append(
                     (k.literal[:n], k.case_insensitive, mid_token, flags))
-        self._max_before = max((t.max_before for t in all_targets), default=0)
-        union = bytearray(256)
-        for t in all_targets:
-            for i, flag in enumerate(t.boundary):
-                union[i] |= flag
-        self._any_token_char = re.compile(b"[" + _class_from_flags(union) + b"]{0,%d}" % max(self._max_before, 1))
         # Mid-token keywords: a trailing run of token characters may be the start of such a token before its
         # keyword has arrived. One (trailing-run regex, literal lead, longest run) per distinct shape.
         self._open_runs = sorted({
             (re.compile(b"(?<![" + _class_from_flags(t.boundary) + b"])[" + _class_from_flags(t.boundary)
-                        + b"]{1,%d}\\Z" % t.max_len), _literal_lead(t.entry.before), t.max_len)
+                        + b"]{1,%d}\\Z" % t.max_len), t.lead, t.max_len)
             for t in all_targets if t.max_before
         }, key=lambda r: r[2])
 
@@ -120,7 +116,10 @@ class Detector:
                 if not case_insensitive and cut != head:
                     continue
                 if mid_token:
-                    held = min(held, self._run_start(data, n - k))
+                    for target in mid_token:
+                        start = self._open_token_start(data, n - k, target)
+                        if start is not None:
+                            held = min(held, start)
                 elif n - k == 0 or not flags[data[n - k - 1]]:
                     held = min(held, n - k)
             if held < n:
@@ -152,10 +151,17 @@ class Detector:
 
     # -- internals ----------------------------------------------------------------------------------
 
-    def _run_start(self, data: bytes, pos: int) -> int:
-        """Start of the run of (any entry's) token characters that ends at `pos`, looking back at most max_before."""
-        behind = data[max(0, pos - self._max_before):pos][::-1]
-        return pos - self._any_token_char.match(behind).end()
+    @staticmethod
+    def _open_token_start(data: bytes, pos: int, target: _Target) -> int | None:
+        """Where a token would start if `target`'s mid-token keyword began at `pos`; None when the run of token
+        characters before it cannot be that entry's `before` (wrong length or wrong literal lead)."""
+        behind = data[max(0, pos - target.max_before - 1):pos][::-1]
+        length = target.run_back.match(behind).end()
+        if not target.min_before <= length <= target.max_before:
+            return None
+        run = data[pos - length:pos]
+        lead = target.lead
+        return pos - length if run[:len(lead)] == lead[:len(run)] else None
 
     @staticmethod
     def _token_start(data: bytes, start: int, target: _Target) -> int | None:
@@ -237,7 +243,9 @@ def _compile_target(entry: Entry, prefix: str) -> _Target:
     span_regex = re.compile(b"[" + _class_from_flags(consumable) + b"]{0,%d}" % max_len)
     validator = validators.get(entry.checksum) if entry.checksum else None
     run_back = re.compile(b"[" + _class_from_flags(boundary) + b"]{0,%d}" % (max_before + 1))
-    return _Target(entry, prefix, regex, max_before, max_len, boundary, span_regex, run_back, validator,
+    min_before = pattern_width(before)[0] if before else 0
+    return _Target(entry, prefix, regex, max_before, max_len, boundary, span_regex, run_back, min_before,
+                   _literal_lead(before) if before else b"", validator,
                    dict(entry.checksum_params), bool(validator and "prefix" in validator.params))
 
 
