@@ -35,6 +35,7 @@ test: install
 bench: install
 	$(BIN)/python bench/engine.py
 	$(BIN)/python bench/extract.py
+	DLPROXY_BACKEND=pyahocorasick $(BIN)/python bench/extract.py
 	$(BIN)/python bench/proxy.py
 
 lint: install
