@@ -119,3 +119,49 @@ def test_run_refuses_a_broken_profile(tmp_path):
                              "--set", f"confdir={tmp_path / 'conf'}"], capture_output=True, timeout=60, env=env)
     assert result.returncode != 0
     assert f"{bad}:6: entries[0].pattern" in (result.stdout + result.stderr).decode()
+
+
+def _twin(token: str) -> str:
+    """The same token with one character of its checksummed part changed (a wrong-checksum twin)."""
+    lines = token.splitlines()
+    if len(lines) > 2:  # armored key files: change a character in the middle of the body
+        mid = len(lines) // 2
+        line = lines[mid]
+        i = len(line) // 2
+        lines[mid] = line[:i] + ("B" if line[i] != "B" else "C") + line[i + 1:]
+        return "\n".join(lines)
+    i = len(token) - 2
+    return token[:i] + ("A" if token[i] != "A" else "B") + token[i + 1:]
+
+
+def test_scan_finds_every_planted_tier_a_token_and_none_of_their_twins(tmp_path):
+    """issue 2's acceptance check: one generated token per Tier-A entry, each beside its broken twin."""
+    import random
+
+    from dlproxy import validators
+    from dlproxy.profile import load_profiles
+    from generators import GENERATORS
+
+    checksummed = {e.id for e in load_profiles([]).entries
+                   if e.checksum and validators.get(e.checksum).kind == "checksum"}
+    rng = random.Random(2026)
+    planted = {}
+    for entry_id, generate in sorted(GENERATORS.items()):
+        if entry_id not in checksummed:  # structure-only companions (encrypted keys) have no checksum to break
+            continue
+        token = generate(rng)
+        planted[entry_id] = token
+        (tmp_path / f"{entry_id}.txt").write_text(f"good:\n{token}\n\n")
+        (tmp_path / f"{entry_id}.twin.txt").write_text(f"twin:\n{_twin(token)}\n\n")
+    result = run("scan", "--format", "json", str(tmp_path))
+    assert result.returncode == 1, result.stderr
+    findings = json.loads(result.stdout)["findings"]
+    found = {(Path(f["path"]).name, f["entry"]) for f in findings}
+    for entry_id in planted:
+        assert (f"{entry_id}.txt", entry_id) in found, entry_id
+    # An OpenSSH key's only check is its two equal check-ints, which a change in the key bytes does not touch
+    # (test_checksums.py mutates the check-ints themselves); every other twin breaks a real checksum.
+    twins = sorted(f["path"] for f in findings if ".twin." in f["path"] and "openssh-private-key" not in f["path"])
+    assert twins == [], twins
+    out = result.stdout.decode()
+    assert not any(token in out for token in planted.values())
