@@ -5,26 +5,18 @@ from __future__ import annotations
 import base64
 import functools
 import io
-import random
 import tarfile
 import zipfile
-import zlib
 
 from dlproxy.extract import Extraction, Limits, extract_http
+from tokens import make_ghp
 
-GMP = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 CLEAN = "nothing secret here, just words"
 
 
 def ghp(seed: int | str = 0) -> str:
     """A valid classic GitHub PAT: "ghp_" + 30 chars + base62(crc32(body)), width 6."""
-    rng = random.Random(seed)
-    body = "".join(rng.choice(GMP) for _ in range(30))
-    n, digits = zlib.crc32(body.encode()), ""
-    while n:
-        n, r = divmod(n, 62)
-        digits = GMP[r] + digits
-    return "ghp_" + body + digits.rjust(6, "0")
+    return make_ghp(seed)
 
 
 @functools.cache

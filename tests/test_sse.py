@@ -13,8 +13,7 @@ import random
 
 import pytest
 
-from dlproxy.engine import Detector
-from dlproxy.profile import builtin_profile_path, load_profiles
+import stream_support
 from dlproxy.sse import (
     HoldLimit,
     SSEParser,
@@ -26,44 +25,11 @@ from dlproxy.sse import (
     parse_fields,
 )
 from dlproxy.stream import BLOCK, PASS, REDACT
+from stream_support import Judge
 from tokens import PUBLIC_GHP, make_ghp
 
-GHP_ONLY = """\
-profile: sse-test
-entries:
-  - id: github-classic-pat
-    name: GitHub Personal Access Token
-    prefixes: ["ghp_"]
-    pattern: "[A-Za-z0-9]{36}"
-    checksum: crc32-base62
-"""
-
-
-@pytest.fixture(scope="module")
-def builtin() -> Detector:
-    return Detector(load_profiles([builtin_profile_path()]))
-
-
-@pytest.fixture(scope="module")
-def ghp_only(tmp_path_factory) -> Detector:
-    path = tmp_path_factory.mktemp("p") / "ghp.yaml"
-    path.write_text(GHP_ONLY)
-    return Detector(load_profiles([path]))
-
-
-@pytest.fixture(params=["builtin", "ghp_only"])
-def detector(request, builtin, ghp_only) -> Detector:
-    return builtin if request.param == "builtin" else ghp_only
-
-
-class Judge:
-    def __init__(self, action: str = BLOCK):
-        self.action = action
-        self.calls: list[list] = []
-
-    def __call__(self, findings):
-        self.calls.append(list(findings))
-        return self.action, list(findings) if self.action == REDACT else []
+# the shared Detector fixtures, bound here so pytest finds them in this module
+builtin, ghp_only, detector = stream_support.builtin, stream_support.ghp_only, stream_support.detector
 
 
 # --- the three APIs' streams, a few characters per event ----------------------------------------------------------

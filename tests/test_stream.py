@@ -17,8 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dlproxy.engine import Detector
-from dlproxy.profile import builtin_profile_path, load_profiles
+import stream_support
 from dlproxy.stream import (
     BLOCK,
     PASS,
@@ -30,46 +29,11 @@ from dlproxy.stream import (
     Verdicts,
     marker,
 )
+from stream_support import Judge
 from tokens import PUBLIC_GHP, make_ghp
 
-GHP_ONLY = """\
-profile: stream-test
-entries:
-  - id: github-classic-pat
-    name: GitHub Personal Access Token
-    prefixes: ["ghp_"]
-    pattern: "[A-Za-z0-9]{36}"
-    checksum: crc32-base62
-"""
-
-
-@pytest.fixture(scope="module")
-def builtin() -> Detector:
-    return Detector(load_profiles([builtin_profile_path()]))
-
-
-@pytest.fixture(scope="module")
-def ghp_only(tmp_path_factory) -> Detector:
-    path = tmp_path_factory.mktemp("p") / "ghp.yaml"
-    path.write_text(GHP_ONLY)
-    return Detector(load_profiles([path]))
-
-
-@pytest.fixture(params=["builtin", "ghp_only"])
-def detector(request, builtin, ghp_only) -> Detector:
-    return builtin if request.param == "builtin" else ghp_only
-
-
-class Judge:
-    """Records what policy was asked; answers with a fixed action."""
-
-    def __init__(self, action: str = BLOCK):
-        self.action = action
-        self.calls: list[list] = []
-
-    def __call__(self, findings):
-        self.calls.append(list(findings))
-        return self.action, list(findings) if self.action == REDACT else []
+# the shared Detector fixtures, bound here so pytest finds them in this module
+builtin, ghp_only, detector = stream_support.builtin, stream_support.ghp_only, stream_support.detector
 
 
 def chunked(data: bytes, rng: random.Random, max_size: int = 17) -> list[bytes]:

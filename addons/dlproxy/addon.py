@@ -32,7 +32,7 @@ from .profile import ProfileError, builtin_profile_path, load_profiles
 from .scanning import Scan, ScanPool, scan_message
 
 __all__ = ["ProfileState", "RequestInspector", "ResponseInspector", "QuietFlowLog", "Scan", "scan_message",
-           "block_response", "block_message"]
+           "block_response", "block_message", "record_decision"]
 
 logger = logging.getLogger(__name__)
 
@@ -203,6 +203,27 @@ class QuietFlowLog:
             logger.info("dlproxy set flow_detail=0: mitmproxy's flow log would print URLs that carry credentials")
 
 
+def record_decision(metrics, incidents, decision: Decision, ctx_: FlowContext, direction: str,
+                    log: logging.Logger = logger) -> str | None:
+    """Count one decision's detections and unscannable parts, and record its incident when it is worth one
+    (flows_total is the caller's: a streamed flow is counted once, however many decisions it took).
+
+    Returns the incident id, or None. Without an incident log the incident is logged as a warning on `log`."""
+    if metrics is not None:
+        for f, action in decision.outcomes:
+            metrics.detections_total.labels(entry=f.entry_id, direction=direction, action=action).inc()
+        for u in decision.unscannable:
+            metrics.unscannable_total.labels(reason=u.reason).inc()
+    if not decision.incident_worthy:
+        return None
+    incident = Incident.from_decision(decision, ctx_)
+    if incidents is not None:
+        incidents.record(incident)
+    else:
+        log.warning("dlproxy " + incident.describe())
+    return incident.incident_id
+
+
 def _problems_text(problems: list[str]) -> str:
     return "dlproxy cannot load the profile:\n" + "\n".join(problems)
 
@@ -348,23 +369,12 @@ class _Inspector:
             self.block(flow, decision, incident_id)
 
     def record(self, decision: Decision, ctx_: FlowContext) -> str | None:
-        m = self.metrics
-        if m is not None:
-            m.flows_total.labels(direction=self.direction, verdict=decision.verdict).inc()
-            for f, action in decision.outcomes:
-                m.detections_total.labels(entry=f.entry_id, direction=self.direction, action=action).inc()
-            for u in decision.unscannable:
-                m.unscannable_total.labels(reason=u.reason).inc()
-        if not decision.incident_worthy:
-            if decision.verdict == "allowed":
-                logger.debug(f"dlproxy allowed {ctx_.describe()}: {decision.reason}")
-            return None
-        incident = Incident.from_decision(decision, ctx_)
-        if self.incidents is not None:
-            self.incidents.record(incident)
-        else:
-            logger.warning("dlproxy " + incident.describe())
-        return incident.incident_id
+        if self.metrics is not None:
+            self.metrics.flows_total.labels(direction=self.direction, verdict=decision.verdict).inc()
+        incident_id = record_decision(self.metrics, self.incidents, decision, ctx_, self.direction)
+        if not decision.incident_worthy and decision.verdict == "allowed":
+            logger.debug(f"dlproxy allowed {ctx_.describe()}: {decision.reason}")
+        return incident_id
 
     def block(self, flow: http.HTTPFlow, decision: Decision, incident_id: str | None) -> None:
         flow.response = block_response(decision, incident_id or "", self.direction)

@@ -32,6 +32,8 @@ ANTHROPIC_TYPES = frozenset({"message_start", "message_delta", "message_stop", "
                              "content_block_delta", "content_block_stop", "ping"})
 CHAT_FIELDS = ("content", "refusal", "reasoning_content", "reasoning")
 ANTHROPIC_DELTA_FIELDS = ("text", "partial_json", "thinking")
+# Anthropic event type -> the object holding its text: a block's deltas, and the text a block starts with
+ANTHROPIC_BLOCK_FIELD = {"content_block_delta": "delta", "content_block_start": "content_block"}
 FINISH_ALL = ("response.completed", "response.failed", "response.incomplete", "message_stop")
 
 
@@ -170,24 +172,15 @@ def extract_deltas(obj: Any) -> list[Delta]:
     typ = obj.get("type")
     if not isinstance(typ, str):
         return out
-    if typ == "content_block_delta":  # Anthropic Messages
-        delta = obj.get("delta")
-        idx = obj.get("index", 0)
-        if isinstance(delta, dict):
-            for name in ANTHROPIC_DELTA_FIELDS:
-                value = delta.get(name)
-                if isinstance(value, str) and value:
-                    out.append(Delta(("anthropic", idx), value, ("delta", name),
-                                     f"sse:content_block[{idx}].{name}"))
-        return out
-    if typ == "content_block_start":
-        block = obj.get("content_block")
+    if typ in ANTHROPIC_BLOCK_FIELD:  # Anthropic Messages
+        field = ANTHROPIC_BLOCK_FIELD[typ]
+        block = obj.get(field)
         idx = obj.get("index", 0)
         if isinstance(block, dict):
             for name in ANTHROPIC_DELTA_FIELDS:
                 value = block.get(name)
                 if isinstance(value, str) and value:
-                    out.append(Delta(("anthropic", idx), value, ("content_block", name),
+                    out.append(Delta(("anthropic", idx), value, (field, name),
                                      f"sse:content_block[{idx}].{name}"))
         return out
     if typ.endswith(".delta") and isinstance(obj.get("delta"), str) and obj["delta"]:

@@ -40,10 +40,10 @@ from .addon import (
     RequestInspector,
     ResponseInspector,
     block_response,
+    record_decision,
     scan_message,
 )
 from .extract.core import Unscannable
-from .incidents import Incident
 from .policy import Active, Decision, FlowContext, decide, decide_error
 from .sse import MAX_EVENT_BYTES, HoldLimit, SSEScanner, error_event
 from .stream import REDACT, ByteStreamScanner, DecodeError, StreamDecoder
@@ -437,20 +437,7 @@ class StreamGuard:
 
     def record(self, decision: Decision, ctx_: FlowContext, direction: str) -> str | None:
         """Detections, unscannable parts and the incident of one decision (flows_total is counted per flow)."""
-        m = self.metrics
-        if m is not None:
-            for f, action in decision.outcomes:
-                m.detections_total.labels(entry=f.entry_id, direction=direction, action=action).inc()
-            for u in decision.unscannable:
-                m.unscannable_total.labels(reason=u.reason).inc()
-        if not decision.incident_worthy:
-            return None
-        incident = Incident.from_decision(decision, ctx_)
-        if self.incidents is not None:
-            self.incidents.record(incident)
-        else:
-            logger.warning("dlproxy " + incident.describe())
-        return incident.incident_id
+        return record_decision(self.metrics, self.incidents, decision, ctx_, direction, logger)
 
     @staticmethod
     def _account(flow: http.HTTPFlow) -> None:

@@ -34,8 +34,7 @@ import traceback
 
 from mitmproxy import ctx, http
 
-from .addon import RequestInspector
-from .incidents import Incident
+from .addon import RequestInspector, record_decision
 from .policy import Active, Decision, FlowContext, decide, decide_error, with_action
 from .sse import extract_deltas
 from .stream import BLOCK, REDACT, ScanWindow, Verdicts, marker
@@ -249,15 +248,6 @@ class WebSocketGuard:
             return "error"
 
     def record(self, decision: Decision, ctx_: FlowContext) -> str | None:
-        m = self.metrics
-        if m is not None:
-            for f, action in decision.outcomes:
-                m.detections_total.labels(entry=f.entry_id, direction="websocket", action=action).inc()
-        if not decision.incident_worthy:
-            return None
-        incident = Incident.from_decision(decision, ctx_)
-        if self.incidents is not None:
-            self.incidents.record(incident)
-        else:
-            logger.warning("dlproxy " + incident.describe())
-        return incident.incident_id
+        # WebSocket decisions never carry unscannable parts (decide(findings, []), decide_error, with_action):
+        # the shared counting of them is a no-op here.
+        return record_decision(self.metrics, self.incidents, decision, ctx_, "websocket", logger)

@@ -48,36 +48,27 @@ import subprocess
 import sys
 import threading
 import time
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 
+from tokens import PUBLIC_GHP, github_token  # noqa: F401  (PUBLIC_GHP: tests import it from here)
+
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
-GMP = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 STARTUP_TIMEOUT = 60
 
 
 def make_token(prefix: str = "ghp_", seed: int | str = 0) -> str:
     """A valid GitHub-scheme token: prefix + 30 random base62 chars + base62(CRC32(body)), width 6."""
-    import random
-
-    rng = random.Random(f"{prefix}{seed}")
-    body = "".join(rng.choice(GMP) for _ in range(30))
-    n, digits = zlib.crc32(body.encode()), ""
-    while n:
-        n, r = divmod(n, 62)
-        digits = GMP[r] + digits
-    return prefix + body + digits.rjust(6, "0")
+    return github_token(prefix, f"{prefix}{seed}")
 
 
 GHP = make_token("ghp_", "e2e")  # action block
 GHO = make_token("gho_", "e2e")  # action redact
 NPM = make_token("npm_", "e2e")  # action log
-PUBLIC_GHP = "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"
 
 E2E_PROFILE = """\
 # The e2e profile: one entry per action. `localhost` is a GitHub "issuer" here so the issuer-binding tests can
