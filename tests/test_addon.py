@@ -304,6 +304,30 @@ def test_large_body_in_a_worker_process(profile_file):
 def test_scan_workers_option_is_validated(env):
     with pytest.raises(exceptions.OptionsError):
         env.tctx.configure(env.state, dlp_scan_workers=-1)
+    with pytest.raises(exceptions.OptionsError):
+        env.tctx.configure(env.state, dlp_offload_bytes=-1)
+
+
+def test_offload_threshold_is_an_option(env, monkeypatch):
+    """dlp_offload_bytes moves the line between inline and off-loop scanning; findings are the same."""
+    import threading
+
+    from dlproxy import scanning
+
+    seen = []
+    real = scanning.scan_message
+
+    def spy(*args):
+        seen.append(threading.current_thread().name)
+        return real(*args)
+
+    monkeypatch.setattr(addon_mod, "scan_message", spy)
+    monkeypatch.setattr(scanning, "scan_message", spy)
+    filler = "lorem ipsum " * (addon_mod.OFFLOAD_BYTES // 10)
+    env.tctx.configure(env.state, dlp_offload_bytes=10 * addon_mod.OFFLOAD_BYTES)
+    assert error_of(env.request(post(chat(filler + GHP)))) and not seen[-1].startswith("dlp-scan")
+    env.tctx.configure(env.state, dlp_offload_bytes=0)
+    assert error_of(env.request(post(chat("tiny " + GHP)))) and seen[-1].startswith("dlp-scan")
 
 
 def test_inspection_crash_fails_closed_without_leaking(env, monkeypatch, caplog):

@@ -6,7 +6,7 @@
 
 Every hook fails closed: mitmproxy forwards a flow whose hook raised (notes §1.1), so each hook catches
 everything, counts it (`inspection_errors_total{reason}`) and applies the profile's `on_error`. Bodies above
-OFFLOAD_BYTES are extracted and scanned off the event loop (threads, or worker processes with
+`dlp_offload_bytes` (default OFFLOAD_BYTES) are extracted and scanned off the event loop (threads, or worker processes with
 `dlp_scan_workers`; measurements in scanning.py) so one big upload does not stall every other connection
 (notes §4.2). Nothing here ever formats a secret: findings carry only masked forms and fingerprints,
 locations, hosts and paths are scrubbed, and exception text is never logged (only its type and frames).
@@ -65,6 +65,7 @@ class ProfileState:
         self.dry_run = False
         self.issuer_binding = True
         self.pool = ScanPool(0)  # big bodies: see scanning.py
+        self.offload_bytes = OFFLOAD_BYTES  # dlp_offload_bytes
 
     @property
     def ready(self) -> bool:
@@ -87,14 +88,24 @@ class ProfileState:
             "false blocks credentials to every host.")
         loader.add_option(
             "dlp_scan_workers", int, 0,
-            f"Bodies over {OFFLOAD_BYTES // 1024} KiB are scanned off the event loop: 0 = in threads, N = in N "
+            "Bodies over dlp_offload_bytes are scanned off the event loop: 0 = in threads, N = in N "
             "worker processes (better latency for other connections when a core is free; more memory).")
+        loader.add_option(
+            "dlp_offload_bytes", int, OFFLOAD_BYTES,
+            "Bodies larger than this are scanned off the event loop. Inline scanning gives more throughput "
+            "(a 1 MB JSON upload: about 156 vs 113 req/s on one core) but stalls other connections for the "
+            "scan (about 3 ms per MB); offloading keeps them responsive.")
 
     def configure(self, updated) -> None:
         if "dlp_dry_run" in updated:
             self.dry_run = ctx.options.dlp_dry_run
         if "dlp_issuer_binding" in updated:
             self.issuer_binding = ctx.options.dlp_issuer_binding
+        if "dlp_offload_bytes" in updated:
+            if ctx.options.dlp_offload_bytes < 0:
+                raise exceptions.OptionsError(
+                    f"dlp_offload_bytes must be >= 0, not {ctx.options.dlp_offload_bytes}")
+            self.offload_bytes = ctx.options.dlp_offload_bytes
         if "dlp_scan_workers" in updated:
             workers = ctx.options.dlp_scan_workers
             if not 0 <= workers <= 64:
@@ -260,7 +271,7 @@ class _Inspector:
             msg = self.message(flow)
             body = msg.raw_content or b""
             headers = _header_list(msg.headers)
-            if len(body) > OFFLOAD_BYTES:
+            if len(body) > self.state.offload_bytes:
                 return self._inspect_offloaded(flow, active, msg, headers, body)
             started = time.perf_counter()
             self.conclude(flow, active, msg, scan_message(active, self.url(flow), headers, body), started)
