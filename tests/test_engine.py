@@ -6,7 +6,7 @@ import textwrap
 from collections import Counter
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from dlproxy.engine import Detector
@@ -187,3 +187,23 @@ def test_unknown_backend_is_an_error(profile):
 def test_max_token_len(profile):
     assert Detector(profile).max_token_len == len("my_secret_key") + 1 + 3 + 1 + 3 + 1 + 16
     assert textwrap  # keep import used for readability of PROFILE edits
+
+
+@settings(max_examples=500, deadline=None)
+@given(secret=st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126), min_size=1, max_size=120),
+       prefix_len=st.integers(0, 12))
+@example(secret="abcdefghijklmnopqrstuvwxyz12", prefix_len=12)
+@example(secret="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", prefix_len=4)
+def test_masked_form_and_fingerprint_never_reveal_the_secret(secret, prefix_len):
+    """masked = (public prefix or nothing) + "…" + (last 4 characters, only when 16 or more stay hidden)."""
+    from dlproxy.findings import fingerprint, mask
+
+    prefix = secret[:prefix_len]
+    masked = mask(secret, prefix)
+    shown_prefix, _, tail = masked.partition("…")
+    assert shown_prefix in ("", prefix) and tail in ("", secret[-4:])
+    hidden = len(secret) - len(shown_prefix) - len(tail)
+    assert hidden >= len(secret) // 2 and (not tail or hidden >= 16)
+    assert secret not in masked
+    fp = fingerprint(secret)
+    assert fp.startswith("sha256:") and len(fp) == 71 and (len(secret) < 8 or secret not in fp)

@@ -18,12 +18,13 @@ def fingerprint(secret: str | bytes) -> str:
 def mask(secret: str, prefix: str = "") -> str:
     """Prefix + `…` + last 4 characters (DESIGN.md). The prefix is the public, literal vendor prefix.
 
-    Short secrets show no tail, and a prefix that is not actually a prefix of the secret is ignored,
-    so the masked form can never reproduce the secret.
+    The tail shows only while at least 16 characters and half of the secret stay hidden, and a prefix that is
+    not actually a prefix of the secret (or is half of it) is ignored, so the masked form never gives much away.
     """
     if not prefix or not secret.startswith(prefix) or len(prefix) >= len(secret) // 2:
         prefix = ""
-    tail = secret[-MASK_TAIL:] if len(secret) - len(prefix) >= MIN_LEN_FOR_TAIL else ""
+    hidden_with_tail = len(secret) - len(prefix) - MASK_TAIL
+    tail = secret[-MASK_TAIL:] if hidden_with_tail >= max(MIN_LEN_FOR_TAIL, len(secret) // 2) else ""
     return f"{prefix}…{tail}"
 
 
