@@ -12,6 +12,7 @@ import binascii
 import re
 from functools import lru_cache
 
+from . import quickcheck
 from .core import DEPTH, Ctx, Level, Loc, Segment
 from .encoding import sniff_container
 from .text import NOT_CONTROL, is_textual
@@ -34,6 +35,8 @@ def _wrapped(width: int) -> re.Pattern:
 
 def find_blobs(data: bytes) -> list[tuple[int, int]]:
     """(start, end) of each base64 candidate in `data` (end includes padding and wrapped lines)."""
+    if not quickcheck.run_of(_B64, MIN_BLOB).may_match(data):
+        return []  # every candidate starts with such a run
     runs = data.translate(_RUNS)
     spans = []
     append = spans.append

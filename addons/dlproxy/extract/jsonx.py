@@ -13,6 +13,7 @@ import json
 import re
 import warnings
 
+from . import quickcheck
 from .base64blobs import scan_blobs
 from .core import DEPTH, Ctx, Level, Loc
 from .text import to_utf8
@@ -97,6 +98,8 @@ def unescape_levels(data: bytes, levels: int = MAX_ESCAPE_LEVELS) -> tuple[bytes
 
 def too_deep(data: bytes, max_depth: int) -> bool:
     """Bracket nesting deeper than max_depth (strings not excluded; a cheap, conservative estimate)."""
+    if not quickcheck.openers(max_depth + 1).may_match(data):
+        return False  # that deep needs at least max_depth + 1 opening brackets
     brackets = data.translate(None, _KEEP_BRACKETS)
     if len(brackets) < 2 * max_depth:
         return False
