@@ -5,6 +5,7 @@ Real profile, real detector, real extractor, real Metrics and IncidentLog; only 
 
 from __future__ import annotations
 
+import base64
 import gzip
 import io
 import json
@@ -471,3 +472,24 @@ def test_a_secret_inside_a_location_is_masked(env, caplog):
     err = error_of(f)
     assert GHP not in err["findings"][0]["location"] and GHP not in err["message"]
     assert_secret_absent(env, f, GHP, caplog)
+
+
+def test_plain_text_prompts_stay_inline_costly_bodies_leave_the_loop(env):
+    """Big bodies leave the event loop unless they are the one cheap case: uncompressed text without base64 runs
+    under Hyperscan (about an order of magnitude faster to scan), up to PLAIN_TEXT_FACTOR × dlp_offload_bytes."""
+    active = env.state.current
+    prose = chat("a pasted document, words and punctuation only. " * 20000).encode()  # ≈1 MB
+    json_headers = [("content-type", "application/json")]
+    assert len(prose) > addon_mod.OFFLOAD_BYTES
+    decide = env.req._offload
+    if active.detector.backend != "hyperscan":
+        assert decide(active, json_headers, prose)
+        return
+    assert not decide(active, json_headers, prose)
+    assert decide(active, json_headers + [("content-encoding", "gzip")], prose)  # decompression costs
+    assert decide(active, [("content-type", "application/octet-stream")], prose)
+    with_blob = prose[:-10] + b" " + base64.b64encode(b"x" * 600) + prose[-10:]
+    assert decide(active, json_headers, with_blob)  # base64 blobs get decoded: costly
+    huge = chat("words only. " * (addon_mod.PLAIN_TEXT_FACTOR * addon_mod.OFFLOAD_BYTES // 10)).encode()
+    assert decide(active, json_headers, huge)
+    assert not decide(active, json_headers, b"small")

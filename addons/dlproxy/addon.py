@@ -24,7 +24,7 @@ from mitmproxy import ctx, exceptions, http, version
 
 from . import redact
 from .engine import Detector
-from .extract import Limits
+from .extract import Limits, plain_text_body
 from .findings import Finding
 from .incidents import Incident, mask_path
 from .policy import Active, Decision, FlowContext, decide, decide_error, normalize_host, with_action
@@ -37,6 +37,7 @@ __all__ = ["ProfileState", "RequestInspector", "ResponseInspector", "QuietFlowLo
 logger = logging.getLogger(__name__)
 
 OFFLOAD_BYTES = 256 * 1024  # bodies above this are scanned off the event loop
+PLAIN_TEXT_FACTOR = 8  # ... unless they are plain text that Hyperscan scans this much faster (see _offload)
 RECENT_GENERATIONS = 8  # profiles kept so in-flight flows finish with the one they started with
 
 # flow.metadata keys (plain values, so flows still serialize)
@@ -271,13 +272,23 @@ class _Inspector:
             msg = self.message(flow)
             body = msg.raw_content or b""
             headers = _header_list(msg.headers)
-            if len(body) > self.state.offload_bytes:
+            if self._offload(active, headers, body):
                 return self._inspect_offloaded(flow, active, msg, headers, body)
             started = time.perf_counter()
             self.conclude(flow, active, msg, scan_message(active, self.url(flow), headers, body), started)
         except Exception as exc:  # never fail open: mitmproxy would forward the flow
             self.fail(flow, exc, active)
         return None
+
+    def _offload(self, active: Active, headers, body: bytes) -> bool:
+        """Scan off the event loop when the scan would stall other connections: bodies over dlp_offload_bytes,
+        except uncompressed text without base64 blobs under Hyperscan, which scans about an order of magnitude
+        faster (≈0.6 ms per MB) and stays inline up to PLAIN_TEXT_FACTOR times the limit."""
+        limit = self.state.offload_bytes
+        if len(body) <= limit:
+            return False
+        return not (len(body) <= limit * PLAIN_TEXT_FACTOR and active.detector.backend == "hyperscan"
+                    and plain_text_body(headers, body))
 
     async def _inspect_offloaded(self, flow: http.HTTPFlow, active: Active, msg: http.Message, headers,
                                  body: bytes) -> None:

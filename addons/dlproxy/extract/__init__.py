@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
+from . import base64blobs, quickcheck
 from .core import (
     DEPTH,
     ERROR,
@@ -39,9 +40,27 @@ from .jsonx import locate_json_path
 from .url import extract_url
 
 __all__ = ["Limits", "Segment", "Unscannable", "Extraction", "ExtractionError", "extract_http", "extract_file",
-           "decode_content_encoding", "locate_json_path", "REASONS", "OVERSIZE_REASONS"]
+           "decode_content_encoding", "locate_json_path", "REASONS", "OVERSIZE_REASONS", "plain_text_body"]
+
+_PLAIN_TYPES = ("application/json", "text/", "application/x-www-form-urlencoded", "application/x-ndjson",
+                "application/jsonl")
 
 log = logging.getLogger(__name__)
+
+
+def plain_text_body(headers: Sequence[tuple[str, str]], body: bytes) -> bool:
+    """True when extracting `body` is a single cheap pass: uncompressed text (JSON, form, plain) with no base64
+    run to decode. Only answerable quickly with Hyperscan installed; otherwise False (assume the costly path)."""
+    ctype, coded = "", False
+    for name, value in headers:
+        lname = name.lower()
+        if lname == "content-type":
+            ctype = value.lower()
+        elif lname == "content-encoding" and value.strip().lower() not in ("", "identity"):
+            coded = True
+    if coded or not ctype.startswith(_PLAIN_TYPES) or quickcheck.hyperscan is None:
+        return False
+    return not quickcheck.run_of(base64blobs._B64, base64blobs.MIN_BLOB).may_match(body)
 
 
 def extract_http(*, url: str | None, headers: Sequence[tuple[str, str]], body: bytes | None,
