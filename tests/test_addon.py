@@ -270,17 +270,25 @@ def test_oversize_follows_on_oversize(tmp_path):
             assert e.sample("dlproxy_unscannable_total", reason="too_large") >= 1
 
 
-def test_large_body_is_scanned_off_the_loop(env, monkeypatch):
-    seen = []
-    real = addon_mod.scan_message
+@pytest.fixture
+def scan_threads(monkeypatch) -> list[str]:
+    """The name of the thread each message was scanned in, in order ("dlp-scan…" = off the event loop)."""
+    import threading
+
+    seen: list[str] = []
+    real = scanning.scan_message
 
     def spy(*args):
-        import threading
         seen.append(threading.current_thread().name)
         return real(*args)
 
     monkeypatch.setattr(addon_mod, "scan_message", spy)
     monkeypatch.setattr(scanning, "scan_message", spy)
+    return seen
+
+
+def test_large_body_is_scanned_off_the_loop(env, scan_threads):
+    seen = scan_threads
     filler = "lorem ipsum " * (addon_mod.OFFLOAD_BYTES // 10)
     f = env.request(post(chat(filler + GHP)))
     assert error_of(f) and seen[0].startswith("dlp-scan")
@@ -309,21 +317,9 @@ def test_scan_workers_option_is_validated(env):
         env.tctx.configure(env.state, dlp_offload_bytes=-1)
 
 
-def test_offload_threshold_is_an_option(env, monkeypatch):
+def test_offload_threshold_is_an_option(env, scan_threads):
     """dlp_offload_bytes moves the line between inline and off-loop scanning; findings are the same."""
-    import threading
-
-    from dlproxy import scanning
-
-    seen = []
-    real = scanning.scan_message
-
-    def spy(*args):
-        seen.append(threading.current_thread().name)
-        return real(*args)
-
-    monkeypatch.setattr(addon_mod, "scan_message", spy)
-    monkeypatch.setattr(scanning, "scan_message", spy)
+    seen = scan_threads
     filler = "lorem ipsum " * (addon_mod.OFFLOAD_BYTES // 10)
     env.tctx.configure(env.state, dlp_offload_bytes=10 * addon_mod.OFFLOAD_BYTES)
     assert error_of(env.request(post(chat(filler + GHP)))) and not seen[-1].startswith("dlp-scan")
