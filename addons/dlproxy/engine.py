@@ -132,7 +132,7 @@ class Detector:
             run = run_regex.search(data, max(0, n - max_len - 1))
             if run is not None and run.start() < held:
                 text = run.group()
-                if lead and text[:len(lead)] == lead[:len(text)] or not lead and len(text) >= OPEN_RUN_MIN:
+                if _fits_lead(text, lead) if lead else len(text) >= OPEN_RUN_MIN:
                     held = run.start()
         # A keyword whose token could still run past the end of the buffer.
         window = max(0, n - self.max_token_len)
@@ -151,17 +151,14 @@ class Detector:
 
     # -- internals ----------------------------------------------------------------------------------
 
-    @staticmethod
-    def _open_token_start(data: bytes, pos: int, target: _Target) -> int | None:
+    @classmethod
+    def _open_token_start(cls, data: bytes, pos: int, target: _Target) -> int | None:
         """Where a token would start if `target`'s mid-token keyword began at `pos`; None when the run of token
         characters before it cannot be that entry's `before` (wrong length or wrong literal lead)."""
-        behind = data[max(0, pos - target.max_before - 1):pos][::-1]
-        length = target.run_back.match(behind).end()
-        if not target.min_before <= length <= target.max_before:
+        start = cls._token_start(data, pos, target)
+        if start is None or pos - start < target.min_before or not _fits_lead(data[start:pos], target.lead):
             return None
-        run = data[pos - length:pos]
-        lead = target.lead
-        return pos - length if run[:len(lead)] == lead[:len(run)] else None
+        return start
 
     @staticmethod
     def _token_start(data: bytes, start: int, target: _Target) -> int | None:
@@ -205,6 +202,11 @@ class Detector:
         prefix = target.prefix if secret.startswith(target.prefix) else ""
         return Finding(entry.id, entry.name, entry.severity, s, e, validated, mask(secret, prefix),
                        fingerprint(secret))
+
+
+def _fits_lead(run: bytes, lead: bytes) -> bool:
+    """`run` starts with the literal `lead`, or is a beginning of it (more may still come)."""
+    return run[:len(lead)] == lead[:len(run)]
 
 
 def _count(stats: Counter | None, entry_id: str, result: str) -> None:
