@@ -128,6 +128,7 @@ def profile_check_command(args: argparse.Namespace) -> int:
 def scan_command(args: argparse.Namespace) -> int:
     from .engine import Detector
     from .extract import Limits, extract_file
+    from .extract.encoding import sniff_container
 
     try:
         profile = load_profiles(args.profile or [builtin_profile_path()])
@@ -153,7 +154,7 @@ def scan_command(args: argparse.Namespace) -> int:
             continue
         if progress:
             progress.step(display)
-        if path is not None and _looks_binary(data) and not _is_archive(data):
+        if path is not None and _looks_binary(data) and sniff_container(data) is None:
             continue
         extraction = extract_file(display, data, limits)
         scanned += len(data)
@@ -196,10 +197,6 @@ def _iter_inputs(paths: list[str], problems: list[str]) -> Iterator[tuple[str, P
 
 def _looks_binary(data: bytes) -> bool:
     return b"\x00" in data[:8192]
-
-
-def _is_archive(data: bytes) -> bool:
-    return data[:4] == b"PK\x03\x04" or data[:2] == b"\x1f\x8b" or data[257:262] == b"ustar"
 
 
 def _result(display: str, segment, finding: Finding) -> dict:
