@@ -3,6 +3,7 @@
     builtin, ghp_only   module-scoped Detectors: the built-in profile, and a profile with only the classic GitHub PAT
     detector            parametrized over both
     Judge               a stand-in policy: records the findings it was asked about, answers with a fixed action
+    assert_cut_at_a_head  the stream guarantee: of a blocked token, at most a proper head of its prefix went out
 
 Import the fixtures into a test module by name (`from stream_support import builtin, detector, ghp_only`) so
 pytest finds them there.
@@ -54,3 +55,15 @@ class Judge:
     def __call__(self, findings):
         self.calls.append(list(findings))
         return self.action, list(findings) if self.action == REDACT else []
+
+
+def assert_cut_at_a_head(out, before, prefix="ghp_") -> None:
+    """What went out of a stream blocked at a token that follows `before`: part of `before`, or all of it plus at
+    most a proper head of the token's public literal prefix ("g", "gh", "ghp" of "ghp_") — never a byte past it."""
+    if isinstance(out, bytes) and isinstance(prefix, str):
+        prefix = prefix.encode()
+    if before.startswith(out):
+        return
+    assert out.startswith(before), (out, before)
+    head = out[len(before):]
+    assert len(head) < len(prefix) and prefix.startswith(head), f"{head!r} of the token went out"

@@ -197,6 +197,30 @@ def test_token_in_sse_cuts_with_the_openai_error_event_and_closes_upstream(env):
     assert incident["incident_id"] == error["incident_id"] and GHP not in env.out.getvalue()
 
 
+def test_token_whose_first_character_went_out_alone_is_cut_there_with_the_error_event(env):
+    """"g" is a public head of "ghp_": its event goes out at once. The rest of the token arrives in later events:
+    the stream stops right after the "g" and the error event follows."""
+    f = response_flow(SSE)
+    env.guard.responseheaders(f)
+    events = chat_events("here: ", 6) + chat_events(GHP[0], 1) + chat_events(GHP[1:] + " and more", 5)
+    out = run_stream(f, events)
+    sent, sep, last = out.partition(b"data: {\"error\"")
+    assert sent == b"".join(events[:2]) and sep  # "here: ", then "g" alone; nothing past it
+    error = json.loads(sep[len(b"data: "):] + last)["error"]
+    assert error["type"] == "dlp_violation" and error["findings"][0]["entry"] == "github-pat"
+    assert env.closed == [f] and f.error is not None
+
+
+def test_redaction_after_a_released_first_character_in_sse(env):
+    f = response_flow(SSE)
+    env.guard.responseheaders(f)
+    events = chat_events("Use ", 4) + chat_events(GHO[0], 1) + chat_events(GHO[1:] + " for it.", 5)
+    out = run_stream(f, events)
+    text = "".join(json.loads(e[len(b"data: "):])["choices"][0]["delta"]["content"]
+                   for e in out.strip().split(b"\n\n"))
+    assert text == "Use g[REDACTED:github-oauth] for it." and GHO[1:].encode() not in out
+
+
 def test_anthropic_request_gets_the_anthropic_error_event(env):
     f = response_flow(SSE, path="/v1/messages")
     env.guard.responseheaders(f)

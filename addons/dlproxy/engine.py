@@ -62,17 +62,17 @@ class Detector:
         self.keywords = keywords
         all_targets = [t for ts in self._targets for t in ts]
         self.max_token_len = max((t.max_len for t in all_targets), default=0)
-        self._max_kw = max((len(k.literal) for k in keywords), default=0)
-        # Proper heads of every keyword, for "a keyword cut off by the end of the buffer": lowered head →
-        # (keyword as written, case-insensitive?, mid-token keyword?, token characters of its entries).
-        self._kw_heads: dict[bytes, list[tuple[bytes, bool, tuple[_Target, ...], bytes]]] = {}
+        # Proper heads of mid-token keywords ("T3Blb" of "T3BlbkFJ"), for a mid-token keyword cut off by the end
+        # of the buffer: lowered head -> (head as written, case-insensitive?, the keyword's mid-token targets).
+        # Heads of keywords that start their token are not held (see undecided_from).
+        self._kw_heads: dict[bytes, list[tuple[bytes, bool, tuple[_Target, ...]]]] = {}
         for i, k in enumerate(keywords):
-            targets = self._targets[i]
-            mid_token = tuple(t for t in targets if t.max_before)
-            flags = bytes(max(t.boundary[c] for t in targets) for c in range(256))
-            for n in range(1, len(k.literal)):
-                self._kw_heads.setdefault(k.literal[:n].lower(), []).append(
-                    (k.literal[:n], k.case_insensitive, mid_token, flags))
+            mid_token = tuple(t for t in self._targets[i] if t.max_before)
+            if mid_token:
+                for n in range(1, len(k.literal)):
+                    self._kw_heads.setdefault(k.literal[:n].lower(), []).append(
+                        (k.literal[:n], k.case_insensitive, mid_token))
+        self._max_head = max(map(len, self._kw_heads), default=0)
         # Mid-token keywords: a trailing run of token characters may be the start of such a token before its
         # keyword has arrived. One (trailing-run regex, literal lead, longest run) per distinct shape.
         self._open_runs = sorted({
@@ -102,26 +102,28 @@ class Detector:
     def undecided_from(self, data: bytes) -> int:
         """Offset from which a token could still complete if more data arrived; len(data) when none can.
 
-        Everything before it is decided: stream scanners may release those bytes (minus any findings).
+        Everything before it is decided: stream scanners may release those bytes (minus any findings). Of a token
+        still arriving, the bytes before that offset hold at most a proper head of its keyword when the keyword
+        starts the token ("gh" of "ghp_…": public literal characters), or, when the keyword is mid-token and its
+        entry has no literal lead, fewer than OPEN_RUN_MIN of its characters; nothing else of it. Stream scanners
+        keep released bytes as scan context, so the token is still found whole and the stream can be cut right
+        where releasing stopped.
         """
         n = len(data)
         held = n
-        # A keyword cut off by the end of the buffer (" gh" of "ghp_"). It must be able to start a token: the
-        # case must fit and the character before it must not be a token character (" gh", not "sigh").
-        # A mid-token keyword ("…T3Blb" of "T3BlbkFJ") holds the run of token characters before it too.
-        tail = data[max(0, n - self._max_kw + 1):]
+        # A mid-token keyword cut off by the end of the buffer ("…T3Blb" of "T3BlbkFJ"): the characters before it
+        # are secret, so it holds the run of token characters before it (when that run can be the entry's
+        # `before`; the case must fit too).
+        tail = data[max(0, n - self._max_head):]
         for k in range(len(tail), 0, -1):
             cut = tail[-k:]
-            for head, case_insensitive, mid_token, flags in self._kw_heads.get(cut.lower(), ()):
+            for head, case_insensitive, mid_token in self._kw_heads.get(cut.lower(), ()):
                 if not case_insensitive and cut != head:
                     continue
-                if mid_token:
-                    for target in mid_token:
-                        start = self._open_token_start(data, n - k, target)
-                        if start is not None:
-                            held = min(held, start)
-                elif n - k == 0 or not flags[data[n - k - 1]]:
-                    held = min(held, n - k)
+                for target in mid_token:
+                    start = self._open_token_start(data, n - k, target)
+                    if start is not None:
+                        held = min(held, start)
             if held < n:
                 break
         # The open start of a token whose mid-token keyword has not arrived yet: a trailing run of token

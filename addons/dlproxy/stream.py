@@ -14,8 +14,11 @@ targets are the findings to redact. Findings reach it with stream offsets and th
 How little is held back: after each chunk the detector says from which offset a token could still be completing
 (`Detector.undecided_from`); everything before it is released at once, the rest (a partial prefix, or a prefix
 whose token is not complete yet) waits for the next chunk. A token is therefore seen whole even when it is split
-across chunks, and no byte of it is released before it is decided. A little already-released text is kept as
-scan context, so the boundary rule (a token must not be glued to token characters) sees the byte before a token.
+across chunks. Of a token, at most a proper head of its literal prefix can be released before it is decided (" a"
+of "apify_api_…": public characters, not held so that model-style " word" deltas flow); never a byte past that,
+and nothing when its keyword is mid-token (except the short run noted at `Detector.undecided_from`). Already
+released text is kept as scan context, so such a token is still found whole, the boundary rule (a token must not
+be glued to token characters) sees the byte before it, and a block cuts the stream right where releasing stopped.
 """
 
 from __future__ import annotations
@@ -169,9 +172,12 @@ class ScanWindow:
             rs, re_ = max(start - base, pos), min(end - base, hi)
             if re_ <= rs:
                 continue
+            # A secret that began in already-released bytes (a released head of its public prefix, " a" of
+            # "apify_api_…"): the marker replaces the unreleased rest; a fixed-length body gets same-width `*`.
+            if start - base < lo and self.fixed_length:
+                mark = b"*" * (re_ - rs)
             pieces.append(buf[pos:rs])
-            # a secret that began in already-released bytes (cannot happen with a sound detector): blank the rest
-            pieces.append(mark if start - base >= lo else b"*" * (re_ - rs))
+            pieces.append(mark)
             spans.append((base + rs, base + re_, mark))
             pos = re_
         pieces.append(buf[pos:hi])

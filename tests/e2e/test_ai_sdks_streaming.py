@@ -2,11 +2,14 @@
 streams a model reply a few characters per event.
 
 Clean replies arrive intact. A reply carrying a valid token split over many events ends, for the SDK, with an
-error raised from the API's own error event before any token byte: the text the application received holds no
-prefix of the token, and the upstream connection was closed (it stopped generating).
+error raised from the API's own error event: the text the application received holds at most a proper head of the
+token's public prefix ("gh" of "ghp_"), never a byte past it, and the upstream connection was closed (it stopped
+generating).
 """
 
 from __future__ import annotations
+
+import re
 
 import anthropic
 import httpx
@@ -15,6 +18,7 @@ import pytest
 from sse_upstream import StreamingUpstream, start_reverse
 
 from conftest import GHO, GHP
+from stream_support import assert_cut_at_a_head
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
@@ -49,12 +53,6 @@ def oai(proxy) -> openai.OpenAI:
 
 def claude(proxy) -> anthropic.Anthropic:
     return anthropic.Anthropic(base_url=proxy.url, api_key="sk-ant-test-not-real", max_retries=0)
-
-
-def no_prefix_of(token: str, text: str) -> None:
-    assert token[:4] not in text
-    for k in range(1, len(token)):
-        assert not text.endswith(token[:k]), f"{k} characters of the token reached the application"
 
 
 def chat_text(client, collected: list[str]) -> None:
@@ -92,15 +90,14 @@ def test_openai_sdk_clean_stream_arrives_intact(sidecar, up, api):
 
 
 @pytest.mark.parametrize("api", [chat_text, responses_text], ids=["chat.completions", "responses"])
-def test_openai_sdk_sees_an_error_before_any_token_byte(sidecar, up, api):
+def test_openai_sdk_sees_an_error_within_the_public_prefix(sidecar, up, api):
     up.script(LEAKY, chars=3, delay=0.005)
     mark = sidecar.mark()
     got: list[str] = []
     with pytest.raises(openai.APIError) as e:
         api(oai(sidecar), got)
     text = "".join(got)
-    no_prefix_of(GHP, text)
-    assert BEFORE.startswith(text)
+    assert_cut_at_a_head(text, BEFORE)  # at most "ghp" of the token: nothing past its public prefix
     assert "GitHub Personal Access Token" in e.value.message and "incident" in e.value.message
     assert e.value.body["type"] == "dlp_violation" and e.value.body["code"] == "credential_detected"
     assert up.aborted.wait(5) and not up.completed.is_set()
@@ -113,7 +110,8 @@ def test_openai_sdk_gets_the_redacted_reply(sidecar, up):
     up.script(f"Use {GHO} for the API.", chars=2)
     got: list[str] = []
     chat_text(oai(sidecar), got)
-    assert "".join(got) == "Use [REDACTED:github-oauth] for the API."
+    # a head of "gho_" that went out in its own delta stays; the marker replaces the rest of the token
+    assert re.fullmatch(r"Use (g|gh|gho)?\[REDACTED:github-oauth\] for the API\.", "".join(got)), got
 
 
 # --- Anthropic --------------------------------------------------------------------------------------------------------
@@ -126,14 +124,13 @@ def test_anthropic_sdk_clean_stream_arrives_intact(sidecar, up):
     assert "".join(got) == CLEAN and len(got) > 20
 
 
-def test_anthropic_sdk_sees_an_error_event_before_any_token_byte(sidecar, up):
+def test_anthropic_sdk_sees_an_error_event_within_the_public_prefix(sidecar, up):
     up.script(LEAKY, chars=2, delay=0.005)
     got: list[str] = []
     with pytest.raises(anthropic.APIStatusError) as e:
         anthropic_text(claude(sidecar), got)
     text = "".join(got)
-    no_prefix_of(GHP, text)
-    assert BEFORE.startswith(text)
+    assert_cut_at_a_head(text, BEFORE)  # at most "ghp" of the token: nothing past its public prefix
     body = e.value.body
     assert body["type"] == "error" and body["error"]["type"] == "dlp_violation"
     assert "GitHub Personal Access Token" in body["error"]["message"]
