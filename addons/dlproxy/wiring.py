@@ -1,7 +1,7 @@
 """One place that builds the dlproxy addons, for both entry points.
 
     mitmdump -s addons/dlp.py --set dlp_profile=FILE     (addons/dlp.py: `addons = make_addons()`)
-    dlproxy run ...                                      (master.DLPMaster preloads make_addons())
+    dlproxy run ...                                      (master.DLPMaster adds make_addons() to its chain)
 
 Order matters only where hooks overlap: ProfileState comes first so the profile is loaded (and its option
 errors raised) before any other addon configures; the buffered inspectors, then the stream and WebSocket
@@ -35,19 +35,3 @@ def make_addons(metrics: Metrics | None = None) -> list:
         QuietFlowLog(),
     ]
 
-
-class Bundle:
-    """All dlproxy addons as one entry of mitmproxy's addon chain (its children are found through `addons`).
-
-    mitmproxy walks the whole chain for every event of every flow (two per hook, with `update`), and each
-    top-level addon costs a safecall context and a coroutine per event: bundled, the nine addons added
-    ≈ 165 µs of CPU per small flow instead of ≈ 270 µs (in-process, 4 hooks per flow, 2-core dev VM).
-    The children run under one safecall per event, so a child that raised would skip the later ones for that
-    event: every dlproxy hook catches its own exceptions (they must anyway: mitmproxy fails open).
-    A `-s` script module is such a bundle already (its `addons` list).
-    """
-
-    name = "dlproxy"
-
-    def __init__(self, addons: list | None = None) -> None:
-        self.addons = make_addons() if addons is None else addons
