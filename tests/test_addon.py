@@ -278,9 +278,9 @@ def scan_threads(monkeypatch) -> list[str]:
     seen: list[str] = []
     real = scanning.scan_message
 
-    def spy(*args):
+    def spy(*args, **kw):
         seen.append(threading.current_thread().name)
-        return real(*args)
+        return real(*args, **kw)
 
     monkeypatch.setattr(addon_mod, "scan_message", spy)
     monkeypatch.setattr(scanning, "scan_message", spy)
@@ -328,7 +328,7 @@ def test_offload_threshold_is_an_option(env, scan_threads):
 
 
 def test_inspection_crash_fails_closed_without_leaking(env, monkeypatch, caplog):
-    def boom(*args):
+    def boom(*args, **kw):
         raise RuntimeError(f"parser exploded on {GHP}")
 
     monkeypatch.setattr(addon_mod, "scan_message", boom)
@@ -342,7 +342,7 @@ def test_inspection_crash_fails_closed_without_leaking(env, monkeypatch, caplog)
 
 
 def test_inspection_crash_with_a_secret_in_the_path_leaks_nothing(env, monkeypatch, caplog):
-    monkeypatch.setattr(addon_mod, "scan_message", lambda *a: 1 / 0)
+    monkeypatch.setattr(addon_mod, "scan_message", lambda *a, **kw: 1 / 0)
     f = env.request(post(chat("x"), path=f"/exfil/{GHP}?t={GHP}"))
     assert error_of(f)["code"] == "inspection_failed"
     assert_secret_absent(env, f, GHP, caplog)
@@ -353,7 +353,7 @@ def test_inspection_crash_with_on_error_allow_forwards(tmp_path, monkeypatch):
     p.write_text(E2E_PROFILE.replace("default_action: block", "default_action: block\n  on_error: allow"))
     e = make_env([p])
     with e.tctx:
-        monkeypatch.setattr(addon_mod, "scan_message", lambda *a: 1 / 0)
+        monkeypatch.setattr(addon_mod, "scan_message", lambda *a, **kw: 1 / 0)
         f = e.request(post(chat("hello")))
         assert f.response is None and f.metadata[VERDICT] == "error"
 
@@ -477,15 +477,40 @@ def test_plain_text_prompts_stay_inline_costly_bodies_leave_the_loop(env):
     prose = chat("a pasted document, words and punctuation only. " * 20000).encode()  # ≈1 MB
     json_headers = [("content-type", "application/json")]
     assert len(prose) > addon_mod.OFFLOAD_BYTES
-    decide = env.req._offload
+
+    def decide(*args) -> bool:
+        return env.req._placement(*args)[0]
+
     if active.detector.backend != "hyperscan":
-        assert decide(active, json_headers, prose)
+        assert env.req._placement(active, json_headers, prose) == (True, False)
         return
-    assert not decide(active, json_headers, prose)
+    # inline, and the extractor is told the body holds no base64 run (it does not search it again)
+    assert env.req._placement(active, json_headers, prose) == (False, True)
     assert decide(active, json_headers + [("content-encoding", "gzip")], prose)  # decompression costs
     assert decide(active, [("content-type", "application/octet-stream")], prose)
     with_blob = prose[:-10] + b" " + base64.b64encode(b"x" * 600) + prose[-10:]
     assert decide(active, json_headers, with_blob)  # base64 blobs get decoded: costly
     huge = chat("words only. " * (addon_mod.PLAIN_TEXT_FACTOR * addon_mod.OFFLOAD_BYTES // 10)).encode()
     assert decide(active, json_headers, huge)
-    assert not decide(active, json_headers, b"small")
+    assert env.req._placement(active, json_headers, b"small") == (False, False)  # small: not pre-checked
+
+
+def test_a_blob_free_body_is_searched_for_base64_runs_once(env, monkeypatch, scan_threads):
+    """The inline plain-text path checks for base64 runs before deciding where to scan; the extractor then
+    skips its own search of that same body. A body with any such run (a token is one) takes the full path."""
+    from dlproxy.extract import base64blobs
+
+    active = env.state.current
+    if active.detector.backend != "hyperscan":
+        pytest.skip("the plain-text pre-check needs Hyperscan")
+    searched: list[int] = []
+    real = base64blobs.find_blobs
+    monkeypatch.setattr(base64blobs, "find_blobs", lambda data: searched.append(len(data)) or real(data))
+    prose = chat("a pasted document, words and punctuation only. " * 20000).encode()
+    f = env.request(post(prose))
+    assert f.response is None and f.metadata[VERDICT] == "clean"
+    assert not scan_threads[-1].startswith("dlp-scan") and len(prose) not in searched
+    with_token = chat("a pasted document, words and punctuation only. " * 20000 + GHP).encode()
+    f = env.request(post(with_token))
+    assert error_of(f)["findings"][0]["entry"] == "github-pat"
+    assert scan_threads[-1].startswith("dlp-scan") and len(with_token) in searched

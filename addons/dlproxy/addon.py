@@ -272,23 +272,31 @@ class _Inspector:
             msg = self.message(flow)
             body = msg.raw_content or b""
             headers = _header_list(msg.headers)
-            if self._offload(active, headers, body):
+            offload, blob_free = self._placement(active, headers, body)
+            if offload:
                 return self._inspect_offloaded(flow, active, msg, headers, body)
             started = time.perf_counter()
-            self.conclude(flow, active, msg, scan_message(active, self.url(flow), headers, body), started)
+            scan = scan_message(active, self.url(flow), headers, body, blob_free=blob_free)
+            self.conclude(flow, active, msg, scan, started)
         except Exception as exc:  # never fail open: mitmproxy would forward the flow
             self.fail(flow, exc, active)
         return None
 
-    def _offload(self, active: Active, headers, body: bytes) -> bool:
-        """Scan off the event loop when the scan would stall other connections: bodies over dlp_offload_bytes,
-        except uncompressed text without base64 blobs under Hyperscan, which scans about an order of magnitude
-        faster (≈0.6 ms per MB) and stays inline up to PLAIN_TEXT_FACTOR times the limit."""
+    def _placement(self, active: Active, headers, body: bytes) -> tuple[bool, bool]:
+        """(scan off the event loop?, body checked to hold no base64 run?).
+
+        Off the loop when the scan would stall other connections: bodies over dlp_offload_bytes, except
+        uncompressed text without base64 runs under Hyperscan, which scans about an order of magnitude faster
+        (≈0.6 ms per MB) and stays inline up to PLAIN_TEXT_FACTOR times the limit. The extractor is told what
+        that check found, so it does not search the same body for base64 runs a second time.
+        """
         limit = self.state.offload_bytes
         if len(body) <= limit:
-            return False
-        return not (len(body) <= limit * PLAIN_TEXT_FACTOR and active.detector.backend == "hyperscan"
-                    and plain_text_body(headers, body))
+            return False, False
+        if (len(body) <= limit * PLAIN_TEXT_FACTOR and active.detector.backend == "hyperscan"
+                and plain_text_body(headers, body)):
+            return False, True
+        return True, False
 
     async def _inspect_offloaded(self, flow: http.HTTPFlow, active: Active, msg: http.Message, headers,
                                  body: bytes) -> None:

@@ -46,9 +46,10 @@ class Scan:
     stats: collections.Counter
 
 
-def scan_message(active: Active, url: str | None, headers, body: bytes) -> Scan:
-    """Extract every located text part of a message and run the detector over each."""
-    extraction = extract_http(url=url, headers=headers, body=body, limits=active.limits)
+def scan_message(active: Active, url: str | None, headers, body: bytes, blob_free: bool = False) -> Scan:
+    """Extract every located text part of a message and run the detector over each (`blob_free`: the caller
+    found no base64 run in the body; see extract_http)."""
+    extraction = extract_http(url=url, headers=headers, body=body, limits=active.limits, blob_free=blob_free)
     detector = active.detector
     stats: collections.Counter = collections.Counter()
     findings: list[Finding] = []

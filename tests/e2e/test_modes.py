@@ -181,10 +181,10 @@ import dlproxy.addon as addon
 
 _real = addon.scan_message
 
-def _crashing(active, url, headers, body):
+def _crashing(active, url, headers, body, **kw):
     if b"CRASH-ME" in body:
         raise RuntimeError("extractor exploded on " + body.decode("latin-1"))
-    return _real(active, url, headers, body)
+    return _real(active, url, headers, body, **kw)
 
 addon.scan_message = _crashing
 """

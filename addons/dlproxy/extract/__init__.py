@@ -64,9 +64,14 @@ def plain_text_body(headers: Sequence[tuple[str, str]], body: bytes) -> bool:
 
 
 def extract_http(*, url: str | None, headers: Sequence[tuple[str, str]], body: bytes | None,
-                 limits: Limits) -> Extraction:
-    """Segments for the URL, every header and the body (decoded by Content-Encoding, then Content-Type)."""
+                 limits: Limits, blob_free: bool = False) -> Extraction:
+    """Segments for the URL, every header and the body (decoded by Content-Encoding, then Content-Type).
+
+    `blob_free`: the caller found no base64 run in the body (`plain_text_body`), so a text segment that is the
+    body itself is not searched for one again."""
     ctx = Ctx(limits, extract_content)
+    if blob_free and body:
+        ctx.blob_free = body
     stage = "url"
     try:
         if url:

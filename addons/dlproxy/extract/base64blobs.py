@@ -88,7 +88,7 @@ def worth_decoding(head: bytes) -> bool:
 def scan_blobs(ctx: Ctx, seg: Segment, lv: Level) -> None:
     """Decode the base64 blobs of an emitted text segment and extract what they hold."""
     data = seg.data
-    if len(data) < MIN_BLOB:
+    if len(data) < MIN_BLOB or data is ctx.blob_free:
         return
     for start, end in find_blobs(data):
         blob = data[start:end]

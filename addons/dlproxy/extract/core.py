@@ -142,7 +142,7 @@ Dispatch = Callable[["Ctx", bytes, Loc, Level, str, str], None]
 class Ctx:
     """One message's extraction state: the output, the byte budget, and the content dispatcher."""
 
-    __slots__ = ("limits", "out", "left", "keep_raw", "dispatch")
+    __slots__ = ("limits", "out", "left", "keep_raw", "dispatch", "blob_free")
 
     def __init__(self, limits: Limits, dispatch: Dispatch, keep_raw: bool = False):
         self.limits = limits
@@ -150,6 +150,7 @@ class Ctx:
         self.left = max(0, limits.max_inspect_bytes)
         self.keep_raw = keep_raw  # files: also keep the undecoded text so line/column stay exact
         self.dispatch = dispatch
+        self.blob_free: bytes | None = None  # bytes known to hold no base64 run (see extract_http)
 
     # -- budget -------------------------------------------------------------------------------------
     def charge(self, n: int) -> None:
