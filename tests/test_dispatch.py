@@ -78,7 +78,9 @@ def run_chain(indexed: bool, build, events) -> list:
         try:
             for event in events(flow, m, log):
                 if callable(event):
-                    event()
+                    result = event()
+                    if asyncio.iscoroutine(result):
+                        await result
                 else:
                     await m.addons.handle_lifecycle(event)
         finally:
@@ -199,3 +201,95 @@ def test_dlproxy_master_uses_the_index_and_keeps_every_builtin_addon():
         assert "profilestate" in names and "dlp-request-inspector" in names
 
     asyncio.run(go())
+
+
+def test_an_addon_appended_during_an_event_still_gets_it():
+    """mitmproxy walks the live chain: an addon added by an earlier addon's hook is visited in the same event."""
+
+    class Adder:
+        name = "adder"
+
+        def __init__(self, log, manager_box):
+            self.log = log
+            self.box = manager_box
+
+        def request(self, flow):
+            self.log.append(("adder", "request"))
+            if not self.box.get("added"):
+                self.box["added"] = True
+                self.box["m"].addons.add(Recorder("late", self.log))
+
+    box: dict = {}
+
+    def events(flow, m, log):
+        box.clear()
+        box["m"] = m
+        yield HttpRequestHook(flow)
+        yield HttpRequestHook(flow)
+
+    log = both(lambda log: [Adder(log, box), Recorder("b", log)], events)
+    assert log == [("adder", "request"), ("b", "request"), ("late", "request"),
+                   ("adder", "request"), ("b", "request"), ("late", "request")]
+
+
+def test_a_hook_set_up_in_configure_or_running_is_not_missed():
+    """An addon may attach hooks while it configures or starts; the index is rebuilt after those events."""
+    from mitmproxy import hooks as mhooks
+
+    class Lazy:
+        name = "lazy"
+
+        def __init__(self, log):
+            self.log = log
+
+        def running(self):
+            self.request = lambda flow: self.log.append(("lazy", "request"))
+
+    def events(flow, m, log):
+        yield HttpRequestHook(flow)  # indexes `request` before Lazy has it
+        yield lambda: m.addons.trigger_event(mhooks.RunningHook())
+        yield HttpRequestHook(flow)
+
+    assert both(lambda log: [Lazy(log)], events) == [("lazy", "request")]
+
+
+def test_addons_that_resolve_attributes_dynamically_are_always_visited():
+    class Dynamic:
+        name = "dynamic"
+
+        def __init__(self, log):
+            self.log = log
+            self.on = False
+
+        def __getattr__(self, attr):
+            if attr == "request" and self.on:
+                return lambda flow: self.log.append(("dynamic", "request"))
+            raise AttributeError(attr)
+
+    box: dict = {}
+
+    def events(flow, m, log):
+        yield HttpRequestHook(flow)
+        yield lambda: setattr(box["d"], "on", True)
+        yield HttpRequestHook(flow)
+
+    def build(log):
+        box["d"] = Dynamic(log)
+        return [box["d"]]
+
+    assert both(build, events) == [("dynamic", "request")]
+
+
+def test_dlproxy_hooks_are_methods_of_their_classes():
+    """The index reads hooks once per event name: dlproxy's own addons must not attach hooks at run time."""
+    from mitmproxy import hooks as mhooks
+    from mitmproxy.proxy.layers import http as _http_hooks  # noqa: F401 - registers the HTTP hook names
+    from mitmproxy.proxy.layers import websocket as _ws_hooks  # noqa: F401
+
+    from dlproxy.wiring import make_addons
+
+    for addon in make_addons():
+        for name in mhooks.all_hooks:
+            if name in vars(addon):
+                raise AssertionError(f"{type(addon).__name__}.{name} is an instance attribute")
+        assert not hasattr(type(addon), "__getattr__")

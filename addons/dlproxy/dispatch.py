@@ -4,16 +4,21 @@ mitmproxy's `AddonManager.trigger_event` visits every top-level addon for every 
 master — each under its own `safecall` context and `invoke_addon` coroutine, and `handle_lifecycle` repeats
 the walk with an `update` event after each flow hook. A small HTTP flow fires four hooks, so 288 addon visits,
 of which 27 find a hook (`request` has 14 takers, `update` none). That walk is about a third of mitmdump's CPU
-per small request (bench/proxy.py: the same master with this dispatch serves ≈ 1.6× the small requests/s), as
-much again as dlproxy's own inspection.
+per small request (bench/proxy.py: the same master with this dispatch serves ≈ 1.6× the small requests/s),
+several times what dlproxy's own inspection costs.
 
 `IndexedAddonManager` keeps mitmproxy's semantics and its addons — every built-in feature and `-s` script still
 works — and only skips the visits that cannot do anything: per hook name it remembers which top-level addons have
-that hook (an attribute of that name, mitmproxy's own test). Composites, which have an `addons` list such as the
-script loader, are always visited: their children change at run time. Order, one `safecall` per top-level addon,
-`AddonHalt`, sync and async hooks are mitmproxy's (its `safecall` and `_iter_hooks` are used); the hook's
-arguments are built once per event instead of once per addon. The index is rebuilt after `add`, `remove` or
-`clear`. mitmproxy is pinned to 12.3.x; tests/test_dispatch.py compares call logs with the stock manager.
+that hook (an attribute of that name, mitmproxy's own test). Always visited, because what they answer can change
+at run time: composites, which have an `addons` list (the script loader), and addons whose class resolves
+attributes dynamically (`__getattr__`). The index is rebuilt after `add`, `remove` and `clear`, and after the
+lifecycle events in which an addon may still set up its hooks (`configure`, `running`); an addon that assigns a
+hook method to itself in any other hook would be missed, which no mitmproxy or dlproxy addon does (a test checks
+dlproxy's hooks are methods of their classes). When the chain changes during an event, the rest of that event
+follows mitmproxy's own walk over the list it started with, so an addon appended by a hook still gets the event.
+Order, one `safecall` per top-level addon, `AddonHalt`, sync and async hooks are mitmproxy's (its `safecall` and
+`_iter_hooks` are used); the hook's arguments are built once per event instead of once per addon. mitmproxy is
+pinned to 12.3.x; tests/test_dispatch.py compares call logs with the stock manager.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ class IndexedAddonManager(addonmanager.AddonManager):
     """An AddonManager whose `trigger_event` visits only the top-level addons that can handle the event."""
 
     _takers: dict[str, list] | None = None
+    _version = 0  # bumped whenever the chain changes
 
     @classmethod
     def upgrade(cls, manager: addonmanager.AddonManager) -> IndexedAddonManager:
@@ -44,45 +50,72 @@ class IndexedAddonManager(addonmanager.AddonManager):
             index = self._takers = {}
         found = index.get(name)
         if found is None:
-            found = index[name] = [a for a in self.chain if hasattr(a, "addons") or getattr(a, name, None)]
+            found = index[name] = [a for a in self.chain if _may_take(a, name)]
         return found
 
     async def trigger_event(self, event: hooks.Hook) -> None:
+        chain = self.chain  # the list mitmproxy's own walk would iterate (an `add` appends to it)
         takers = self.takers(event.name)
-        if not takers:
-            return
-        args = event.args()  # once per event: `Hook.args()` walks the dataclass fields every time
-        for addon in takers:
-            try:
-                with addonmanager.safecall():
-                    await self._invoke(addon, event, args)
-            except exceptions.AddonHalt:
-                return
+        if takers:
+            args = event.args()  # once per event: `Hook.args()` walks the dataclass fields every time
+            version = self._version
+            for addon in takers:
+                if not await self._visit(addon, event, args):
+                    break
+                if self._version != version:  # the chain changed in this hook: walk the rest as mitmproxy does
+                    for later in chain[chain.index(addon) + 1:]:
+                        if _may_take(later, event.name) and not await self._visit(later, event, args):
+                            break
+                    break
+        if event.name in _SETUP_EVENTS:
+            self._takers = None  # addons may have set up their hooks in it
 
-    async def _invoke(self, addon, event: hooks.Hook, args: list) -> None:
-        """mitmproxy's `invoke_addon`, with the arguments given."""
-        for _addon, func in self._iter_hooks(addon, event):
-            result = func(*args)
-            if result is not None and inspect.isawaitable(result):
-                await result
+    async def _visit(self, addon, event: hooks.Hook, args: list) -> bool:
+        """mitmproxy's per-addon step of `trigger_event`; False when an addon halted the event."""
+        try:
+            with addonmanager.safecall():
+                for _addon, func in self._iter_hooks(addon, event):
+                    result = func(*args)
+                    if result is not None and inspect.isawaitable(result):
+                        await result
+        except exceptions.AddonHalt:
+            return False
+        return True
+
+    def trigger(self, event: hooks.Hook) -> None:
+        super().trigger(event)
+        if event.name in _SETUP_EVENTS:
+            self._takers = None
 
     def add(self, *addons) -> None:
-        self._takers = None
+        self._changed()
         try:
             super().add(*addons)
         finally:
-            self._takers = None
+            self._changed()
 
     def remove(self, addon) -> None:
-        self._takers = None
+        self._changed()
         try:
             super().remove(addon)
         finally:
-            self._takers = None
+            self._changed()
 
     def clear(self) -> None:
-        self._takers = None
+        self._changed()
         try:
             super().clear()
         finally:
-            self._takers = None
+            self._changed()
+
+    def _changed(self) -> None:
+        self._takers = None
+        self._version += 1
+
+
+_SETUP_EVENTS = frozenset({"load", "configure", "running"})
+
+
+def _may_take(addon, name: str) -> bool:
+    """Might a visit of `addon` for hook `name` call anything? (mitmproxy's own test is `getattr(a, name)`.)"""
+    return hasattr(addon, "addons") or hasattr(type(addon), "__getattr__") or bool(getattr(addon, name, None))
