@@ -15,7 +15,7 @@ import zlib
 
 import brotli
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import stream_support
@@ -168,6 +168,47 @@ def test_redaction_after_a_released_head_of_the_prefix(ghp_only):
     assert window.push(b"x gh") == (b"x gh", [])
     assert window.push(token[2:] + b" ") == (b"[REDACTED:github-classic-pat] ", [(4, 2 + len(token),
                                                                                     marker("github-classic-pat"))])
+
+
+FILLER = st.lists(st.sampled_from([b"", b" ", b"\n", b"x", b"g", b"gh", b"ghp", b"ghp_", b"ghp_short", b"token=",
+                                   b"Here is your key: ", b'{"t": "', b'"}', b"-", b"_", b"sk-", b"AKIA"]),
+                  max_size=6).map(b"".join)
+SEP = st.sampled_from([b" ", b"\n", b"\t", b'"', b"=", b":", b"'"])
+
+
+@pytest.mark.parametrize("fixed_length", [True, False], ids=["fixed-length", "marker"])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seeds=st.lists(st.integers(0, 10**6), min_size=1, max_size=2), fillers=st.lists(FILLER, min_size=3, max_size=3),
+       seps=st.lists(SEP, min_size=4, max_size=4), cuts=st.lists(st.integers(0, 10**4), max_size=8),
+       prefix_cuts=st.lists(st.tuples(st.integers(0, 1), st.integers(1, 4)), max_size=3))
+@example(seeds=[1, 1], fillers=[b"x", b"gh", b""], seps=[b" "] * 4, cuts=[], prefix_cuts=[(0, 1), (1, 3)])
+@example(seeds=[2], fillers=[b"", b"", b""], seps=[b"="] * 4, cuts=[1, 2, 3, 4, 5], prefix_cuts=[])
+def test_redaction_under_any_chunking_hypothesis(detector, fixed_length, seeds, fillers, seps, cuts, prefix_cuts):
+    """One or two tokens in text, cut anywhere (cuts inside the "ghp_" prefix too, so a head of it may go out
+    before the rest arrives): no token survives and a rescan finds nothing; a fixed-length body keeps its exact
+    length and every byte outside the redacted secrets, otherwise each secret becomes a marker."""
+    tokens = [make_ghp(seed).encode() for seed in seeds]
+    data, starts = fillers[0], []
+    for i, token in enumerate(tokens):
+        data += seps[2 * i]
+        starts.append(len(data))
+        data += token + seps[2 * i + 1] + fillers[i + 1]
+    points = {c % (len(data) + 1) for c in cuts}
+    points |= {starts[i % len(starts)] + k for i, k in prefix_cuts}  # "g" | "hp_…", "gh" | "p_…", …, "ghp_" | "…"
+    points = sorted(points | {0, len(data)})
+    chunks = [data[a:b] for a, b in zip(points, points[1:], strict=False)]
+    judge = Judge(REDACT)
+    out, _ = run(ByteStreamScanner(detector, judge, fixed_length=fixed_length), chunks)
+    assert all(token not in out for token in tokens), (chunks, out)
+    assert detector.scan(out) == [], (chunks, out)
+    spans = {(start, start + len(token)) for start, token in zip(starts, tokens, strict=True)}
+    assert judge.calls and {(f.start, f.end) for call in judge.calls for f in call} <= spans  # repeats: judged once
+    if fixed_length:
+        assert len(out) == len(data)
+        redacted = {i for a, b in spans for i in range(a, b)}
+        assert all(out[i] == data[i] for i in range(len(data)) if i not in redacted), (chunks, out)
+    else:
+        assert out.count(b"[REDACTED:github-classic-pat]") == len(tokens), (chunks, out)
 
 
 @pytest.mark.parametrize("width", [1, 5, 9, 10, 12, 29, 40, 80])
