@@ -1,6 +1,6 @@
 """Proxy benchmark (`make bench`): bare `mitmdump` vs `dlproxy run`, same run, same local upstream, loopback only.
 
-    python bench/proxy.py [--duration 2] [--rounds 5] [--quick]
+    python bench/proxy.py [--duration 3] [--rounds 7] [--quick]
 
 Scenarios (each bounded in time and count):
   a) small JSON POSTs      10 keep-alive connections for --duration seconds: req/s, p50/p99 latency
@@ -35,6 +35,7 @@ import asyncio
 import json
 import os
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -277,8 +278,8 @@ def mid_token_override(directory: Path) -> Path:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--duration", type=float, default=2.0, help="seconds per req/s run")
-    ap.add_argument("--rounds", type=int, default=5, help="req/s rounds (every target once per round)")
+    ap.add_argument("--duration", type=float, default=3.0, help="seconds per req/s run")
+    ap.add_argument("--rounds", type=int, default=7, help="req/s rounds (every target once per round; odd: a true median)")
     ap.add_argument("--quick", action="store_true", help="1.5 s per scenario, 1 SSE stream (smoke run)")
     args = ap.parse_args()
     duration = 1.5 if args.quick else args.duration
@@ -337,7 +338,7 @@ def main() -> int:
 
 
 def median_run(runs: list[dict], name: str) -> dict:
-    return sorted((r[name] for r in runs), key=lambda r: r["rps"])[len(runs) // 2]
+    return sorted((r[name] for r in runs), key=lambda r: r["rps"])[(len(runs) - 1) // 2]  # the lower middle
 
 
 def ratios(runs: list[dict], name: str, base: str) -> list[float]:
@@ -356,11 +357,11 @@ def report(results: dict, duration: float, rounds: int, streams: int) -> None:
             print(f"{label:<28}{name:<16}{r['rps']:>9.1f}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}{errors:>8}")
         target = ratios(runs, "dlproxy", "mitmdump")
         own = ratios(runs, "dlproxy", "no-dlp")
-        mid = target[len(target) // 2]
+        mid = statistics.median(target)
         verdict = "meets" if mid >= 0.9 else "BELOW"
         print(f"{'':<28}{'ratio':<16}{mid * 100:>8.1f}%   dlproxy vs mitmdump, median round "
               f"(range {target[0] * 100:.0f}-{target[-1] * 100:.0f} %; {verdict} the 90 % target)")
-        print(f"{'':<28}{'':<16}{own[len(own) // 2] * 100:>8.1f}%   dlproxy vs no-dlp (what the inspection itself "
+        print(f"{'':<28}{'':<16}{statistics.median(own) * 100:>8.1f}%   dlproxy vs no-dlp (what the inspection itself "
               f"costs; range {own[0] * 100:.0f}-{own[-1] * 100:.0f} %)\n")
     print(f"{'(c) SSE per-event latency':<28}{'target':<16}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'events':>8}")
     for shape in ("boundary", "model"):

@@ -37,7 +37,7 @@ __all__ = ["ProfileState", "RequestInspector", "ResponseInspector", "QuietFlowLo
 logger = logging.getLogger(__name__)
 
 OFFLOAD_BYTES = 256 * 1024  # bodies above this are scanned off the event loop
-PLAIN_TEXT_FACTOR = 8  # ... unless they are plain text that Hyperscan scans this much faster (see _offload)
+PLAIN_TEXT_FACTOR = 8  # ... unless they are plain text that Hyperscan scans this much faster (see _placement)
 RECENT_GENERATIONS = 8  # profiles kept so in-flight flows finish with the one they started with
 
 # flow.metadata keys (plain values, so flows still serialize)
