@@ -392,20 +392,16 @@ def client_main(argv: list[str]) -> None:
 
 
 def no_dlp_master_main(argv: list[str]) -> None:
-    """`dlproxy run` without the dlproxy addons: the same indexed dispatch and option defaults."""
+    """`dlproxy run` without the dlproxy addons: the same master, indexed dispatch and option defaults."""
     sys.path.insert(0, str(ROOT / "addons"))
     from mitmproxy.tools import cmdline
-    from mitmproxy.tools.dump import DumpMaster
     from mitmproxy.tools.main import run
 
-    from dlproxy.dispatch import IndexedAddonManager
-    from dlproxy.master import DLP_DEFAULTS
+    from dlproxy.master import DLPMaster
 
-    class NoDLPMaster(DumpMaster):
-        def __init__(self, options, loop=None, with_termlog: bool = True, with_dumper: bool = True) -> None:
-            super().__init__(options, loop=loop, with_termlog=with_termlog, with_dumper=with_dumper)
-            IndexedAddonManager.upgrade(self.addons)
-            self.options.update(**DLP_DEFAULTS)
+    class NoDLPMaster(DLPMaster):
+        def dlp_addons(self) -> list:
+            return []
 
     run(NoDLPMaster, cmdline.mitmdump, argv)
 

@@ -49,7 +49,11 @@ class DLPMaster(DumpMaster):
         super().__init__(options, loop=loop, with_termlog=with_termlog, with_dumper=with_dumper)
         IndexedAddonManager.upgrade(self.addons)
         self.options.update(**DLP_DEFAULTS)
-        self.addons.add(*make_addons())
+        self.addons.add(*self.dlp_addons())
+
+    def dlp_addons(self) -> list:
+        """The dlproxy addons this master runs (bench/proxy.py's "no-dlp" baseline overrides it to run none)."""
+        return make_addons()
 
     async def running(self) -> None:
         await super().running()
