@@ -88,21 +88,18 @@ class IndexedAddonManager(addonmanager.AddonManager):
             self._takers = None
 
     def add(self, *addons) -> None:
-        self._changed()
         try:
             super().add(*addons)
         finally:
             self._changed()
 
     def remove(self, addon) -> None:
-        self._changed()
         try:
             super().remove(addon)
         finally:
             self._changed()
 
     def clear(self) -> None:
-        self._changed()
         try:
             super().clear()
         finally:
