@@ -47,4 +47,4 @@ clean:
 # The kustomize component keeps a copy of the built-in profile (kustomize reads no file outside its root);
 # tests/test_deploy.py fails until the copy matches.
 sync-deploy-profile:
-	cp profiles/credentials-and-secrets.yaml deploy/kubernetes/components/profile/credentials-and-secrets.yaml
+	cp addons/dlproxy/engine/credentials-and-secrets.yaml deploy/kubernetes/components/profile/credentials-and-secrets.yaml

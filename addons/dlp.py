@@ -6,6 +6,6 @@ a bad `--set dlp_*` value makes mitmdump drop the script silently (exit 0, no in
 where `dlproxy run` refuses to start.
 """
 
-from dlproxy.wiring import make_addons
+from dlproxy.proxy.wiring import make_addons
 
 addons = make_addons()

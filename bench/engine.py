@@ -28,9 +28,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "addons"))
 
-from dlproxy.engine import Detector  # noqa: E402
-from dlproxy.prefilter import hyperscan_available  # noqa: E402
-from dlproxy.profile import builtin_profile_path, load_profiles  # noqa: E402
+from dlproxy.engine.detector import Detector  # noqa: E402
+from dlproxy.engine.prefilter import hyperscan_available  # noqa: E402
+from dlproxy.engine.profile import builtin_profile_path, load_profiles  # noqa: E402
 
 MB = 1024 * 1024
 SIZE_MB = int(os.environ.get("DLPROXY_BENCH_MB", "64"))

@@ -31,9 +31,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "addons"))
 
 import httpx  # noqa: E402
 
-from dlproxy.engine import Detector  # noqa: E402
+from dlproxy.engine.detector import Detector  # noqa: E402
+from dlproxy.engine.profile import builtin_profile_path, load_profiles  # noqa: E402
 from dlproxy.extract import Limits, extract_http  # noqa: E402
-from dlproxy.profile import builtin_profile_path, load_profiles  # noqa: E402
 
 MB = 1024 * 1024
 SIZE = int(float(os.environ.get("DLPROXY_BENCH_MB", "10")) * MB)

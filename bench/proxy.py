@@ -267,7 +267,7 @@ class Proxy:
 def mid_token_override(directory: Path) -> Path:
     """A profile that disables the built-in entries with mid-token keywords (`before`)."""
     sys.path.insert(0, str(ROOT / "addons"))
-    from dlproxy.profile import builtin_profile_path, load_profiles
+    from dlproxy.engine.profile import builtin_profile_path, load_profiles
 
     ids = [e.id for e in load_profiles([builtin_profile_path()]).entries if e.before]
     path = directory / "no-mid-token.yaml"
@@ -397,7 +397,7 @@ def no_dlp_master_main(argv: list[str]) -> None:
     from mitmproxy.tools import cmdline
     from mitmproxy.tools.main import run
 
-    from dlproxy.master import DLPMaster
+    from dlproxy.proxy.master import DLPMaster
 
     class NoDLPMaster(DLPMaster):
         def dlp_addons(self) -> list:

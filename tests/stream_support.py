@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import pytest
 
-from dlproxy.engine import Detector
-from dlproxy.profile import builtin_profile_path, load_profiles
-from dlproxy.stream import BLOCK, REDACT
+from dlproxy.engine.detector import Detector
+from dlproxy.engine.profile import builtin_profile_path, load_profiles
+from dlproxy.inspect.stream import BLOCK, REDACT
 
 GHP_ONLY = """\
 profile: stream-test

@@ -16,9 +16,11 @@ import pytest
 from mitmproxy import exceptions, http
 from mitmproxy.test import taddons, tflow, tutils
 
-from dlproxy import addon as addon_mod
-from dlproxy import scanning
-from dlproxy.addon import (
+from dlproxy.proxy import addon as addon_mod
+from dlproxy.inspect import scanning
+from dlproxy.ops.incidents import IncidentLog
+from dlproxy.ops.metrics import Metrics
+from dlproxy.proxy.addon import (
     GENERATED,
     GENERATION,
     INCIDENT,
@@ -27,8 +29,6 @@ from dlproxy.addon import (
     RequestInspector,
     ResponseInspector,
 )
-from dlproxy.incidents import IncidentLog
-from dlproxy.metrics import Metrics
 from e2e.conftest import E2E_PROFILE, GHO, GHP, NPM, make_token  # noqa: E402  (tests/ is on sys.path)
 
 

@@ -13,18 +13,17 @@ import random
 import re
 import zlib
 from functools import cache
-from pathlib import Path
 
 import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dlproxy.engine import Detector
-from dlproxy.prefilter import hyperscan_available
-from dlproxy.profile import load_profiles
-from dlproxy.validators import REGISTRY
-from dlproxy.validators import checksums as cs
+from dlproxy.engine.detector import Detector
+from dlproxy.engine.prefilter import hyperscan_available
+from dlproxy.engine.profile import builtin_profile_path, load_profiles
+from dlproxy.engine.validators import REGISTRY
+from dlproxy.engine.validators import checksums as cs
 from generators import (
     ALNUM,
     ALNUM_LOWER_FIRST,
@@ -37,7 +36,7 @@ from generators import (
     encode_base,
 )
 
-PROFILE_PATH = Path(__file__).resolve().parents[1] / "profiles" / "credentials-and-secrets.yaml"
+PROFILE_PATH = builtin_profile_path()
 BACKENDS = ["pyahocorasick"] + (["hyperscan"] if hyperscan_available() else [])
 TIER_A_BEGIN = "# ---- Tier A:"
 TIER_A_END = "# ---- end of Tier A"

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from dlproxy.engine.profile import builtin_profile_path
 from tokens import PUBLIC_GHP, make_ghp
 
 DLPROXY = [sys.executable, "-m", "dlproxy"]
@@ -107,7 +108,7 @@ def test_profile_check(tmp_path):
     lines = result.stdout.decode().splitlines()
     assert f"{bad}:5: entries[0].prefixes[0]: prefix 'ab' is shorter than 3 characters" in lines
     assert any(line.startswith(f"{bad}:6: entries[0].pattern: unbounded repeat") for line in lines)
-    builtin = Path(__file__).resolve().parents[1] / "profiles" / "credentials-and-secrets.yaml"
+    builtin = builtin_profile_path()
     assert run("profile", "check", str(builtin)).returncode == 0
 
 
@@ -138,8 +139,8 @@ def test_scan_finds_every_planted_tier_a_token_and_none_of_their_twins(tmp_path)
     """issue 2's acceptance check: one generated token per Tier-A entry, each beside its broken twin."""
     import random
 
-    from dlproxy import validators
-    from dlproxy.profile import load_profiles
+    from dlproxy.engine import validators
+    from dlproxy.engine.profile import load_profiles
     from generators import GENERATORS
 
     checksummed = {e.id for e in load_profiles([]).entries

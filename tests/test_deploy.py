@@ -28,7 +28,7 @@ SIDECAR = "overlays/ai-gateway-sidecar"
 CLIENT = "examples/egress-client"
 KUSTOMIZATIONS = [BASE, FORWARD, SIDECAR, CLIENT]
 
-PROFILE = ROOT / "profiles" / "credentials-and-secrets.yaml"
+PROFILE = ROOT / "addons" / "dlproxy" / "engine" / "credentials-and-secrets.yaml"
 PROFILE_COPY = K8S / "components" / "profile" / "credentials-and-secrets.yaml"
 PROFILE_CONFIGMAP = "dlproxy-profile"
 
@@ -43,7 +43,7 @@ CONTRACT_METRICS = {
     "dlproxy_profile_reloads_total": {"result"},
     "dlproxy_candidates_total": {"entry", "result"},
     "dlproxy_unscannable_total": {"reason"},
-    # additive (addons/dlproxy/metrics.py): incident delivery
+    # additive (addons/dlproxy/ops/metrics.py): incident delivery
     "dlproxy_webhook_dropped_total": {"reason"},
 }
 SWITCHES = {"--dry-run"}  # `dlproxy run` flags that take no value
@@ -541,11 +541,11 @@ def test_referenced_metrics_are_in_the_contract():
 
 
 def test_referenced_metrics_are_defined_in_the_code():
-    source_file = ROOT / "addons" / "dlproxy" / "metrics.py"
+    source_file = ROOT / "addons" / "dlproxy" / "ops" / "metrics.py"
     if not source_file.is_file():
-        pytest.skip("addons/dlproxy/metrics.py does not exist yet: cannot compare with the metric definitions")
+        pytest.skip("addons/dlproxy/ops/metrics.py does not exist yet: cannot compare with the metric definitions")
     defined = set(re.findall(r"""["'](dlproxy_[a-z0-9_]+)["']""", source_file.read_text()))
-    assert defined, "no 'dlproxy_...' metric names found as string literals in addons/dlproxy/metrics.py"
+    assert defined, "no 'dlproxy_...' metric names found as string literals in addons/dlproxy/ops/metrics.py"
     for where, expr in expressions().items():
         for name in re.findall(r"\bdlproxy_[a-z0-9_]+", expr):
             assert metric_base(name, defined), f"{where}: {name} is not defined in metrics.py ({sorted(defined)})"

@@ -13,7 +13,7 @@ from mitmproxy import addonmanager, exceptions, master, options
 from mitmproxy.proxy.layers.http import HttpRequestHook, HttpResponseHook
 from mitmproxy.test import tflow
 
-from dlproxy.dispatch import IndexedAddonManager
+from dlproxy.proxy.hookindex import IndexedAddonManager
 
 
 class Recorder:
@@ -189,7 +189,7 @@ def test_upgrade_refuses_anything_but_mitmproxys_own_manager():
 def test_dlproxy_master_uses_the_index_and_keeps_every_builtin_addon():
     from mitmproxy.tools.dump import DumpMaster
 
-    from dlproxy.master import DLPMaster
+    from dlproxy.proxy.master import DLPMaster
 
     async def go():
         stock = DumpMaster(options.Options(), with_termlog=False)
@@ -286,7 +286,7 @@ def test_dlproxy_hooks_are_methods_of_their_classes():
     from mitmproxy.proxy.layers import http as _http_hooks  # noqa: F401 - registers the HTTP hook names
     from mitmproxy.proxy.layers import websocket as _ws_hooks  # noqa: F401
 
-    from dlproxy.wiring import make_addons
+    from dlproxy.proxy.wiring import make_addons
 
     for addon in make_addons():
         for name in mhooks.all_hooks:

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from dlproxy.engine import Detector
-from dlproxy.prefilter import hyperscan_available
-from dlproxy.profile import load_profiles
+from dlproxy.engine.detector import Detector
+from dlproxy.engine.prefilter import hyperscan_available
+from dlproxy.engine.profile import load_profiles
 
 BACKENDS = ["pyahocorasick"] + (["hyperscan"] if hyperscan_available() else [])
 
@@ -183,7 +183,7 @@ def test_a_mid_token_keyword_head_holds_the_run_before_it_only_in_its_case_and_a
 def test_model_style_deltas_ending_in_a_keyword_head_are_released_at_once():
     """" a", " secret", " do", " sk_li" (heads of apify_api_, secretaccesskey, dop_v1_, sk_live_) are not held; an
     opening that may be a mid-token keyword's token, or a whole keyword whose token is incomplete, still is."""
-    from dlproxy.profile import builtin_profile_path
+    from dlproxy.engine.profile import builtin_profile_path
 
     det = Detector(load_profiles([builtin_profile_path()]))
     for word in (b" a", b" secret", b" Secret", b" do", b" key", b" sk_li", b" xoxb", b" AKI", b" gh", b" ghp"):
@@ -202,7 +202,7 @@ def test_model_style_deltas_ending_in_a_keyword_head_are_released_at_once():
 
 def test_ordinary_prose_is_released_word_by_word_with_the_builtin_profile():
     """Clean text must flow: a model streaming " word" deltas should not have each word held back."""
-    from dlproxy.profile import builtin_profile_path
+    from dlproxy.engine.profile import builtin_profile_path
 
     det = Detector(load_profiles([builtin_profile_path()]))
     text = ("The deployment finished without errors, and the service now answers requests from every region. "
@@ -274,7 +274,7 @@ def test_max_token_len(profile):
 @example(secret="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", prefix_len=4)
 def test_masked_form_and_fingerprint_never_reveal_the_secret(secret, prefix_len):
     """masked = (public prefix or nothing) + "…" + (last 4 characters, only when 16 or more stay hidden)."""
-    from dlproxy.findings import fingerprint, mask
+    from dlproxy.engine.findings import fingerprint, mask
 
     prefix = secret[:prefix_len]
     masked = mask(secret, prefix)

@@ -222,7 +222,7 @@ def test_segments_hold_bytes_and_limits_from_settings():
 
 
 def test_limits_from_real_profile_settings():
-    from dlproxy.profile import builtin_profile_path, load_profiles
+    from dlproxy.engine.profile import builtin_profile_path, load_profiles
     settings = load_profiles([builtin_profile_path()]).settings
     assert Limits.from_settings(settings).max_inspect_bytes == settings.max_inspect_bytes
 

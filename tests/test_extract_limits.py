@@ -245,7 +245,7 @@ def test_decode_content_encoding_for_the_proxy(zeros_gzip):
 
 def test_internal_error_is_a_reason_and_leaks_nothing(monkeypatch, caplog):
     import sys
-    dispatch = sys.modules["dlproxy.extract.dispatch"]
+    dispatch = sys.modules["dlproxy.extract.route"]
 
     def broken(*args, **kwargs):
         raise ValueError(f"cannot parse {TOKEN}")

@@ -21,8 +21,8 @@ def ghp(seed: int | str = 0) -> str:
 
 @functools.cache
 def detector():
-    from dlproxy.engine import Detector
-    from dlproxy.profile import builtin_profile_path, load_profiles
+    from dlproxy.engine.detector import Detector
+    from dlproxy.engine.profile import builtin_profile_path, load_profiles
     return Detector(load_profiles([builtin_profile_path()]))
 
 

@@ -14,16 +14,16 @@ import pytest
 from mitmproxy import exceptions
 from mitmproxy.test import taddons
 
-from dlproxy.findings import Finding
-from dlproxy.incidents import (
+from dlproxy.engine.findings import Finding
+from dlproxy.inspect.policy import Decision, FlowContext
+from dlproxy.ops.incidents import (
     Incident,
     IncidentLog,
     describe_location,
     mask_path,
     parse_webhook,
 )
-from dlproxy.metrics import Metrics
-from dlproxy.policy import Decision, FlowContext
+from dlproxy.ops.metrics import Metrics
 
 SECRET = "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"
 FIELDS = {"time", "incident_id", "action", "direction", "client", "method", "scheme", "host", "path",

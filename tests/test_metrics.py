@@ -11,7 +11,7 @@ import pytest
 from mitmproxy import exceptions
 from mitmproxy.test import taddons
 
-from dlproxy.metrics import DIRECTIONS, VERDICTS, Metrics, MetricsServer
+from dlproxy.ops.metrics import DIRECTIONS, VERDICTS, Metrics, MetricsServer
 
 # DESIGN.md ⚑ Metrics + issue 5 (additive). Adding a metric here is fine; changing a line is a contract break.
 CONTRACT = {

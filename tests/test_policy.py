@@ -7,8 +7,9 @@ from typing import NamedTuple
 
 import pytest
 
-from dlproxy.findings import Finding
-from dlproxy.policy import (
+from dlproxy.engine.findings import Finding
+from dlproxy.engine.profile import Entry, Profile, Settings
+from dlproxy.inspect.policy import (
     CLEAN,
     Active,
     FlowContext,
@@ -18,7 +19,6 @@ from dlproxy.policy import (
     normalize_host,
     with_action,
 )
-from dlproxy.profile import Entry, Profile, Settings
 
 
 class U(NamedTuple):  # the extractor's Unscannable(location, reason)

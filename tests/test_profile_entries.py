@@ -18,10 +18,10 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dlproxy import validators
-from dlproxy.engine import Detector
-from dlproxy.prefilter import hyperscan_available
-from dlproxy.profile import Entry, builtin_profile_path, load_profiles
+from dlproxy.engine import validators
+from dlproxy.engine.detector import Detector
+from dlproxy.engine.prefilter import hyperscan_available
+from dlproxy.engine.profile import Entry, builtin_profile_path, load_profiles
 
 PROFILE = load_profiles([builtin_profile_path()])
 ENTRIES = PROFILE.enabled_entries

@@ -6,7 +6,7 @@ import textwrap
 
 import pytest
 
-from dlproxy.profile import ProfileError, builtin_profile_path, check_pattern, load_profiles
+from dlproxy.engine.profile import ProfileError, builtin_profile_path, check_pattern, load_profiles
 
 GOOD = """\
 profile: test

@@ -14,10 +14,10 @@ import pytest
 from mitmproxy import exceptions
 from mitmproxy.test import taddons
 
-from dlproxy import reload as reload_mod
-from dlproxy.metrics import Metrics
-from dlproxy.profile import ProfileError, load_profiles
-from dlproxy.reload import ProfileWatcher, file_signature
+from dlproxy.ops import reload as reload_mod
+from dlproxy.engine.profile import ProfileError, load_profiles
+from dlproxy.ops.metrics import Metrics
+from dlproxy.ops.reload import ProfileWatcher, file_signature
 
 PROFILE = """\
 profile: ops-test
@@ -70,7 +70,7 @@ class FakeState:
             new = load_profiles(ctx.options.dlp_profile)
         except ProfileError as e:
             for p in e.problems:
-                logging.getLogger("dlproxy.addon").error(f"dlproxy profile reload rejected: {p}")
+                logging.getLogger("dlproxy.proxy.addon").error(f"dlproxy profile reload rejected: {p}")
             self.metrics.profile_reloads_total.labels(result="error").inc()
             return False
         self.current = new
@@ -248,7 +248,7 @@ def test_negative_interval_is_rejected(setup):
 # --- with proxy-core's real ProfileState -------------------------------------------------------------------
 
 def run_with_real_state(path, body):
-    from dlproxy.addon import ProfileState  # imports the engine and extractors
+    from dlproxy.proxy.addon import ProfileState  # imports the engine and extractors
 
     async def main():
         m = Metrics()

@@ -16,7 +16,7 @@ import re
 import pytest
 
 import stream_support
-from dlproxy.sse import (
+from dlproxy.inspect.sse import (
     HoldLimit,
     SSEParser,
     SSEScanner,
@@ -26,7 +26,7 @@ from dlproxy.sse import (
     flavor_of,
     parse_fields,
 )
-from dlproxy.stream import BLOCK, PASS, REDACT
+from dlproxy.inspect.stream import BLOCK, PASS, REDACT
 from stream_support import Judge, assert_cut_at_a_head
 from tokens import PUBLIC_GHP, make_ghp
 

@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import stream_support
-from dlproxy.stream import (
+from dlproxy.inspect.stream import (
     BLOCK,
     PASS,
     REDACT,

@@ -18,13 +18,13 @@ from mitmproxy.test import taddons, tflow
 from mitmproxy.websocket import WebSocketMessage
 from wsproto.frame_protocol import Opcode
 
-from dlproxy import streamguard as sg
-from dlproxy import websocket as wsg
-from dlproxy.addon import GENERATED, STREAMED, ProfileState
-from dlproxy.incidents import IncidentLog
-from dlproxy.metrics import Metrics
-from dlproxy.streamguard import FlowStream, StreamGuard
-from dlproxy.websocket import KEEP_MESSAGES, WebSocketGuard, close_frame
+from dlproxy.proxy import streamguard as sg
+from dlproxy.proxy import websocket as wsg
+from dlproxy.ops.incidents import IncidentLog
+from dlproxy.ops.metrics import Metrics
+from dlproxy.proxy.addon import GENERATED, STREAMED, ProfileState
+from dlproxy.proxy.streamguard import FlowStream, StreamGuard
+from dlproxy.proxy.websocket import KEEP_MESSAGES, WebSocketGuard, close_frame
 from e2e.conftest import E2E_PROFILE, GHO, GHP, NPM
 
 

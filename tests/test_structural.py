@@ -12,9 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dlproxy import validators
-from dlproxy.profile import builtin_profile_path, load_profiles
-from dlproxy.validators import structural as s
+from dlproxy.engine import validators
+from dlproxy.engine.profile import builtin_profile_path, load_profiles
+from dlproxy.engine.validators import structural as s
 
 STRUCTURAL = sorted(name for name in validators.names() if validators.get(name).kind == "structure"
                     and validators.get(name).func.__module__ == s.__name__)

@@ -14,8 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from . import __version__
-from .findings import Finding
-from .profile import ProfileError, builtin_profile_path, load_profiles
+from .engine.findings import Finding
+from .engine.profile import ProfileError, builtin_profile_path, load_profiles
 
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
 SKIP_DIRS = {".git", ".hg", ".svn", "node_modules", ".venv", "__pycache__", ".tox", ".mypy_cache"}
@@ -99,7 +99,7 @@ def mitmproxy_argv(args: argparse.Namespace, extra: list[str]) -> list[str]:
 
 
 def run_command(args: argparse.Namespace, extra: list[str]) -> int:
-    from .master import main as master_main  # imports mitmproxy: only for `run`
+    from .proxy.master import main as master_main  # imports mitmproxy: only for `run`
 
     return master_main(mitmproxy_argv(args, extra))
 
@@ -126,7 +126,7 @@ def profile_check_command(args: argparse.Namespace) -> int:
 
 
 def scan_command(args: argparse.Namespace) -> int:
-    from .engine import Detector
+    from .engine.detector import Detector
     from .extract import Limits, extract_file
     from .extract.encoding import sniff_container
 

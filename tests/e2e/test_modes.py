@@ -177,7 +177,7 @@ def test_broken_profile_with_mitmdump_script_exits_non_zero(tmp_path, start_prox
 
 CRASHER = """
 # Test-only addon: makes inspection raise for bodies containing CRASH-ME (its message quotes the body).
-import dlproxy.addon as addon
+import dlproxy.proxy.addon as addon
 
 _real = addon.scan_message
 

@@ -20,7 +20,7 @@ import pytest
 from sse_upstream import StreamingUpstream, openai_chat_events, start_reverse
 
 from conftest import GHO, GHP, NPM, curl
-from dlproxy.sse import SSEParser, extract_deltas, parse_fields
+from dlproxy.inspect.sse import SSEParser, extract_deltas, parse_fields
 from stream_support import assert_cut_at_a_head
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]

@@ -33,10 +33,10 @@ from .core import (
     Segment,
     Unscannable,
 )
-from .dispatch import extract_content
 from .encoding import OVER, decode, decode_content_encoding, parse_codings
 from .headers import extract_headers
 from .jsonx import locate_json_path
+from .route import extract_content
 from .url import extract_url
 
 __all__ = ["Limits", "Segment", "Unscannable", "Extraction", "ExtractionError", "extract_http", "extract_file",

@@ -34,10 +34,10 @@ import traceback
 
 from mitmproxy import ctx, http
 
+from ..inspect.policy import Active, Decision, FlowContext, decide, decide_error, with_action
+from ..inspect.sse import extract_deltas
+from ..inspect.stream import BLOCK, REDACT, ScanWindow, Verdicts, marker
 from .addon import RequestInspector, record_decision
-from .policy import Active, Decision, FlowContext, decide, decide_error, with_action
-from .sse import extract_deltas
-from .stream import BLOCK, REDACT, ScanWindow, Verdicts, marker
 
 logger = logging.getLogger(__name__)
 

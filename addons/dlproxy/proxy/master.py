@@ -28,7 +28,7 @@ from mitmproxy.tools import cmdline
 from mitmproxy.tools.dump import DumpMaster
 from mitmproxy.tools.main import run
 
-from .dispatch import IndexedAddonManager
+from .hookindex import IndexedAddonManager
 from .wiring import make_addons
 
 logger = logging.getLogger(__name__)

@@ -10,10 +10,10 @@ guards (which decide in requestheaders/responseheaders what streams; the inspect
 
 from __future__ import annotations
 
+from ..ops.incidents import IncidentLog
+from ..ops.metrics import Metrics, MetricsServer
+from ..ops.reload import ProfileWatcher
 from .addon import ProfileState, QuietFlowLog, RequestInspector, ResponseInspector
-from .incidents import IncidentLog
-from .metrics import Metrics, MetricsServer
-from .reload import ProfileWatcher
 from .streamguard import StreamGuard
 from .websocket import WebSocketGuard
 

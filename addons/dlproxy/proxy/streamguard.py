@@ -32,6 +32,10 @@ import traceback
 from mitmproxy import ctx, http
 from mitmproxy.utils import human
 
+from ..extract.core import Unscannable
+from ..inspect.policy import Active, Decision, FlowContext, decide, decide_error
+from ..inspect.sse import MAX_EVENT_BYTES, HoldLimit, SSEScanner, error_event
+from ..inspect.stream import REDACT, ByteStreamScanner, DecodeError, StreamDecoder
 from .addon import (
     GENERATED,
     INCIDENT,
@@ -43,10 +47,6 @@ from .addon import (
     record_decision,
     scan_message,
 )
-from .extract.core import Unscannable
-from .policy import Active, Decision, FlowContext, decide, decide_error
-from .sse import MAX_EVENT_BYTES, HoldLimit, SSEScanner, error_event
-from .stream import REDACT, ByteStreamScanner, DecodeError, StreamDecoder
 
 logger = logging.getLogger(__name__)
 

@@ -29,8 +29,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .extract.core import OVERSIZE_REASONS, TOO_LARGE
-from .findings import Finding
+from ..engine.findings import Finding
+from ..extract.core import OVERSIZE_REASONS, TOO_LARGE
 
 DIRECTIONS = ("request", "response", "websocket")
 RANK = {"log": 1, "redact": 2, "block": 3}

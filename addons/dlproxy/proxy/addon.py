@@ -22,14 +22,14 @@ import traceback
 
 from mitmproxy import ctx, exceptions, http, version
 
-from . import redact
-from .engine import Detector
-from .extract import Limits, plain_text_body
-from .findings import Finding
-from .incidents import Incident, mask_path
-from .policy import Active, Decision, FlowContext, decide, decide_error, normalize_host, with_action
-from .profile import ProfileError, builtin_profile_path, load_profiles
-from .scanning import Scan, ScanPool, scan_message
+from ..engine.detector import Detector
+from ..engine.findings import Finding
+from ..engine.profile import ProfileError, builtin_profile_path, load_profiles
+from ..extract import Limits, plain_text_body
+from ..inspect import redact
+from ..inspect.policy import Active, Decision, FlowContext, decide, decide_error, normalize_host, with_action
+from ..inspect.scanning import Scan, ScanPool, scan_message
+from ..ops.incidents import Incident, mask_path
 
 __all__ = ["ProfileState", "RequestInspector", "ResponseInspector", "QuietFlowLog", "Scan", "scan_message",
            "block_response", "block_message", "record_decision"]

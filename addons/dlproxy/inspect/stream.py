@@ -26,7 +26,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 
-from .findings import Finding
+from ..engine.findings import Finding
 
 PASS, REDACT, BLOCK = "pass", "redact", "block"
 Judge = Callable[[list[Finding]], tuple[str, Sequence[Finding]]]

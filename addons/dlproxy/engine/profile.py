@@ -96,8 +96,8 @@ class Profile:
 
 
 def builtin_profile_path() -> Path:
-    """The built-in profile shipped inside the package (a copy of profiles/credentials-and-secrets.yaml)."""
-    return Path(str(resources.files("dlproxy") / "profiles" / "credentials-and-secrets.yaml"))
+    """The built-in profile: a regular file of this package, versioned with the validators it names."""
+    return Path(str(resources.files("dlproxy.engine") / "credentials-and-secrets.yaml"))
 
 
 def load_profile(path: str | Path) -> Profile:

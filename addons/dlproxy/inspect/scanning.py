@@ -28,10 +28,10 @@ import multiprocessing
 import pickle
 from dataclasses import dataclass
 
+from ..engine.detector import Detector
+from ..engine.findings import Finding
+from ..extract import Limits, extract_http
 from . import redact
-from .engine import Detector
-from .extract import Limits, extract_http
-from .findings import Finding
 from .policy import Active
 
 MAX_LOCATION = 200  # characters of a finding location shown in responses, incidents and logs

@@ -1,0 +1,1 @@
+"""Operations: metrics and health endpoints, profile reload, incident records and sinks."""
