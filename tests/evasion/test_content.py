@@ -1,0 +1,507 @@
+"""Evasion, content half: a valid token is found whatever surrounds it inside one message.
+
+Boundaries (escape sequences and binary length/tag bytes glued to the token), encodings a receiver decodes
+(base64 at any wrapping, UTF-16 under base64, percent/JSON escapes at depth, XML splits), charsets (labels that
+lie, BOM-less UTF-16/32), containers (zip behind a prefix, shell+tar.gz, raw zlib/xz/bz2, PDF, docx, names),
+mail carried over HTTP. Each row runs three cases (support.py): the evasion, its plain control, and the
+wrong-checksum control that must pass unmodified.
+"""
+
+from __future__ import annotations
+
+import base64
+import bz2
+import gzip
+import io
+import json
+import lzma
+import random
+import struct
+import tarfile
+import urllib.parse
+import zipfile
+import zlib
+
+import pytest
+from support import Request, Variant, cases, encoded, header, json_text, query, run_case, text_body
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+
+GH, CF, GL, AZ, NPM, GHS = ("github-classic-pat", "cloudflare-user-api-token", "gitlab-routable-token",
+                            "azure-storage-account-key", "npm-access-token", "github-app-installation-token")
+
+
+def b(x: str | bytes) -> bytes:
+    return x.encode("latin-1") if isinstance(x, str) else x
+
+
+# --- encoders --------------------------------------------------------------------------------------------
+
+
+def b64(data: str | bytes, width: int = 0, indent: str = "", url: bool = False) -> str:
+    raw = (base64.urlsafe_b64encode if url else base64.b64encode)(b(data)).decode()
+    if not width:
+        return raw
+    return "\n".join(indent + raw[i:i + width] for i in range(0, len(raw), width))
+
+
+def pct(text: str | bytes, times: int = 1) -> str:
+    out = text.decode("latin-1") if isinstance(text, bytes) else text
+    for _ in range(times):
+        out = urllib.parse.quote(out, safe="")
+    return out
+
+
+def pct_all(text: str) -> str:
+    return "".join(f"%{c:02X}" for c in text.encode())
+
+
+def json_u(text: str) -> str:
+    return "".join(f"\\u{ord(c):04x}" for c in text)
+
+
+def wrapped(prefix: str = "", suffix: str = ""):
+    return lambda t: b(prefix) + b(t) + b(suffix)
+
+
+def ctype(content_type: str, path: str = "/upload"):
+    return lambda data: text_body(b(data), content_type, path)
+
+
+raw_body = ctype("application/octet-stream")
+plain_text = ctype("text/plain")
+json_raw = ctype("application/json")
+
+
+def form(field: str):
+    return lambda v: text_body(f"{field}={v if isinstance(v, str) else v.decode('latin-1')}&x=1",
+                               "application/x-www-form-urlencoded")
+
+
+# --- binary framings --------------------------------------------------------------------------------------
+
+
+def varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = n & 0x7F
+        n >>= 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def proto_field(num: int, value: bytes) -> bytes:
+    return varint(num << 3 | 2) + varint(len(value)) + value
+
+
+def protobuf(t: str | bytes) -> bytes:
+    """field 1 = the token, field 9 ('J' tag byte) = a string after it."""
+    return proto_field(1, b(t)) + proto_field(9, b"next-field")
+
+
+def grpc_frame(msg: bytes) -> bytes:
+    return b"\x00" + struct.pack(">I", len(msg)) + msg
+
+
+def msgpack_map(t: str | bytes) -> bytes:
+    """{"token": <str8>, "n": 65}: the fixint 0x41 ('A') key follows the token directly."""
+    tok = b(t)
+    return b"\x82\xa5token\xd9" + bytes([len(tok)]) + tok + b"\x41\x01"
+
+
+def cbor_array(t: str | bytes) -> bytes:
+    """[<text>, "abc"]: 0x63 ('c') is the next item's head byte."""
+    tok = b(t)
+    return b"\x82\x78" + bytes([len(tok)]) + tok + b"\x63abc"
+
+
+# --- containers ----------------------------------------------------------------------------------------------
+
+
+def zip_bytes(members: dict[str, bytes], comment: bytes = b"", method=zipfile.ZIP_DEFLATED) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", method) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+        zf.comment = comment
+    return buf.getvalue()
+
+
+def tar_gz(members: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tf:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def env_file(t: str | bytes) -> bytes:
+    return b"API_URL=https://example.test\nTOKEN=" + b(t) + b"\n"
+
+
+def zipapp(t: str | bytes) -> bytes:
+    return b"#!/usr/bin/env python3\n" + zip_bytes({"__main__.py": b"print(1)\n", "config.env": env_file(t)})
+
+
+def makeself(t: str | bytes) -> bytes:
+    script = b"#!/bin/sh\n# installer\nskip=4\ntail -n +$skip \"$0\" | tar xz\nexit 0\n"
+    return script + tar_gz({"payload/.env": env_file(t)})
+
+
+def local_headers_only(t: str | bytes) -> bytes:
+    """A zip cut before its central directory: only the local file headers are left."""
+    data = zip_bytes({"notes/a.txt": b"hello\n", "notes/.env": env_file(t)})
+    return data[: data.rfind(b"PK\x01\x02", 0, data.find(b"PK\x05\x06"))].split(b"PK\x01\x02")[0]
+
+
+def pdf_flate(t: str | bytes) -> bytes:
+    stream = zlib.compress(b"BT /F1 12 Tf 72 712 Td (token " + b(t) + b") Tj ET")
+    return (b"%PDF-1.4\n1 0 obj << /Type /Catalog /Pages 2 0 R >> endobj\n"
+            b"2 0 obj << /Type /Pages /Kids [3 0 R] /Count 1 >> endobj\n"
+            b"3 0 obj << /Type /Page /Parent 2 0 R /Contents 4 0 R >> endobj\n"
+            b"4 0 obj << /Length " + str(len(stream)).encode() + b" /Filter /FlateDecode >>\nstream\n"
+            + stream + b"\nendstream endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n")
+
+
+def docx_moved(t: str | bytes) -> bytes:
+    content_types = (b'<?xml version="1.0"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/'
+                     b'content-types"><Override PartName="/custom/main.xml" ContentType="application/'
+                     b'vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml"/></Types>')
+    rels = (b'<?xml version="1.0"?><Relationships xmlns="http://schemas.openxmlformats.org/package/2006/'
+            b'relationships"><Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/'
+            b'2006/relationships/officeDocument" Target="custom/main.xml"/></Relationships>')
+    body = b'<w:document xmlns:w="x"><w:body><w:p><w:r><w:t>' + b(t) + b"</w:t></w:r></w:p></w:body></w:document>"
+    return zip_bytes({"[Content_Types].xml": content_types, "_rels/.rels": rels, "custom/main.xml": body})
+
+
+SEVEN_Z = b"7z\xbc\xaf\x27\x1c\x00\x04"
+
+
+def seven_z(t: str | bytes) -> bytes:
+    """A 7z signature header followed by an LZMA1 raw stream of the content (what 7-Zip writes, minus headers)."""
+    packed = lzma.compress(env_file(t), format=lzma.FORMAT_RAW, filters=[{"id": lzma.FILTER_LZMA1}])
+    return SEVEN_Z + struct.pack("<IQQI", 0, 0, len(packed), 0)[:24] + packed
+
+
+# --- mail ----------------------------------------------------------------------------------------------------
+
+
+def mime_qp(t: str | bytes) -> bytes:
+    """A quoted-printable body whose soft line break (`=\\r\\n`) falls inside the token."""
+    tok = b(t)
+    cut = len(tok) // 2
+    return (b"From: a@example.test\r\nTo: b@example.test\r\nSubject: creds\r\nMIME-Version: 1.0\r\n"
+            b"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
+            b"the token is " + tok[:cut] + b"=\r\n" + tok[cut:] + b" ok\r\n")
+
+
+def mime_plain(t: str | bytes) -> bytes:
+    return (b"From: a@example.test\r\nTo: b@example.test\r\nSubject: creds\r\nMIME-Version: 1.0\r\n"
+            b"Content-Type: text/plain\r\n\r\nthe token is " + b(t) + b"\r\n")
+
+
+def mime_b64_part(t: str | bytes, nested: bool = False, attachment: bytes | None = None) -> bytes:
+    part = (b"--inner\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+            + b64(b"deploy key: " + b(t) + b"\n", 76).encode().replace(b"\n", b"\r\n") + b"\r\n--inner--\r\n")
+    if attachment is not None:
+        part = (b"--inner\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n--inner\r\nContent-Type: "
+                b"application/zip\r\nContent-Disposition: attachment; filename=\"cfg.zip\"\r\n"
+                b"Content-Transfer-Encoding: base64\r\n\r\n"
+                + b64(attachment, 76).encode().replace(b"\n", b"\r\n") + b"\r\n--inner--\r\n")
+    inner = b"Content-Type: multipart/mixed; boundary=inner\r\n\r\n" + part
+    if nested:
+        inner = (b"Content-Type: multipart/alternative; boundary=outer\r\n\r\n--outer\r\n" + inner
+                 + b"\r\n--outer--\r\n")
+    return b"From: a@example.test\r\nTo: b@example.test\r\nSubject: s\r\nMIME-Version: 1.0\r\n" + inner
+
+
+def mime_plain_multipart(t: str | bytes) -> bytes:
+    return mime_plain(t)
+
+
+def gmail_raw(mime: bytes) -> Request:
+    return text_body(json.dumps({"raw": base64.urlsafe_b64encode(mime).decode().rstrip("=")}), "application/json",
+                     "/gmail/v1/users/me/messages/send")
+
+
+def ses_raw(mime: bytes) -> Request:
+    return text_body(json.dumps({"Content": {"Raw": {"Data": base64.b64encode(mime).decode()}}}),
+                     "application/json", "/v2/email/outbound-emails")
+
+
+def ses_query(mime: bytes) -> Request:
+    return text_body("Action=SendRawEmail&RawMessage.Data=" + pct(base64.b64encode(mime).decode()),
+                     "application/x-www-form-urlencoded", "/")
+
+
+def multipart_file(filename_param: str, content: bytes = b"hello\n") -> Request:
+    body = (b"--XyZ\r\nContent-Disposition: form-data; name=\"file\"; " + filename_param.encode() + b"\r\n"
+            b"Content-Type: text/plain\r\n\r\n" + content + b"\r\n--XyZ--\r\n")
+    return text_body(body, "multipart/form-data; boundary=XyZ")
+
+
+# --- the table ---------------------------------------------------------------------------------------------
+
+NOT_UTF8_PREFIX = "Caf\xe9 r\xe9sum\xe9 \u201cquoted\u201d "  # cp1252 text: not valid UTF-8
+
+
+def _bin_around(t: str | bytes) -> bytes:
+    rng = random.Random(7)
+    return rng.randbytes(200) + b"\x00key\x00" + b(t) + b"\x00" + rng.randbytes(200)
+
+
+TABLE: list[Variant] = [
+    # -- boundaries: escapes glued to the token in JSON that nobody unescapes --------------------------------
+    encoded("hdr-json-escaped-newline", "header holding JSON with \\n before the token", header("X-Payload"),
+            lambda t: '{"text":"line1\\n' + t + '"}'),
+    encoded("hdr-json-escaped-newline-cf", "header JSON \\n, Cloudflare token", header("X-Payload"),
+            lambda t: '{"text":"line1\\n' + t + '"}', entry=CF),
+    encoded("hdr-json-escaped-tab", "header JSON \\t before the token", header("X-Meta"),
+            lambda t: '{"a":"x\\t' + t + '"}', entry=GL),
+    encoded("hdr-json-escaped-cr", "header JSON \\r before the token", header("X-Meta"),
+            lambda t: '{"a":"x\\r' + t + '"}', entry=NPM),
+    encoded("hdr-json-escaped-quote", "header JSON \\\" before the token", header("X-Meta"),
+            lambda t: '{"a":"say \\"' + t + '\\""}', entry=GHS),
+    encoded("hdr-json-escaped-slash", "header JSON \\/ before the token", header("X-Meta"),
+            lambda t: '{"url":"https:\\/\\/x.test\\/' + t + '"}'),
+    encoded("hdr-json-escaped-backslash", "header JSON \\\\ before the token", header("X-Meta"),
+            lambda t: '{"path":"C:\\\\' + t + '"}', entry=CF),
+    encoded("query-json-escaped-newline", "query parameter holding JSON with \\n", query("q"),
+            lambda t: pct('{"text":"a\\n' + t + '"}')),
+    encoded("query-pct-newline-glue", "query: %0A right before the token", query("q"),
+            lambda t: "line%0A" + t, entry=GL),
+    encoded("form-slack-payload-newline", "Slack-style payload= form with JSON \\n", form("payload"),
+            lambda t: pct('{"text":"deploy\\n' + t + '"}'), entry=GHS),
+    encoded("text-code-escaped-newline", "source code in a text body: \"...\\n<token>\"", plain_text,
+            lambda t: 'print("line1\\n' + t + '")\n', entry=NPM),
+    encoded("json-double-encoded-newline", "JSON string holding JSON: \\\\n before the token", json_text,
+            lambda t: '{"args":"first\\n' + t + '"}', entry=CF),
+    encoded("text-letters-glued-left", "letters glued before the token", plain_text,
+            lambda t: "Bearerx" + t + " ok", entry=CF),
+    encoded("text-letters-glued-right", "letters glued after the token", plain_text,
+            lambda t: "key " + t + "trailing", entry=GL),
+    encoded("protobuf-next-field-ghp", "protobuf: tag byte 'J' of the next field follows", raw_body, protobuf),
+    encoded("protobuf-length-byte-cf", "protobuf: the length byte 0x35 ('5') precedes", raw_body, protobuf,
+            entry=CF),
+    encoded("protobuf-gitlab", "protobuf field holding a GitLab token", raw_body, protobuf, entry=GL),
+    encoded("grpc-frame-azure", "gRPC frame (application/grpc) of a protobuf message", ctype("application/grpc"),
+            lambda t: grpc_frame(protobuf(t)), entry=AZ),
+    encoded("msgpack-next-fixint", "msgpack: a fixint 'A' follows the str8", ctype("application/msgpack"),
+            msgpack_map),
+    encoded("msgpack-gitlab", "msgpack map, GitLab token", ctype("application/x-msgpack"), msgpack_map, entry=GL),
+    encoded("cbor-next-text", "CBOR: the next item's head byte 'c' follows", ctype("application/cbor"),
+            cbor_array, entry=CF),
+    encoded("cbor-npm", "CBOR array, npm token", ctype("application/cbor"), cbor_array, entry=NPM),
+    # -- base64 wrapped, indented, not-UTF-8 underneath --------------------------------------------------
+    encoded("b64-wrap-60-2lines", "base64 wrapped at 60 columns (2 lines)", plain_text,
+            lambda t: b64("token=" + t + "\n", 60)),
+    encoded("b64-wrap-64-2lines", "base64 wrapped at 64 columns (openssl)", plain_text,
+            lambda t: b64("token: " + t + "\n", 64), entry=CF),
+    encoded("b64-wrap-76-json-github", "GitHub contents API: base64 with \\n every 60 in JSON", json_raw,
+            lambda t: json.dumps({"content": b64("export TOKEN=" + t + "\n", 60) + "\n", "encoding": "base64"})),
+    encoded("b64-wrap-4", "base64 wrapped at 4 columns", plain_text, lambda t: b64(t, 4), entry=GL),
+    encoded("b64-yaml-indented", "base64 block scalar in YAML (indented)", ctype("application/yaml"),
+            lambda t: "data:\n  secret: |\n" + b64("TOKEN=" + t + "\n", 40, "    ") + "\nkind: Secret\n",
+            entry=NPM),
+    encoded("b64-k8s-secret-json", "Kubernetes Secret data (base64 field)", json_raw,
+            lambda t: json.dumps({"kind": "Secret", "data": {"token": b64(t)}}), entry=GHS),
+    encoded("b64-utf16le-powershell", "PowerShell -EncodedCommand (base64 of UTF-16LE)", plain_text,
+            lambda t: "powershell -EncodedCommand " + b64(f"$env:GH='{t}'; gh auth status".encode("utf-16-le"))),
+    encoded("b64-utf16le-json", "base64 of UTF-16LE in a JSON field", json_raw,
+            lambda t: json.dumps({"cmd": b64(f"set TOKEN={t}".encode("utf-16-le"))}), entry=CF),
+    encoded("b64-cp1252", "base64 of a cp1252 text file (not UTF-8)", json_raw,
+            lambda t: json.dumps({"file": b64((NOT_UTF8_PREFIX + t + "\n").encode("cp1252"))}), entry=GL),
+    encoded("b64-binary-around", "base64 of binary bytes holding the token", json_raw,
+            lambda t: json.dumps({"blob": b64(_bin_around(t))}), entry=NPM),
+    encoded("grpc-web-text", "grpc-web-text: base64 of gRPC frames", ctype("application/grpc-web-text"),
+            lambda t: b64(grpc_frame(protobuf(t))), entry=AZ),
+    encoded("b64url-unpadded-header", "base64url (no padding) in a header", header("X-Blob"),
+            lambda t: b64("k=" + t, url=True).rstrip("=")),
+    encoded("b64-in-query", "base64 in a query parameter (percent-encoded)", query("state"),
+            lambda t: pct(b64(json.dumps({"t": t}))), entry=CF),
+    # -- percent-encoding and JSON escapes at depth, in every carrier ------------------------------------
+    encoded("url-pct-all", "every character percent-encoded in the query", query("token"), pct_all),
+    encoded("url-pct-double", "double percent-encoding in the query", query("token"),
+            lambda t: pct(pct_all(t)), entry=GL),
+    encoded("url-pct-triple", "triple percent-encoding in the query", query("token"),
+            lambda t: pct(pct(pct_all(t))), entry=NPM),
+    encoded("url-path-pct", "percent-encoded token in the path", lambda v: Request("GET", "/repos/" + v),
+            pct_all, entry=GHS),
+    encoded("hdr-pct-double", "double percent-encoded header value", header("X-Token"),
+            lambda t: pct(pct_all(t)), entry=CF),
+    encoded("form-pct-double", "double percent-encoded form field", form("token"), lambda t: pct(pct_all(t))),
+    encoded("form-json-u-escaped", "form field holding JSON with \\u-escaped token", form("data"),
+            lambda t: pct('{"t":"' + json_u(t) + '"}'), entry=GL),
+    encoded("json-u-escaped", "JSON string with every character \\u-escaped", json_raw,
+            lambda t: '{"content":"' + json_u(t) + '"}', entry=NPM),
+    encoded("json-in-json-in-json", "JSON string holding JSON holding JSON", json_text,
+            lambda t: json.dumps({"inner": json.dumps({"deeper": "x\n" + t})}), entry=CF),
+    encoded("json-leading-ws-u", "JSON behind leading whitespace, \\u-escaped token", ctype("text/plain"),
+            lambda t: '\n\n   {"content":"' + json_u(t) + '"}'),
+    encoded("json-xssi-prefix", "XSSI-prefixed JSON ()]}') with \\u-escaped token", ctype("application/json"),
+            lambda t: ")]}'\n" + '{"content":"' + json_u(t) + '"}', entry=GHS),
+    encoded("json-pct-in-string", "JSON string holding a percent-encoded token", json_raw,
+            lambda t: json.dumps({"url": "https://x.test/?t=" + pct_all(t)}), entry=GL),
+    encoded("hdr-json-u-escaped", "header with a \\u-escaped token in JSON", header("X-Meta"),
+            lambda t: '{"t":"' + json_u(t) + '"}', entry=NPM),
+    encoded("html-entities", "HTML numeric entities", ctype("text/html"),
+            lambda t: "<p>" + "".join(f"&#{ord(c)};" for c in t) + "</p>", entry=CF),
+    encoded("hex-run", "the token as a hex string", plain_text, lambda t: "key=" + b(t).hex()),
+    encoded("base32-run", "the token as base32", plain_text, lambda t: "key=" + base64.b32encode(b(t)).decode(),
+            entry=GL),
+    encoded("xml-cdata-split", "token split by a CDATA section in XML", ctype("application/xml"),
+            lambda t: f"<a><k>{t[:10]}<![CDATA[{t[10:25]}]]>{t[25:]}</k></a>"),
+    encoded("xml-comment-split", "token split by an XML comment", ctype("application/xml"),
+            lambda t: f"<a><k>{t[:12]}<!-- x -->{t[12:]}</k></a>", entry=CF),
+    encoded("html-comment-split", "token split by an HTML comment", ctype("text/html"),
+            lambda t: f"<html><body><p>{t[:8]}<!---->{t[8:]}</p></body></html>", entry=NPM),
+    # -- charsets --------------------------------------------------------------------------------------------
+    Variant("charset-utf16-label-utf8-json", "UTF-8 JSON labelled charset=utf-16",
+            lambda t: ctype("application/json; charset=utf-16")(json.dumps({"content": "x " + t})),
+            lambda t: json_raw(json.dumps({"content": "x " + t}))),
+    Variant("charset-utf32be-label-utf8", "UTF-8 text labelled charset=utf-32be",
+            lambda t: ctype("text/plain; charset=utf-32be")("token " + t + "\n"),
+            lambda t: plain_text("token " + t + "\n"), entry=CF),
+    encoded("charset-utf16-bomless-le", "BOM-less UTF-16LE text", plain_text,
+            lambda t: ("token " + t + "\n").encode("utf-16-le"), entry=GL),
+    encoded("charset-utf16-bomless-be", "BOM-less UTF-16BE JSON", json_raw,
+            lambda t: json.dumps({"content": "token " + t}).encode("utf-16-be"), entry=NPM),
+    encoded("charset-utf16-cjk-first", "BOM-less UTF-16LE starting with CJK text", plain_text,
+            lambda t: ("秘密のトークンです。" + t + "\n").encode("utf-16-le"), entry=GHS),
+    encoded("charset-utf32-bomless", "BOM-less UTF-32LE text", raw_body,
+            lambda t: ("token " + t + "\n").encode("utf-32-le"), entry=CF),
+    encoded("charset-utf7-declared", "charset=utf-7 declared", ctype("text/plain; charset=utf-7"),
+            lambda t: "token: +" + b64(t.encode("utf-16-be")).rstrip("=") + "-"),
+    encoded("charset-cp037-declared", "EBCDIC cp037 declared", ctype("text/plain; charset=cp037"),
+            lambda t: ("token " + t + "\n").encode("cp037"), entry=GL),
+    encoded("charset-latin1-label-utf16-body", "UTF-16LE body labelled iso-8859-1", ctype(
+        "text/plain; charset=iso-8859-1"), lambda t: ("token " + t).encode("utf-16-le"), entry=NPM),
+    # -- containers -------------------------------------------------------------------------------------------
+    encoded("zipapp-prefix", "zip behind a #! prefix (zipapp)", raw_body, zipapp),
+    encoded("makeself-tar-gz", "shell script followed by a tar.gz (makeself)", ctype("application/x-sh"),
+            makeself, entry=CF),
+    encoded("zlib-no-content-encoding", "a zlib stream without Content-Encoding", raw_body,
+            lambda t: zlib.compress(env_file(t)), entry=GL),
+    encoded("gzip-no-content-encoding", "a .gz file upload without Content-Encoding", ctype("application/gzip"),
+            lambda t: gzip.compress(env_file(t)), entry=NPM),
+    encoded("xz-file", "an .xz file", ctype("application/x-xz"), lambda t: lzma.compress(env_file(t)), entry=GHS),
+    encoded("lzma-alone-file", "an .lzma (alone) file", raw_body,
+            lambda t: lzma.compress(env_file(t), format=lzma.FORMAT_ALONE), entry=CF),
+    encoded("bz2-file", "a .bz2 file", raw_body, lambda t: bz2.compress(env_file(t)), entry=AZ),
+    encoded("tar-gz-octet", "a .tar.gz as octet-stream", raw_body, lambda t: tar_gz({"app/.env": env_file(t)})),
+    Variant("seven-z", "a 7z archive (LZMA)", lambda t: raw_body(seven_z(t)), lambda t: plain_text(env_file(t)),
+            expect="unscannable", entry=GL),
+    encoded("pdf-flatedecode", "PDF content stream with /FlateDecode", ctype("application/pdf"), pdf_flate,
+            entry=NPM),
+    encoded("docx-moved-main-part", "docx whose main part is at custom/main.xml", ctype(
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.document"), docx_moved, entry=GHS),
+    encoded("zip-local-headers-only", "zip entries only in local headers (no central directory)", raw_body,
+            local_headers_only, entry=CF),
+    Variant("zip-member-name", "an archive member named after the token",
+            lambda t: raw_body(zip_bytes({f"keys/{t}.txt": b"x"})), lambda t: raw_body(zip_bytes({"k.txt": b(t)}))),
+    Variant("zip-comment", "the token in a zip comment", lambda t: raw_body(zip_bytes({"a.txt": b"x"}, b(t))),
+            lambda t: raw_body(zip_bytes({"a.txt": b(t)})), entry=GL),
+    Variant("tar-member-name", "a tar member named after the token",
+            lambda t: raw_body(tar_gz({f"{t}/readme": b"x"})), lambda t: raw_body(tar_gz({"r": b(t)})), entry=NPM),
+    Variant("multipart-filename-star", "multipart filename*=UTF-8'' percent-encoded",
+            lambda t: multipart_file(f"filename*=UTF-8''{pct_all(t)}.txt"),
+            lambda t: multipart_file('filename="a.txt"', b(t)), entry=CF),
+    Variant("multipart-filename-plain", "multipart filename holding the token",
+            lambda t: multipart_file(f'filename="{t}.txt"'), lambda t: multipart_file('filename="a.txt"', b(t)),
+            entry=GHS),
+    # -- mail carried over HTTP ----------------------------------------------------------------------------------
+    Variant("rfc822-qp-soft-break", "message/rfc822 body, QP soft break inside the token",
+            lambda t: text_body(mime_qp(t), "message/rfc822", "/send"),
+            lambda t: text_body(mime_plain(t), "message/rfc822", "/send")),
+    Variant("eml-upload-b64-part", ".eml upload with a base64 text part",
+            lambda t: multipart_file('filename="mail.eml"', mime_b64_part(t)),
+            lambda t: multipart_file('filename="mail.eml"', mime_plain(t)), entry=CF),
+    Variant("rfc822-nested-multipart", "nested multipart/alternative > multipart/mixed > base64",
+            lambda t: text_body(mime_b64_part(t, nested=True), "message/rfc822", "/send"),
+            lambda t: text_body(mime_plain(t), "message/rfc822", "/send"), entry=GL),
+    Variant("gmail-api-raw", "Gmail API messages.send {raw: base64url(MIME)}, QP inside",
+            lambda t: gmail_raw(mime_qp(t)), lambda t: gmail_raw(mime_plain(t)), entry=NPM),
+    Variant("gmail-api-raw-b64-part", "Gmail API raw with a base64 part", lambda t: gmail_raw(mime_b64_part(t)),
+            lambda t: gmail_raw(mime_plain(t)), entry=GHS),
+    Variant("ses-v2-raw", "SES v2 Content.Raw.Data (base64 MIME), QP inside", lambda t: ses_raw(mime_qp(t)),
+            lambda t: ses_raw(mime_plain(t)), entry=CF),
+    Variant("ses-v1-query-raw", "SES v1 SendRawEmail RawMessage.Data form field",
+            lambda t: ses_query(mime_b64_part(t)), lambda t: ses_query(mime_plain(t)), entry=GL),
+    Variant("mail-zip-attachment", "MIME with a base64 zip attachment holding the token",
+            lambda t: text_body(mime_b64_part(t, attachment=zip_bytes({"cfg/.env": env_file(t)})),
+                                "message/rfc822", "/send"),
+            lambda t: text_body(mime_plain(t), "message/rfc822", "/send"), entry=NPM),
+]
+
+
+# Known gaps (case id -> reason): strict xfails, removed as each is closed.
+GAPS: dict[str, str] = {
+    "hdr-json-escaped-newline-evasion": "an escape or a letter glued to the token defeats the boundary check",
+    "hdr-json-escaped-newline-cf-evasion": "an escape or a letter glued to the token defeats the boundary check",
+    "hdr-json-escaped-tab-evasion": "an escape or a letter glued to the token defeats the boundary check",
+    "hdr-json-escaped-cr-evasion": "an escape or a letter glued to the token defeats the boundary check",
+    "query-json-escaped-newline-evasion": "an escape or a letter glued to the token defeats the boundary check",
+    "form-slack-payload-newline-evasion": "an escape or a letter glued to the token defeats the boundary check",
+    "text-code-escaped-newline-evasion": "an escape or a letter glued to the token defeats the boundary check",
+    "text-letters-glued-left-evasion": "an escape or a letter glued to the token defeats the boundary check",
+    "text-letters-glued-right-evasion": "an escape or a letter glued to the token defeats the boundary check",
+    "protobuf-next-field-ghp-evasion": "a length or tag byte of a binary format glues to the token",
+    "protobuf-length-byte-cf-evasion": "a length or tag byte of a binary format glues to the token",
+    "protobuf-gitlab-evasion": "a length or tag byte of a binary format glues to the token",
+    "grpc-frame-azure-evasion": "a length or tag byte of a binary format glues to the token",
+    "msgpack-next-fixint-evasion": "a length or tag byte of a binary format glues to the token",
+    "msgpack-gitlab-evasion": "a length or tag byte of a binary format glues to the token",
+    "cbor-next-text-evasion": "a length or tag byte of a binary format glues to the token",
+    "cbor-npm-evasion": "a length or tag byte of a binary format glues to the token",
+    "b64-wrap-60-2lines-evasion": "wrapped, indented or non-UTF-8 base64 is not decoded",
+    "b64-wrap-64-2lines-evasion": "wrapped, indented or non-UTF-8 base64 is not decoded",
+    "b64-wrap-76-json-github-evasion": "wrapped, indented or non-UTF-8 base64 is not decoded",
+    "b64-wrap-4-evasion": "wrapped, indented or non-UTF-8 base64 is not decoded",
+    "b64-yaml-indented-evasion": "wrapped, indented or non-UTF-8 base64 is not decoded",
+    "b64-utf16le-powershell-evasion": "wrapped, indented or non-UTF-8 base64 is not decoded",
+    "b64-utf16le-json-evasion": "wrapped, indented or non-UTF-8 base64 is not decoded",
+    "b64-cp1252-evasion": "wrapped, indented or non-UTF-8 base64 is not decoded",
+    "b64-binary-around-evasion": "wrapped, indented or non-UTF-8 base64 is not decoded",
+    "grpc-web-text-evasion": "wrapped, indented or non-UTF-8 base64 is not decoded",
+    "form-json-u-escaped-evasion": "escapes are not unescaped in this carrier",
+    "json-pct-in-string-evasion": "escapes are not unescaped in this carrier",
+    "hdr-json-u-escaped-evasion": "escapes are not unescaped in this carrier",
+    "hex-run-evasion": "hex/base32 runs are not decoded",
+    "base32-run-evasion": "hex/base32 runs are not decoded",
+    "xml-cdata-split-evasion": "XML/HTML splits are not reassembled",
+    "xml-comment-split-evasion": "XML/HTML splits are not reassembled",
+    "html-comment-split-evasion": "XML/HTML splits are not reassembled",
+    "charset-utf16-label-utf8-json-evasion": "a charset label or a BOM-less encoding hides the text",
+    "charset-utf32be-label-utf8-evasion": "a charset label or a BOM-less encoding hides the text",
+    "charset-utf16-cjk-first-evasion": "a charset label or a BOM-less encoding hides the text",
+    "charset-utf32-bomless-evasion": "a charset label or a BOM-less encoding hides the text",
+    "charset-utf7-declared-evasion": "a charset label or a BOM-less encoding hides the text",
+    "charset-cp037-declared-evasion": "a charset label or a BOM-less encoding hides the text",
+    "zipapp-prefix-evasion": "this container is neither decoded nor named unscannable",
+    "makeself-tar-gz-evasion": "this container is neither decoded nor named unscannable",
+    "zlib-no-content-encoding-evasion": "this container is neither decoded nor named unscannable",
+    "lzma-alone-file-evasion": "this container is neither decoded nor named unscannable",
+    "seven-z-evasion": "this container is neither decoded nor named unscannable",
+    "pdf-flatedecode-evasion": "this container is neither decoded nor named unscannable",
+    "zip-local-headers-only-evasion": "this container is neither decoded nor named unscannable",
+    "zip-member-name-evasion": "names and comments are not scanned as content",
+    "zip-comment-evasion": "names and comments are not scanned as content",
+    "tar-member-name-evasion": "names and comments are not scanned as content",
+    "multipart-filename-star-evasion": "names and comments are not scanned as content",
+    "rfc822-qp-soft-break-evasion": "MIME inside HTTP is not parsed",
+    "eml-upload-b64-part-evasion": "MIME inside HTTP is not parsed",
+    "rfc822-nested-multipart-evasion": "MIME inside HTTP is not parsed",
+    "gmail-api-raw-evasion": "MIME inside HTTP is not parsed",
+    "ses-v2-raw-evasion": "MIME inside HTTP is not parsed",
+    "ses-v1-query-raw-evasion": "MIME inside HTTP is not parsed",
+    "seven-z-wrong_checksum": "7z is not named unscannable",
+    "zip-local-headers-only-wrong_checksum": "a zip without central directory is reported truncated",
+}
+
+
+@pytest.mark.parametrize(("variant", "kind"), cases(TABLE, GAPS))
+def test_content_variant(evasion_proxy, upstream, variant, kind):
+    run_case(evasion_proxy, upstream, variant, kind)
