@@ -16,10 +16,10 @@ import pytest
 from mitmproxy import exceptions, http
 from mitmproxy.test import taddons, tflow, tutils
 
-from dlproxy.proxy import addon as addon_mod
 from dlproxy.inspect import scanning
 from dlproxy.ops.incidents import IncidentLog
 from dlproxy.ops.metrics import Metrics
+from dlproxy.proxy import addon as addon_mod
 from dlproxy.proxy.addon import (
     GENERATED,
     GENERATION,

@@ -11,7 +11,9 @@ import pytest
 from mitmproxy import exceptions
 from mitmproxy.test import taddons
 
-from dlproxy.ops.metrics import DIRECTIONS, VERDICTS, Metrics, MetricsServer
+from dlproxy.engine.vocab import Direction, Verdict
+from dlproxy.ops.metrics import Metrics, MetricsServer
+from dlproxy.proxy.internals import proxy_listening
 
 # DESIGN.md ⚑ Metrics + issue 5 (additive). Adding a metric here is fine; changing a line is a contract break.
 CONTRACT = {
@@ -67,8 +69,8 @@ def test_attribute_names_map_to_prometheus_names():
 
 def test_scrape_has_preinitialised_zeros_and_no_created_series():
     text = Metrics().render().decode()
-    for d in DIRECTIONS:
-        for v in VERDICTS:
+    for d in Direction:
+        for v in Verdict:
             assert f'dlproxy_flows_total{{direction="{d}",verdict="{v}"}} 0.0' in text
         assert f'dlproxy_scanned_bytes_total{{direction="{d}"}} 0.0' in text
         assert f'dlproxy_scan_duration_seconds_count{{direction="{d}"}} 0.0' in text
@@ -148,7 +150,7 @@ def test_server_endpoints(caplog):
 
     async def main():
         m, state, ps = Metrics(), FakeState(), FakeProxyServer()
-        server = MetricsServer(m, state)
+        server = MetricsServer(m, state, proxy_listening)
         with taddons.context(server, ps) as tctx:
             tctx.configure(server, dlp_metrics_host="127.0.0.1", dlp_metrics_port=0)
             server.running()
@@ -184,16 +186,12 @@ def test_server_endpoints(caplog):
     assert f"dlproxy metrics listening at 127.0.0.1:{port}" in caplog.text
 
 
-def test_readyz_finds_profile_state_by_name():
-    async def main():
-        class ProfileState:  # the addon name proxy-core's class gets by default
-            ready = True
-
-        server = MetricsServer(Metrics())
-        with taddons.context(server, ProfileState(), FakeProxyServer()):
-            assert server.respond("GET", "/readyz")[0] == 200
-
-    asyncio.run(main())
+def test_readyz_is_not_ready_until_wired():
+    state = FakeState()
+    state.ready = True
+    assert MetricsServer(Metrics()).respond("GET", "/readyz")[:3:2] == (503, b"not ready: profile not loaded\n")
+    assert MetricsServer(Metrics(), state).respond("GET", "/readyz")[2] == b"not ready: proxy not running\n"
+    assert MetricsServer(Metrics(), state, lambda: "").respond("GET", "/readyz")[0] == 200
 
 
 def test_garbage_and_slow_clients_do_not_hurt():

@@ -14,8 +14,8 @@ import pytest
 from mitmproxy import exceptions
 from mitmproxy.test import taddons
 
-from dlproxy.ops import reload as reload_mod
 from dlproxy.engine.profile import ProfileError, load_profiles
+from dlproxy.ops import reload as reload_mod
 from dlproxy.ops.metrics import Metrics
 from dlproxy.ops.reload import ProfileWatcher, file_signature
 

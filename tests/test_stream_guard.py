@@ -18,13 +18,13 @@ from mitmproxy.test import taddons, tflow
 from mitmproxy.websocket import WebSocketMessage
 from wsproto.frame_protocol import Opcode
 
-from dlproxy.proxy import streamguard as sg
-from dlproxy.proxy import websocket as wsg
 from dlproxy.ops.incidents import IncidentLog
 from dlproxy.ops.metrics import Metrics
+from dlproxy.proxy import internals
 from dlproxy.proxy.addon import GENERATED, STREAMED, ProfileState
+from dlproxy.proxy.internals import close_frame
 from dlproxy.proxy.streamguard import FlowStream, StreamGuard
-from dlproxy.proxy.websocket import KEEP_MESSAGES, WebSocketGuard, close_frame
+from dlproxy.proxy.websocket import KEEP_MESSAGES, WebSocketGuard
 from e2e.conftest import E2E_PROFILE, GHO, GHP, NPM
 
 
@@ -50,9 +50,10 @@ def env(tmp_path, monkeypatch):
     guard = StreamGuard(state, metrics, incidents)
     ws = WebSocketGuard(state, metrics, incidents)
     closed: list = []
-    monkeypatch.setattr(sg, "close_upstream", lambda flow: closed.append(flow) or True)
+    monkeypatch.setattr(internals, "close_upstream", lambda flow: closed.append(flow) or True)
     ws_closed: list = []
-    monkeypatch.setattr(wsg, "close_websocket", lambda flow, code, reason: ws_closed.append((code, reason)) or True)
+    monkeypatch.setattr(internals, "close_websocket",
+                        lambda flow, code, reason: ws_closed.append((code, reason)) or True)
     with taddons.context(state, incidents, guard, ws) as tctx:
         # proxyserver's options, which StreamGuard reads (the proxyserver addon itself is not needed here)
         tctx.options.add_option("stream_large_bodies", typing.Optional[str], None, "")  # noqa: UP045

@@ -19,9 +19,8 @@ from typing import Any
 import yaml
 
 from . import validators
+from .vocab import PROFILE_ACTIONS, Direction
 
-ACTIONS = ("block", "redact", "log")
-DIRECTIONS = ("request", "response", "websocket")
 SEVERITIES = ("critical", "high", "medium", "low")
 ON_OVERSIZE = ("block", "allow", "scan_prefix")
 ON_ERROR = ("block", "allow")
@@ -100,10 +99,6 @@ def builtin_profile_path() -> Path:
     return Path(str(resources.files("dlproxy.engine") / "credentials-and-secrets.yaml"))
 
 
-def load_profile(path: str | Path) -> Profile:
-    return load_profiles([path])
-
-
 def load_profiles(paths) -> Profile:
     """Load and merge profile files in order; raise ProfileError listing every problem."""
     paths = [Path(p) for p in paths] or [builtin_profile_path()]
@@ -178,7 +173,7 @@ _TOP_KEYS = {"profile", "name", "settings", "entries"}
 _ENTRY_KEYS = {"id", "name", "vendor", "severity", "prefixes", "pattern", "before", "checksum", "issuers",
                "action", "enabled", "case_insensitive", "boundary", "examples", "counterexamples", "notes"}
 _SETTINGS_TYPES: dict[str, Any] = {
-    "default_action": ACTIONS, "allow_to_issuer": bool, "min_matches": (int, 1),
+    "default_action": PROFILE_ACTIONS, "allow_to_issuer": bool, "min_matches": (int, 1),
     "max_inspect_bytes": (int, 1), "on_oversize": ON_OVERSIZE, "on_error": ON_ERROR,
     "max_expansion_ratio": (int, 1), "max_archive_depth": (int, 0), "max_archive_members": (int, 1),
     "max_base64_depth": (int, 0),
@@ -394,18 +389,18 @@ def _build_entry(fields: dict[str, _Node], problems: list[str]) -> Entry | None:
     if "action" in fields:
         value = get("action")
         if isinstance(value, str):
-            if value not in ACTIONS:
-                problems.append(f"{where('action')}: must be one of {', '.join(ACTIONS)}, got {value!r}")
+            if value not in PROFILE_ACTIONS:
+                problems.append(f"{where('action')}: must be one of {', '.join(PROFILE_ACTIONS)}, got {value!r}")
             action = value
         elif isinstance(value, dict):
             pairs = []
             for direction, sub in value.items():
-                if direction not in DIRECTIONS:
+                if direction not in tuple(Direction):
                     problems.append(f"{sub.where()}: {fields['action'].label}.action.{direction}: "
-                                    f"unknown direction (expected {', '.join(DIRECTIONS)})")
-                elif sub.value not in ACTIONS:
+                                    f"unknown direction (expected {', '.join(Direction)})")
+                elif sub.value not in PROFILE_ACTIONS:
                     problems.append(f"{sub.where()}: {fields['action'].label}.action.{direction}: "
-                                    f"must be one of {', '.join(ACTIONS)}, got {sub.value!r}")
+                                    f"must be one of {', '.join(PROFILE_ACTIONS)}, got {sub.value!r}")
                 else:
                     pairs.append((direction, sub.value))
             actions = tuple(pairs)

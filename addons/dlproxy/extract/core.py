@@ -12,23 +12,27 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from ..engine.vocab import OVERSIZE_REASONS as _OVERSIZE
+from ..engine.vocab import Reason
+
 MiB = 1024 * 1024
 log = logging.getLogger("dlproxy.extract")
 
-# Why a part of a message could not be (fully) inspected. Policy maps these to on_oversize / on_error.
-TOO_LARGE = "too_large"  # the per-message decoded-byte budget (max_inspect_bytes) ran out
-BOMB = "bomb"  # a decoder's output grew past max_expansion_ratio x its input
-DEPTH = "depth"  # nesting past max_archive_depth / max_base64_depth / max_json_depth / coding layers
-MEMBERS = "members"  # an archive or multipart body with more members than max_archive_members
-ENCRYPTED = "encrypted_archive"  # an encrypted archive member
-CORRUPT_ENCODING = "corrupt_encoding"  # compressed or transfer-encoded data that does not decode
-UNSUPPORTED_ENCODING = "unsupported_encoding"  # a Content-Encoding or zip method we cannot decode
-TRUNCATED = "truncated"  # a stream, archive or multipart body that ends early
-MALFORMED = "malformed"  # a container (zip, tar, multipart) whose structure is broken
-ERROR = "error"  # an unexpected exception inside an extractor (a bug): never escapes, always reported
+# Why a part of a message could not be (fully) inspected (engine.vocab.Reason). Policy maps these to
+# on_oversize / on_error.
+TOO_LARGE = Reason.TOO_LARGE
+BOMB = Reason.BOMB
+DEPTH = Reason.DEPTH
+MEMBERS = Reason.MEMBERS
+ENCRYPTED = Reason.ENCRYPTED
+CORRUPT_ENCODING = Reason.CORRUPT_ENCODING
+UNSUPPORTED_ENCODING = Reason.UNSUPPORTED_ENCODING
+TRUNCATED = Reason.TRUNCATED
+MALFORMED = Reason.MALFORMED
+ERROR = Reason.ERROR
 REASONS = (TOO_LARGE, BOMB, DEPTH, MEMBERS, ENCRYPTED, CORRUPT_ENCODING, UNSUPPORTED_ENCODING, TRUNCATED,
            MALFORMED, ERROR)
-OVERSIZE_REASONS = frozenset({TOO_LARGE, BOMB, DEPTH, MEMBERS})  # on_oversize; the rest are on_error
+OVERSIZE_REASONS = _OVERSIZE  # on_oversize; the rest are on_error
 
 
 @dataclass(frozen=True)

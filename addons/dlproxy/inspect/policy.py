@@ -30,14 +30,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..engine.findings import Finding
-from ..extract.core import OVERSIZE_REASONS, TOO_LARGE
-
-DIRECTIONS = ("request", "response", "websocket")
-RANK = {"log": 1, "redact": 2, "block": 3}
-VERDICT_OF_ACTION = {"block": "blocked", "redact": "redacted", "log": "logged"}
-# Per-finding outcomes besides the entry actions (also the `action` label of detections_total).
-ALLOW = "allow"
-BELOW_MIN = "below_min_matches"
+from ..engine.vocab import (
+    ACTION_STRENGTH,
+    OVERSIZE_REASONS,
+    VERDICT_OF_ACTION,
+    Action,
+    Direction,
+    Enforcement,
+    Reason,
+    Verdict,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +51,7 @@ class FlowContext:
     Host header.
     """
 
-    direction: str  # request | response | websocket
+    direction: Direction
     host: str
     method: str = ""
     scheme: str = ""
@@ -98,7 +100,7 @@ class Rules:
     @classmethod
     def from_profile(cls, profile) -> Rules:
         default = profile.settings.default_action
-        actions = {e.id: {d: e.action_for(d, default) for d in DIRECTIONS} for e in profile.entries}
+        actions = {e.id: {d: e.action_for(d, default) for d in Direction} for e in profile.entries}
         issuers = {e.id: e.issuers for e in profile.entries}
         return cls(actions, issuers)
 
@@ -126,8 +128,8 @@ def normalize_host(host: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    verdict: str  # clean | blocked | redacted | logged | allowed | skipped | error
-    action: str | None = None  # block | redact | log | allow (what policy chose; None when clean)
+    verdict: Verdict
+    action: Action | None = None  # what policy chose; None when clean, or an error let through
     acted: tuple[Finding, ...] = ()  # findings the action applies to
     allowed: tuple[Finding, ...] = ()  # findings sent to their issuer
     outcomes: tuple[tuple[Finding, str], ...] = ()  # every finding with its own action (detections_total)
@@ -137,16 +139,16 @@ class Decision:
     error: str | None = None  # inspection error reason (verdict "error")
 
     @property
-    def enforcement(self) -> str:
+    def enforcement(self) -> Enforcement:
         """What the proxy does: block, redact or pass. Dry-run always passes."""
-        if self.dry_run or self.action not in ("block", "redact"):
-            return "pass"
-        return self.action
+        if self.dry_run or self.action not in (Action.BLOCK, Action.REDACT):
+            return Enforcement.PASS
+        return Enforcement(self.action)
 
     @property
     def incident_worthy(self) -> bool:
         """Blocked, redacted, logged, or failed closed/open: anything a person may need to look at."""
-        return self.action in ("block", "redact", "log") or self.verdict == "error"
+        return self.action in (Action.BLOCK, Action.REDACT, Action.LOG) or self.verdict == Verdict.ERROR
 
     @property
     def findings(self) -> tuple[Finding, ...]:
@@ -154,7 +156,7 @@ class Decision:
         return tuple(f for f, _ in self.outcomes)
 
 
-CLEAN = Decision("clean")
+CLEAN = Decision(Verdict.CLEAN)
 
 
 def decide(findings: Sequence[Finding], unscannable: Sequence[Any], ctx: FlowContext, active: Active,
@@ -173,7 +175,7 @@ def decide(findings: Sequence[Finding], unscannable: Sequence[Any], ctx: FlowCon
     for f in findings:
         (allowed if binding and rules.issued_by(f.entry_id, ctx.host) else rest).append(f)
 
-    outcomes: dict[int, str] = {id(f): ALLOW for f in allowed}
+    outcomes: dict[int, str] = {id(f): Action.ALLOW for f in allowed}
     acted: list[Finding] = []
     strongest = None
     if rest and len({f.fingerprint for f in rest}) >= settings.min_matches:
@@ -181,44 +183,44 @@ def decide(findings: Sequence[Finding], unscannable: Sequence[Any], ctx: FlowCon
             a = rules.action(f.entry_id, ctx.direction, default)
             outcomes[id(f)] = a
             acted.append(f)
-            if strongest is None or RANK[a] > RANK[strongest]:
+            if strongest is None or ACTION_STRENGTH[a] > ACTION_STRENGTH[strongest]:
                 strongest = a
     else:
         for f in rest:
-            outcomes[id(f)] = BELOW_MIN
+            outcomes[id(f)] = Action.BELOW_MIN_MATCHES
 
     blocking, passed = [], []
     for u in unscannable:
         rule = settings.on_oversize if u.reason in OVERSIZE_REASONS else settings.on_error
-        (blocking if rule == "block" else passed).append(u)
+        (blocking if rule == Action.BLOCK else passed).append(u)
 
     ordered = tuple((f, outcomes[id(f)]) for f in findings)
     if blocking:
-        return Decision("blocked", "block", tuple(acted), tuple(allowed), ordered, tuple(blocking) + tuple(passed),
+        return Decision(Verdict.BLOCKED, Action.BLOCK, tuple(acted), tuple(allowed), ordered, tuple(blocking) + tuple(passed),
                         _reason(acted, blocking), dry_run)
     if strongest is not None:
         # Redacting is all-or-nothing: findings whose action is only "log" are still reported.
         return Decision(VERDICT_OF_ACTION[strongest], strongest, tuple(acted), tuple(allowed), ordered,
                         tuple(passed), _reason(acted, ()), dry_run)
     if allowed:
-        return Decision("allowed", ALLOW, (), tuple(allowed), ordered, tuple(passed),
+        return Decision(Verdict.ALLOWED, Action.ALLOW, (), tuple(allowed), ordered, tuple(passed),
                         _reason(allowed, ()) + " (sent to its issuer)", dry_run)
     if passed:
-        return Decision("skipped", None, (), (), ordered, tuple(passed), _reason((), passed), dry_run)
-    return Decision("clean", None, (), (), ordered, (), "", dry_run)
+        return Decision(Verdict.SKIPPED, None, (), (), ordered, tuple(passed), _reason((), passed), dry_run)
+    return Decision(Verdict.CLEAN, None, (), (), ordered, (), "", dry_run)
 
 
 def decide_error(reason: str, settings, dry_run: bool = False) -> Decision:
     """An inspection that failed (an exception, a timeout): `settings.on_error` says block or let through."""
-    action = "block" if settings is None or settings.on_error == "block" else None
+    action = Action.BLOCK if settings is None or settings.on_error == Action.BLOCK else None
     what = f"content could not be inspected ({reason})"
-    return Decision("error", action, reason=what, dry_run=dry_run, error=reason)
+    return Decision(Verdict.ERROR, action, reason=what, dry_run=dry_run, error=reason)
 
 
-def with_action(decision: Decision, action: str, reason: str) -> Decision:
+def with_action(decision: Decision, action: Action, reason: str) -> Decision:
     """The same decision escalated (e.g. a redaction that cannot be done safely becomes a block)."""
     return Decision(VERDICT_OF_ACTION[action], action, decision.acted, decision.allowed,
-                    tuple((f, action if a == "redact" else a) for f, a in decision.outcomes),
+                    tuple((f, action if a == Action.REDACT else a) for f, a in decision.outcomes),
                     decision.unscannable, f"{decision.reason}; {reason}", decision.dry_run, decision.error)
 
 
@@ -232,7 +234,7 @@ def _reason(findings: Sequence[Finding], unscannable: Sequence[Any]) -> str:
             parts[-1] += f" and {others} more"
     if unscannable:
         first = unscannable[0]
-        what = "too large to inspect" if first.reason == TOO_LARGE else f"not inspectable ({first.reason})"
+        what = "too large to inspect" if first.reason == Reason.TOO_LARGE else f"not inspectable ({first.reason})"
         parts.append(f"{first.location or 'content'} {what}")
         if len(unscannable) > 1:
             parts[-1] += f" and {len(unscannable) - 1} more"

@@ -21,15 +21,15 @@ import sys
 import threading
 import time
 import urllib.parse
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
+
+from ..engine.vocab import VERDICT_OF_ACTION, Action, Direction, Enforcement
 
 logger = logging.getLogger(__name__)
 
-VERDICT_ACTION = {"blocked": "block", "redacted": "redact", "logged": "log", "error": "block",
-                  "allowed": "allow", "clean": "allow", "skipped": "allow"}
-PAST_TENSE = {"block": "blocked", "redact": "redacted", "log": "logged", "allow": "allowed"}
 # Long runs of token characters (with a digit) in a path, query key or location could be a credential:
 # they are cut to their first 4 characters. Hosts are left alone.
 _TOKEN_RUN = re.compile(r"[A-Za-z0-9_\-+=~%]{20,}")
@@ -61,18 +61,60 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def _unscannable_item(u: Any) -> dict:
-    if isinstance(u, dict):
-        return {"location": str(u.get("location", "")), "reason": str(u.get("reason", ""))}
-    if isinstance(u, tuple | list) and len(u) == 2:
-        return {"location": str(u[0]), "reason": str(u[1])}
-    return {"location": str(getattr(u, "location", "")), "reason": str(getattr(u, "reason", u))}
+class UnscannablePart(Protocol):
+    """A part of a message that could not be inspected (extract.Unscannable)."""
+
+    @property
+    def location(self) -> str: ...
+    @property
+    def reason(self) -> str: ...
+
+
+class Recordable(Protocol):
+    """What an incident needs of a finding (engine.Finding): its masked, JSON-ready form."""
+
+    def to_dict(self) -> dict: ...
+
+
+class DecisionRecord(Protocol):
+    """What an incident needs of a policy decision (inspect.policy.Decision)."""
+
+    @property
+    def verdict(self) -> str: ...
+    @property
+    def action(self) -> str | None: ...
+    @property
+    def acted(self) -> Sequence[Recordable]: ...
+    @property
+    def findings(self) -> Sequence[Recordable]: ...
+    @property
+    def unscannable(self) -> Sequence[UnscannablePart]: ...
+    @property
+    def reason(self) -> str: ...
+    @property
+    def dry_run(self) -> bool: ...
+
+
+class FlowWhere(Protocol):
+    """Where the message went (inspect.policy.FlowContext): nothing secret, the path already scrubbed."""
+
+    @property
+    def direction(self) -> str: ...
+    @property
+    def host(self) -> str: ...
+    @property
+    def path(self) -> str: ...
+    @property
+    def method(self) -> str: ...
+    @property
+    def scheme(self) -> str: ...
+    @property
+    def client(self) -> str: ...
 
 
 @dataclass
 class Incident:
-    """One incident. JSON fields (ENGINEERING.md): time, incident_id, action, direction, client, method, scheme,
-    host, path, findings, unscannable, dry_run; plus `verdict` and `reason` (additive)."""
+    """One incident: the JSON fields of docs/contracts.md, in to_dict's order."""
 
     action: str  # block | redact | log | allow: what was done, or what would have been done in dry-run
     direction: str
@@ -90,27 +132,16 @@ class Incident:
     time: str = field(default_factory=_now)
 
     @classmethod
-    def from_decision(cls, decision: Any, ctx: Any, *, incident_id: str | None = None) -> Incident:
-        """Build from policy's Decision and the FlowContext (attributes read defensively)."""
-        verdict = str(getattr(decision, "verdict", "") or "")
-        if hasattr(decision, "action"):  # policy.Decision: None = nothing enforced (clean, or error let through)
-            action = decision.action or "allow"
-        else:
-            action = VERDICT_ACTION.get(verdict, "block")
-        dry_run = bool(getattr(decision, "dry_run", getattr(ctx, "dry_run", False)))
-        acted = getattr(decision, "acted", None) or getattr(decision, "findings", None) or ()
-        unscannable = getattr(decision, "unscannable", None) or getattr(ctx, "unscannable", None) or ()
-        client = getattr(ctx, "client", "") or ""
-        if isinstance(client, tuple | list):
-            client = ":".join(str(x) for x in client[:2])
-        iid = incident_id or getattr(decision, "incident_id", None) or _new_id()
+    def from_decision(cls, decision: DecisionRecord, ctx: FlowWhere, *, incident_id: str | None = None) -> Incident:
+        """Build from policy's Decision and the FlowContext. A decision without an action (an error let
+        through) is recorded as `allow`; without acted-on findings, every finding considered is listed."""
         return cls(
-            action=str(action), direction=str(getattr(ctx, "direction", "") or ""),
-            host=str(getattr(ctx, "host", "") or ""), path=mask_path(str(getattr(ctx, "path", "") or "")),
-            method=str(getattr(ctx, "method", "") or ""), scheme=str(getattr(ctx, "scheme", "") or ""),
-            client=str(client), findings=[_finding_dict(f) for f in acted],
-            unscannable=[_unscannable_item(u) for u in unscannable], dry_run=dry_run, verdict=verdict,
-            reason=str(getattr(decision, "reason", "") or ""), incident_id=str(iid))
+            action=str(decision.action or Action.ALLOW), direction=str(ctx.direction), host=str(ctx.host),
+            path=mask_path(str(ctx.path)), method=str(ctx.method), scheme=str(ctx.scheme), client=str(ctx.client),
+            findings=[_finding_dict(f) for f in (decision.acted or decision.findings)],
+            unscannable=[{"location": str(u.location), "reason": str(u.reason)} for u in decision.unscannable],
+            dry_run=bool(decision.dry_run), verdict=str(decision.verdict), reason=str(decision.reason),
+            incident_id=incident_id or _new_id())
 
     def to_dict(self) -> dict:
         return {"time": self.time, "incident_id": self.incident_id, "action": self.action,
@@ -126,12 +157,12 @@ class Incident:
     def describe(self) -> str:
         """A sentence for the log: `blocked POST api.example.com/upload: GitHub Personal Access Token in
         multipart file notes.txt (incident 7f3c…)`. Built from masked fields only."""
-        done = PAST_TENSE.get(self.action, self.action)
+        done = VERDICT_OF_ACTION.get(self.action, self.action)
         verb = f"would have {done} (dry-run)" if self.dry_run else done
         where = f"{self.method} {self.host}{self.path.split('?', 1)[0]}".strip()
-        if self.direction == "response":
+        if self.direction == Direction.RESPONSE:
             subject = f"response to {where}"
-        elif self.direction == "websocket":
+        elif self.direction == Direction.WEBSOCKET:
             subject = f"websocket message on {self.host}{self.path.split('?', 1)[0]}"
         else:
             subject = where
@@ -144,11 +175,8 @@ class Incident:
         return f"{verb} {subject}: {what} (incident {self.incident_id})"
 
 
-def _finding_dict(f: Any) -> dict:
-    if isinstance(f, dict):
-        d = dict(f)
-    else:
-        d = f.to_dict()
+def _finding_dict(f: Recordable) -> dict:
+    d = f.to_dict()
     keep = ("entry", "name", "severity", "location", "masked", "fingerprint", "validated")
     return {k: d.get(k, "") for k in keep}
 
@@ -394,7 +422,7 @@ class IncidentLog:
             if self.metrics is not None:
                 self.metrics.incidents_total.labels(action=incident.action).inc()
             text = "dlproxy " + incident.describe()
-            if incident.action in ("block", "redact") and not incident.dry_run:
+            if incident.action in (Enforcement.BLOCK, Enforcement.REDACT) and not incident.dry_run:
                 logger.warning(text)
             else:
                 logger.info(text)

@@ -15,17 +15,15 @@ from __future__ import annotations
 import asyncio
 import collections.abc
 import logging
-from typing import Any
+from typing import Protocol
 
 import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from ..engine.vocab import PROFILE_ACTIONS, Direction, Verdict
+
 logger = logging.getLogger(__name__)
 
-DIRECTIONS = ("request", "response", "websocket")
-VERDICTS = ("clean", "blocked", "redacted", "logged", "allowed", "skipped", "error")
-ACTIONS = ("block", "redact", "log")
-CANDIDATE_RESULTS = ("validated", "checksum_failed", "shape_failed")
 RELOAD_RESULTS = ("ok", "error")
 SCAN_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -85,14 +83,14 @@ class Metrics:
 
     def _preinit(self) -> None:
         """Touch the label sets we know, so dashboards and rate() see zeros instead of absent series."""
-        for d in DIRECTIONS:
-            for v in VERDICTS:
+        for d in Direction:
+            for v in Verdict:
                 self.flows_total.labels(direction=d, verdict=v)
             self.scanned_bytes_total.labels(direction=d)
             self.scan_duration_seconds.labels(direction=d)
         for res in RELOAD_RESULTS:
             self.profile_reloads_total.labels(result=res)
-        for a in ACTIONS:
+        for a in PROFILE_ACTIONS:
             self.incidents_total.labels(action=a)
         for reason in ("queue_full", "failed"):
             self.webhook_dropped_total.labels(reason=reason)
@@ -119,23 +117,17 @@ class Metrics:
         return generate_latest(self.registry)
 
 
-def _readiness(state: Any) -> tuple[bool, str]:
-    """(ready?, why not). Ready = the profile is loaded and mitmproxy's proxy server listens."""
-    from mitmproxy import ctx
+class ProfileStatus(Protocol):
+    """What /readyz needs of the profile state (proxy.addon.ProfileState)."""
 
-    if state is None:
-        state = ctx.master.addons.get("profilestate")
-    if state is None or not getattr(state, "ready", False):
-        return False, "profile not loaded"
-    ps = ctx.master.addons.get("proxyserver")
-    if ps is None or not getattr(ps, "is_running", False):
-        return False, "proxy not running"
-    try:
-        if not ps.listen_addrs():
-            return False, "proxy not listening"
-    except Exception:  # a server instance in an odd state: not ready, never a 500
-        return False, "proxy not listening"
-    return True, ""
+    @property
+    def ready(self) -> bool: ...
+
+
+class ProxyStatus(Protocol):
+    """What /readyz needs of the proxy server: "" when it listens, else why not (proxy.internals.proxy_listening)."""
+
+    def __call__(self) -> str: ...
 
 
 class MetricsServer:
@@ -145,9 +137,11 @@ class MetricsServer:
     READ_TIMEOUT = 5.0
     MAX_HEADER_BYTES = 16384
 
-    def __init__(self, metrics: Metrics, state: Any = None) -> None:
+    def __init__(self, metrics: Metrics, state: ProfileStatus | None = None,
+                 listening: ProxyStatus | None = None) -> None:
         self.metrics = metrics
-        self.state = state  # ProfileState; looked up by name when None
+        self.state = state
+        self.listening = listening
         self.server: asyncio.Server | None = None
         self._start_task: asyncio.Task | None = None
         self._bound: tuple[str, int] | None = None
@@ -221,13 +215,21 @@ class MetricsServer:
         if path in ("/healthz", "/livez"):
             return 200, "text/plain; charset=utf-8", b"ok\n"
         if path == "/readyz":
-            ok, why = _readiness(self.state)
-            if ok:
+            why = self.not_ready()
+            if not why:
                 return 200, "text/plain; charset=utf-8", b"ready\n"
             return 503, "text/plain; charset=utf-8", f"not ready: {why}\n".encode()
         if path == "/":
             return 200, "text/plain; charset=utf-8", b"dlproxy: /metrics /healthz /readyz\n"
         return 404, "text/plain; charset=utf-8", b"not found\n"
+
+    def not_ready(self) -> str:
+        """Why the proxy is not ready ("" when it is): the profile is loaded and the proxy server listens."""
+        if self.state is None or not self.state.ready:
+            return "profile not loaded"
+        if self.listening is None:
+            return "proxy not running"
+        return self.listening()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:

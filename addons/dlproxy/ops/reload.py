@@ -13,7 +13,9 @@ import asyncio
 import logging
 import os
 import signal
-from typing import Any
+from typing import Protocol
+
+from .metrics import Metrics
 
 logger = logging.getLogger(__name__)
 
@@ -35,33 +37,32 @@ def file_signature(paths) -> Signature:
     return tuple(out)
 
 
+class Reloadable(Protocol):
+    """The profile state (proxy.addon.ProfileState): re-reads its files, True when the new profile is in use."""
+
+    def reload(self, reason: str) -> bool: ...
+
+
+class Reopenable(Protocol):
+    """The incident log (incidents.IncidentLog): reopens its file (logrotate moved it away)."""
+
+    def reopen(self) -> None: ...
+
+
 class ProfileWatcher:
     """Addon: option `dlp_reload_interval` (seconds, 0 = no polling); SIGHUP → reload + reopen incident log."""
 
     name = "dlp-profile-watcher"
 
-    def __init__(self, metrics: Any = None, state: Any = None, incidents: Any = None) -> None:
+    def __init__(self, metrics: Metrics | None = None, state: Reloadable | None = None,
+                 incidents: Reopenable | None = None) -> None:
         self.metrics = metrics
-        self._state = state  # ProfileState; looked up by name when None
-        self._incidents = incidents  # IncidentLog; looked up by name when None
+        self.state = state
+        self.incidents = incidents
         self._sig: Signature = ()
         self._task: asyncio.Task | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sighup = False
-
-    @property
-    def state(self) -> Any:
-        if self._state is None:
-            from mitmproxy import ctx
-            self._state = ctx.master.addons.get("profilestate")
-        return self._state
-
-    @property
-    def incidents(self) -> Any:
-        if self._incidents is None:
-            from mitmproxy import ctx
-            self._incidents = ctx.master.addons.get("dlp-incident-log")
-        return self._incidents
 
     def load(self, loader) -> None:
         loader.add_option("dlp_reload_interval", int, 2,
@@ -101,7 +102,7 @@ class ProfileWatcher:
     def _paths() -> list[str]:
         from mitmproxy import ctx
 
-        return list(getattr(ctx.options, "dlp_profile", None) or [])
+        return list(ctx.options.dlp_profile) if "dlp_profile" in ctx.options else []
 
     def _start_polling(self) -> None:
         from mitmproxy import ctx
@@ -129,7 +130,6 @@ class ProfileWatcher:
         while True:
             await asyncio.sleep(interval)
             try:
-                self.check()
                 await self._settle_and_reload()
             except Exception:  # the watcher must outlive any single bad check
                 logger.exception("dlproxy profile watcher failed")
@@ -139,9 +139,9 @@ class ProfileWatcher:
         return file_signature(self._paths()) != self._sig
 
     async def _settle_and_reload(self) -> None:
-        if not self.check():
-            return
         first = file_signature(self._paths())
+        if first == self._sig:
+            return
         await asyncio.sleep(SETTLE_SECONDS)
         if file_signature(self._paths()) != first:
             return  # still being written: look again at the next poll

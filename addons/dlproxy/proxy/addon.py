@@ -15,42 +15,42 @@ locations, hosts and paths are scrubbed, and exception text is never logged (onl
 from __future__ import annotations
 
 import collections.abc
-import json
 import logging
 import time
-import traceback
 
-from mitmproxy import ctx, exceptions, http, version
+from mitmproxy import ctx, exceptions, http
 
 from ..engine.detector import Detector
 from ..engine.findings import Finding
 from ..engine.profile import ProfileError, builtin_profile_path, load_profiles
+from ..engine.vocab import Action, Direction, Enforcement, Reason, Verdict
 from ..extract import Limits, plain_text_body
 from ..inspect import redact
-from ..inspect.policy import Active, Decision, FlowContext, decide, decide_error, normalize_host, with_action
+from ..inspect.policy import Active, Decision, FlowContext, decide, with_action
 from ..inspect.scanning import Scan, ScanPool, scan_message
-from ..ops.incidents import Incident, mask_path
+from ..ops.incidents import IncidentLog
+from ..ops.metrics import Metrics
+from .enforce import (
+    GENERATED,
+    GENERATION,
+    INCIDENT,
+    STREAMED,
+    VERDICT,
+    NotReady,
+    block_response,
+    fail_closed,
+    flow_context,
+    record_decision,
+)
 
 __all__ = ["ProfileState", "RequestInspector", "ResponseInspector", "QuietFlowLog", "Scan", "scan_message",
-           "block_response", "block_message", "record_decision"]
+           "GENERATED", "GENERATION", "INCIDENT", "STREAMED", "VERDICT", "NotReady"]
 
 logger = logging.getLogger(__name__)
 
 OFFLOAD_BYTES = 256 * 1024  # bodies above this are scanned off the event loop
 PLAIN_TEXT_FACTOR = 8  # ... unless they are plain text that Hyperscan scans this much faster (see _placement)
 RECENT_GENERATIONS = 8  # profiles kept so in-flight flows finish with the one they started with
-
-# flow.metadata keys (plain values, so flows still serialize)
-GENERATION = "dlp_generation"  # int: the profile generation this flow is inspected with
-VERDICT = "dlp_verdict"  # str: verdict of the last inspection of this flow
-INCIDENT = "dlp_incident"  # str: incident id, when one was recorded
-GENERATED = "dlp_generated"  # True: the response is ours (a block), never inspect it
-STREAMED = "dlp_streamed"  # set by StreamGuard: the body was inspected as a stream, skip buffered inspection
-
-
-class NotReady(RuntimeError):
-    """No profile is loaded: inspect nothing, block everything (on_error block)."""
-
 
 class ProfileState:
     """The loaded profile, detector and limits; swapped atomically on configure or reload."""
@@ -215,27 +215,6 @@ class QuietFlowLog:
             logger.info("dlproxy set flow_detail=0: mitmproxy's flow log would print URLs that carry credentials")
 
 
-def record_decision(metrics, incidents, decision: Decision, ctx_: FlowContext, direction: str,
-                    log: logging.Logger = logger) -> str | None:
-    """Count one decision's detections and unscannable parts, and record its incident when it is worth one
-    (flows_total is the caller's: a streamed flow is counted once, however many decisions it took).
-
-    Returns the incident id, or None. Without an incident log the incident is logged as a warning on `log`."""
-    if metrics is not None:
-        for f, action in decision.outcomes:
-            metrics.detections_total.labels(entry=f.entry_id, direction=direction, action=action).inc()
-        for u in decision.unscannable:
-            metrics.unscannable_total.labels(reason=u.reason).inc()
-    if not decision.incident_worthy:
-        return None
-    incident = Incident.from_decision(decision, ctx_)
-    if incidents is not None:
-        incidents.record(incident)
-    else:
-        log.warning("dlproxy " + incident.describe())
-    return incident.incident_id
-
-
 def _problems_text(problems: list[str]) -> str:
     return "dlproxy cannot load the profile:\n" + "\n".join(problems)
 
@@ -246,13 +225,14 @@ def _problems_text(problems: list[str]) -> str:
 class _Inspector:
     """Shared machinery of the request and response inspectors; subclasses pick the message."""
 
-    direction = ""
+    direction: Direction
 
-    def __init__(self, state: ProfileState, metrics=None, incidents=None) -> None:
+    def __init__(self, state: ProfileState, metrics: Metrics | None = None,
+                 incidents: IncidentLog | None = None) -> None:
         self.state = state
         self.metrics = metrics
         self.incidents = incidents
-        self._clean = metrics.flows_total.labels(direction=self.direction, verdict="clean") if metrics else None
+        self._clean = metrics.flows_total.labels(direction=self.direction, verdict=Verdict.CLEAN) if metrics else None
         self._duration = metrics.scan_duration_seconds.labels(direction=self.direction) if metrics else None
         self._bytes = metrics.scanned_bytes_total.labels(direction=self.direction) if metrics else None
 
@@ -317,28 +297,18 @@ class _Inspector:
         if not scan.findings and not scan.unscannable:
             if self._clean is not None:
                 self._clean.inc()
-            flow.metadata[VERDICT] = "clean"
+            flow.metadata[VERDICT] = str(Verdict.CLEAN)
             return
         ctx_ = self.context(flow, scan.secrets)
         decision = decide(scan.findings, scan.unscannable, ctx_, active, self.state.dry_run,
                           self.state.issuer_binding)
-        if decision.enforcement == "redact":
+        if decision.enforcement == Enforcement.REDACT:
             decision = self.redact(flow, msg, active, scan, decision)
         self.finish(flow, decision, ctx_)
 
     def context(self, flow: http.HTTPFlow, secrets: dict[str, Finding] | None = None,
                 scanned: bool = True) -> FlowContext:
-        """Who/where, with found secrets masked in host and path (they can hide in a URL). When the flow was
-        not scanned (`scanned=False`: inspection failed), credential-like runs are cut short instead."""
-        masks = {s: f.masked for s, f in (secrets or {}).items()}
-        req = flow.request
-        peer = flow.client_conn.peername
-        host = redact.scrub(normalize_host(req.host), masks) if masks else normalize_host(req.host)
-        path = redact.safe_path(req.path, masks)
-        if not scanned:
-            host, path = mask_path(host), mask_path(path)
-        return FlowContext(direction=self.direction, host=host, method=req.method, scheme=req.scheme,
-                           port=req.port, path=path, client=peer[0] if peer else "")
+        return flow_context(flow, self.direction, secrets, scanned)
 
     # --- enforcement ---
 
@@ -346,17 +316,17 @@ class _Inspector:
                decision: Decision) -> Decision:
         """Replace each secret whose action is redact; verify by re-inspecting; block when not possible."""
         targets = {s: f.entry_id for s, f in scan.secrets.items()
-                   if any(a == "redact" and g.fingerprint == f.fingerprint for g, a in decision.outcomes)}
+                   if any(a == Action.REDACT and g.fingerprint == f.fingerprint for g, a in decision.outcomes)}
         problem = self._rewrite(flow, msg, targets)
         if problem is None:
             again = scan_message(active, self.url(flow), _header_list(msg.headers), msg.raw_content or b"")
             check = decide(again.findings, again.unscannable, self.context(flow, again.secrets), active,
                            False, self.state.issuer_binding)
-            if check.action in ("block", "redact"):
+            if check.action in (Action.BLOCK, Action.REDACT):
                 problem = "a credential was still present after redaction"
         if problem is None:
             return decision
-        return with_action(decision, "block", f"{problem}, blocked instead of redacted")
+        return with_action(decision, Action.BLOCK, f"{problem}, blocked instead of redacted")
 
     def _rewrite(self, flow: http.HTTPFlow, msg: http.Message, targets: dict[str, str]) -> str | None:
         """Rewrite the message in place; None on success, else why it cannot be done safely."""
@@ -391,44 +361,27 @@ class _Inspector:
 
     def finish(self, flow: http.HTTPFlow, decision: Decision, ctx_: FlowContext) -> None:
         """Record (metrics, incident) and enforce a decision."""
-        incident_id = self.record(decision, ctx_)
-        flow.metadata[VERDICT] = decision.verdict
-        if incident_id:
-            flow.metadata[INCIDENT] = incident_id
-        if decision.enforcement == "block":
-            self.block(flow, decision, incident_id)
+        incident_id = record_decision(self.metrics, self.incidents, decision, ctx_)
+        if not decision.incident_worthy and decision.verdict == Verdict.ALLOWED:
+            logger.debug(f"dlproxy allowed {ctx_.describe()}: {decision.reason}")
+        self.enforce(flow, decision, incident_id)
 
-    def record(self, decision: Decision, ctx_: FlowContext) -> str | None:
+    def enforce(self, flow: http.HTTPFlow, decision: Decision, incident_id: str | None) -> None:
+        """Count the flow, mark it, and answer it with a 403 when the decision blocks."""
         if self.metrics is not None:
             self.metrics.flows_total.labels(direction=self.direction, verdict=decision.verdict).inc()
-        incident_id = record_decision(self.metrics, self.incidents, decision, ctx_, self.direction)
-        if not decision.incident_worthy and decision.verdict == "allowed":
-            logger.debug(f"dlproxy allowed {ctx_.describe()}: {decision.reason}")
-        return incident_id
-
-    def block(self, flow: http.HTTPFlow, decision: Decision, incident_id: str | None) -> None:
-        flow.response = block_response(decision, incident_id or "", self.direction)
-        flow.metadata[GENERATED] = True
+        flow.metadata[VERDICT] = str(decision.verdict)
+        if incident_id:
+            flow.metadata[INCIDENT] = incident_id
+        if decision.enforcement == Enforcement.BLOCK:
+            flow.response = block_response(decision, incident_id or "", self.direction)
+            flow.metadata[GENERATED] = True
 
     def fail(self, flow: http.HTTPFlow, exc: BaseException, active: Active | None) -> None:
         """An inspection that raised: count it, apply on_error (block by default), never raise."""
-        reason = "not_ready" if isinstance(exc, NotReady) else type(exc).__name__
-        try:
-            if self.metrics is not None:
-                self.metrics.inspection_errors_total.labels(reason=reason).inc()
-            ctx_ = self.context(flow, scanned=False)
-            # Only the exception type and the frames: its message could quote the content.
-            logger.error(f"dlproxy could not inspect {self.direction} {ctx_.describe()} ({reason})\n"
-                         + "".join(traceback.format_tb(exc.__traceback__)).rstrip())
-            settings = active.settings if active is not None else None
-            self.finish(flow, decide_error(reason, settings, self.state.dry_run), ctx_)
-        except Exception:  # recording failed too: still block
-            logger.error(f"dlproxy could not record the failed inspection ({reason}); blocking")
-            try:
-                self.block(flow, decide_error(reason, None), None)
-            except Exception:
-                if flow.killable:
-                    flow.kill()
+        fail_closed(flow, exc, f"could not inspect {self.direction}", lambda: self.context(flow, scanned=False),
+                    active.settings if active is not None else None, self.state.dry_run, self.metrics,
+                    self.incidents, lambda decision, incident_id: self.enforce(flow, decision, incident_id))
 
 
 def _header_list(headers: http.Headers) -> list[tuple[str, str]]:
@@ -440,7 +393,7 @@ class RequestInspector(_Inspector):
     """Inspects each buffered request before it is sent upstream; a block means the upstream never sees it."""
 
     name = "dlp-request-inspector"
-    direction = "request"
+    direction = Direction.REQUEST
 
     def message(self, flow):
         return flow.request
@@ -461,10 +414,10 @@ class RequestInspector(_Inspector):
             msg = flow.error.msg if flow.error else ""
             if "body_size_limit" not in msg:
                 return
-            direction = "response" if msg.startswith("Response") else "request"
+            direction = Direction.RESPONSE if msg.startswith("Response") else Direction.REQUEST
             if self.metrics is not None:
-                self.metrics.flows_total.labels(direction=direction, verdict="blocked").inc()
-                self.metrics.unscannable_total.labels(reason="too_large").inc()
+                self.metrics.flows_total.labels(direction=direction, verdict=Verdict.BLOCKED).inc()
+                self.metrics.unscannable_total.labels(reason=Reason.TOO_LARGE).inc()
             where = self.context(flow, scanned=False).describe()
             logger.warning(f"dlproxy blocked {direction} {where}: body larger than body_size_limit "
                            f"({ctx.options.body_size_limit}), refused without inspection")
@@ -476,7 +429,7 @@ class ResponseInspector(_Inspector):
     """Inspects each buffered response before it reaches the client; a block replaces it by a 403."""
 
     name = "dlp-response-inspector"
-    direction = "response"
+    direction = Direction.RESPONSE
 
     def message(self, flow):
         return flow.response
@@ -487,51 +440,3 @@ class ResponseInspector(_Inspector):
         if flow.response.stream or flow.metadata.get(STREAMED) or flow.websocket is not None:
             return None  # streamed (already forwarded, inspected by StreamGuard) or a WebSocket handshake
         return self.inspect(flow)
-
-
-# --- the block response (DESIGN.md contract) -------------------------------------------------------------
-
-
-def block_response(decision: Decision, incident_id: str, direction: str = "request") -> http.Response:
-    """HTTP 403, OpenAI-error-shaped JSON, `X-DLP-Incident` header; masked findings only."""
-    findings = []
-    seen = set()
-    for f in decision.acted:
-        key = (f.entry_id, f.fingerprint, f.location)
-        if key not in seen:
-            seen.add(key)
-            findings.append({"entry": f.entry_id, "name": f.name, "location": f.location, "masked": f.masked,
-                             "fingerprint": f.fingerprint})
-    if decision.acted:
-        code = "credential_detected"
-    elif decision.unscannable:
-        code = "content_not_inspectable"
-    else:
-        code = "inspection_failed"
-    body = {"error": {"type": "dlp_violation", "code": code, "message": block_message(decision, incident_id,
-                                                                                       direction),
-                      "incident_id": incident_id, "findings": findings}}
-    return http.Response.make(
-        403, json.dumps(body, ensure_ascii=False).encode(),
-        {"Content-Type": "application/json", "X-DLP-Incident": incident_id, "Server": f"dlproxy (mitmproxy {version.VERSION})",
-         "Cache-Control": "no-store"})
-
-
-def block_message(decision: Decision, incident_id: str, direction: str = "request") -> str:
-    what = "request" if direction == "request" else "response"
-    if decision.acted:
-        first = decision.acted[0]
-        names = list(dict.fromkeys(f.name for f in decision.acted))
-        kinds = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
-        others = len({(f.fingerprint, f.location) for f in decision.acted}) - 1
-        where = first.location or "the content"
-        more = f" (and {others} more)" if others > 0 else ""
-        text = (f"dlproxy blocked this {what}: it contains a {kinds} in {where}{more}. "
-                f"Remove the credential and try again.")
-    elif decision.unscannable:
-        u = decision.unscannable[0]
-        why = "is too large to inspect" if u.reason == "too_large" else f"could not be inspected ({u.reason})"
-        text = f"dlproxy blocked this {what}: {u.location or 'its content'} {why}, and policy blocks what it cannot inspect."
-    else:
-        text = f"dlproxy blocked this {what}: its content could not be inspected, and policy blocks what it cannot inspect."
-    return f"{text} (incident {incident_id})" if incident_id else text

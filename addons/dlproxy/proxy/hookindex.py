@@ -27,6 +27,8 @@ import inspect
 
 from mitmproxy import addonmanager, exceptions, hooks
 
+from . import internals
+
 
 class IndexedAddonManager(addonmanager.AddonManager):
     """An AddonManager whose `trigger_event` visits only the top-level addons that can handle the event."""
@@ -38,9 +40,7 @@ class IndexedAddonManager(addonmanager.AddonManager):
     def upgrade(cls, manager: addonmanager.AddonManager) -> IndexedAddonManager:
         """Turn the manager mitmproxy's Master built for itself into this class, in place (same object, so every
         reference to it — master, commands, options signals — stays valid). Adds no state but the index."""
-        if type(manager) is not addonmanager.AddonManager:
-            raise TypeError(f"expected mitmproxy's AddonManager, not {type(manager).__name__}")
-        manager.__class__ = cls
+        internals.swap_addon_manager(manager, cls)
         return manager  # type: ignore[return-value]
 
     def takers(self, name: str) -> list:

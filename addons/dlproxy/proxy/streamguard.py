@@ -24,50 +24,36 @@ stream (never raises: notes §2.7).
 
 from __future__ import annotations
 
-import json
 import logging
 import time
-import traceback
 
 from mitmproxy import ctx, http
 from mitmproxy.utils import human
 
+from ..engine.vocab import VERDICT_SEVERITY, Direction, Enforcement, Verdict
 from ..extract.core import Unscannable
 from ..inspect.policy import Active, Decision, FlowContext, decide, decide_error
 from ..inspect.sse import MAX_EVENT_BYTES, HoldLimit, SSEScanner, error_event
 from ..inspect.stream import REDACT, ByteStreamScanner, DecodeError, StreamDecoder
-from .addon import (
+from ..ops.incidents import IncidentLog
+from ..ops.metrics import Metrics
+from . import internals
+from .addon import ProfileState, RequestInspector, ResponseInspector, scan_message
+from .enforce import (
     GENERATED,
     INCIDENT,
     STREAMED,
     VERDICT,
-    RequestInspector,
-    ResponseInspector,
+    block_body,
     block_response,
+    fail_closed,
+    flow_context,
     record_decision,
-    scan_message,
 )
 
 logger = logging.getLogger(__name__)
 
-RANK = {"clean": 0, "skipped": 1, "allowed": 2, "logged": 3, "redacted": 4, "error": 5, "blocked": 6}
 SSE_TYPES = ("text/event-stream",)
-
-
-def close_upstream(flow: http.HTTPFlow) -> bool:
-    """Close the flow's upstream connection now; safe from inside a stream callable (notes §2.6).
-
-    Uses mitmproxy 12.3 internals — `Proxyserver.connections[client id]` is the ConnectionHandler, whose
-    `close_connection(conn)` marks the connection closed and cancels its reader task. Pinned by
-    tests/e2e/test_streams.py (the upstream sees its socket closed at once).
-    """
-    ps = ctx.master.addons.get("proxyserver")
-    handler = ps.connections.get(flow.client_conn.id) if ps is not None else None
-    conn = flow.server_conn
-    if handler is None or conn is None or conn not in handler.transports:
-        return False
-    handler.close_connection(conn)
-    return True
 
 
 def sse_flavor(flow: http.HTTPFlow) -> str | None:
@@ -104,7 +90,7 @@ class _Discard:
         body, self.body = self.body, b""
         if body:
             try:
-                close_upstream(self.flow)
+                internals.close_upstream(self.flow)
             except Exception:
                 logger.error("dlproxy could not close the upstream of a blocked response")
         return [body] if body else []
@@ -113,8 +99,9 @@ class _Discard:
 class FlowStream:
     """The `stream` callable of one streamed message: decode → scan → forward what is decided. Never raises."""
 
-    def __init__(self, guard: StreamGuard, flow: http.HTTPFlow, direction: str, active: Active, ctx_: FlowContext,
-                 decoder: StreamDecoder | None, sse: bool, fixed_length: bool, verdict: str = "clean",
+    def __init__(self, guard: StreamGuard, flow: http.HTTPFlow, direction: Direction, active: Active,
+                 ctx_: FlowContext, decoder: StreamDecoder | None, sse: bool, fixed_length: bool,
+                 verdict: str = Verdict.CLEAN,
                  incident_id: str | None = None):
         self.guard = guard
         self.flow = flow
@@ -194,12 +181,14 @@ class FlowStream:
 
     def note(self, decision: Decision) -> None:
         """Record one decision (detections, incident) and keep the strongest verdict for flows_total."""
-        incident_id = self.guard.record(decision, self.ctx, self.direction)
-        if incident_id and (self.incident_id is None or decision.enforcement == "block"):
+        self.keep(decision, self.guard.record(decision, self.ctx))
+
+    def keep(self, decision: Decision, incident_id: str | None) -> None:
+        if incident_id and (self.incident_id is None or decision.enforcement == Enforcement.BLOCK):
             self.incident_id = incident_id
-        if RANK.get(decision.verdict, 0) > RANK.get(self.verdict, 0):
+        if VERDICT_SEVERITY.get(decision.verdict, 0) > VERDICT_SEVERITY.get(self.verdict, 0):
             self.verdict = decision.verdict
-        if decision.enforcement == "block" and self.block_decision is None:
+        if decision.enforcement == Enforcement.BLOCK and self.block_decision is None:
             self.block_decision = decision
 
     def _unscannable(self, reason: str, can_pass: bool) -> list[bytes]:
@@ -207,7 +196,7 @@ class FlowStream:
         u = Unscannable("body:stream", reason)
         decision = decide([], [u], self.ctx, self.active, state.dry_run, state.issuer_binding)
         self.note(decision)
-        if decision.enforcement == "block" or not can_pass:
+        if decision.enforcement == Enforcement.BLOCK or not can_pass:
             return self._cut()
         # policy lets what cannot be inspected through (on_oversize allow/scan_prefix, or dry-run)
         self.state = "passthrough"
@@ -217,17 +206,14 @@ class FlowStream:
         return [held]
 
     def _fail(self, exc: Exception) -> list[bytes]:
-        reason = type(exc).__name__
-        try:
-            if self.guard.metrics is not None:
-                self.guard.metrics.inspection_errors_total.labels(reason=reason).inc()
-            logger.error(f"dlproxy stream inspection failed ({reason}); cutting {self.direction} of "
-                         f"{self.ctx.describe()}\n" + "".join(traceback.format_tb(exc.__traceback__)).rstrip())
-            self.note(decide_error(reason, self.active.settings, self.guard.state.dry_run))
+        """The stream is cut whatever on_error says: part of it may be forwarded already, the rest unscanned."""
+        def cut(decision: Decision, incident_id: str | None) -> None:
+            self.keep(decision, incident_id)
             if self.block_decision is None:
-                self.block_decision = decide_error(reason, None)
-        except Exception:
-            logger.error("dlproxy could not record a failed stream inspection")
+                self.block_decision = decide_error(decision.error or "stream", None)
+
+        fail_closed(self.flow, exc, f"stream inspection failed, cutting the {self.direction} of", lambda: self.ctx,
+                    self.active.settings, self.guard.state.dry_run, self.guard.metrics, self.guard.incidents, cut)
         return self._cut()
 
     # -- enforcement --
@@ -237,12 +223,12 @@ class FlowStream:
         self.state = "cut"
         out: list[bytes] = []
         try:
-            if self.sse and self.direction == "response":
+            if self.sse and self.direction == Direction.RESPONSE:
                 out.append(error_event(self.scanner.error_flavor, self.error_body()))
         except Exception:
             logger.error("dlproxy could not build the stream error event")
         try:
-            close_upstream(self.flow)
+            internals.close_upstream(self.flow)
         except Exception:
             logger.error("dlproxy could not close the upstream connection of a cut stream")
         try:
@@ -257,8 +243,7 @@ class FlowStream:
 
     def error_body(self) -> dict:
         decision = self.block_decision or decide_error("stream", None)
-        response = block_response(decision, self.incident_id or "", self.direction)
-        return json.loads(response.content)
+        return block_body(decision, self.incident_id or "", self.direction)
 
     def account(self) -> None:
         """Count the flow once: flows_total with its strongest verdict, bytes scanned, scan time."""
@@ -266,7 +251,7 @@ class FlowStream:
             return
         self.accounted = True
         try:
-            self.flow.metadata[VERDICT] = self.verdict
+            self.flow.metadata[VERDICT] = str(self.verdict)
             if self.incident_id:
                 self.flow.metadata[INCIDENT] = self.incident_id
             m = self.guard.metrics
@@ -283,12 +268,13 @@ class StreamGuard:
 
     name = "dlp-stream-guard"
 
-    def __init__(self, profiles, metrics=None, incidents=None) -> None:
+    def __init__(self, profiles: ProfileState, metrics: Metrics | None = None,
+                 incidents: IncidentLog | None = None) -> None:
         self.state = profiles
         self.metrics = metrics
         self.incidents = incidents
-        self.inspectors = {"request": RequestInspector(profiles, metrics, incidents),
-                           "response": ResponseInspector(profiles, metrics, incidents)}
+        self.inspectors = {Direction.REQUEST: RequestInspector(profiles, metrics, incidents),
+                           Direction.RESPONSE: ResponseInspector(profiles, metrics, incidents)}
         self.large: int | None = None
 
     def configure(self, updated) -> None:
@@ -311,9 +297,9 @@ class StreamGuard:
             if length is None and req.http_version.startswith("HTTP/1") and \
                     "chunked" not in req.headers.get("transfer-encoding", "").lower():
                 return  # HTTP/1 without Content-Length or chunked: no body
-            self.install(flow, "request")
+            self.install(flow, Direction.REQUEST)
         except Exception as exc:
-            self.fail_head(flow, "request", exc)
+            self.fail_head(flow, Direction.REQUEST, exc)
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         resp = flow.response
@@ -331,9 +317,9 @@ class StreamGuard:
             large = self.large is not None and length is not None and length > self.large
             if not (sse or chunked or length is None or large or resp.stream):
                 return  # buffered: ResponseInspector
-            self.install(flow, "response", sse)
+            self.install(flow, Direction.RESPONSE, sse)
         except Exception as exc:
-            self.fail_head(flow, "response", exc)
+            self.fail_head(flow, Direction.RESPONSE, exc)
 
     def response(self, flow: http.HTTPFlow) -> None:
         self._account(flow)
@@ -343,12 +329,12 @@ class StreamGuard:
 
     # -- installing --
 
-    def install(self, flow: http.HTTPFlow, direction: str, sse: bool = False) -> None:
+    def install(self, flow: http.HTTPFlow, direction: Direction, sse: bool = False) -> None:
         active = self.state.active_for(flow)
         verdict, incident_id = self.inspect_head(flow, direction, active)
         if verdict is None:
             return  # blocked on the headers
-        msg = flow.request if direction == "request" else flow.response
+        msg = flow.request if direction == Direction.REQUEST else flow.response
         try:
             decoder = StreamDecoder.for_header(msg.headers.get("content-encoding"),
                                                active.settings.max_expansion_ratio)
@@ -363,81 +349,74 @@ class StreamGuard:
             if "chunked" not in msg.headers.get("transfer-encoding", "").lower() and \
                     flow.request.http_version != "HTTP/1.0":
                 msg.headers["transfer-encoding"] = "chunked"  # HTTP/2 output drops it (notes §2.5)
-        ctx_ = self.inspectors[direction].context(flow)
+        ctx_ = flow_context(flow, direction)
         msg.stream = FlowStream(self, flow, direction, active, ctx_, decoder, sse, fixed, verdict, incident_id)
-        if direction == "response":
+        if direction == Direction.RESPONSE:
             flow.metadata[STREAMED] = "sse" if sse else "body"
 
-    def inspect_head(self, flow: http.HTTPFlow, direction: str, active: Active) -> tuple[str | None, str | None]:
+    def inspect_head(self, flow: http.HTTPFlow, direction: Direction, active: Active) -> tuple[str | None, str | None]:
         """URL (requests) and headers, which the buffered inspectors will not see for a streamed message.
         Returns (verdict, incident id); verdict None when the message was blocked here."""
         inspector = self.inspectors[direction]
-        msg = flow.request if direction == "request" else flow.response
-        url = flow.request.url if direction == "request" else None
+        msg = flow.request if direction == Direction.REQUEST else flow.response
+        url = flow.request.url if direction == Direction.REQUEST else None
         scan = scan_message(active, url, list(msg.headers.items(multi=True)), b"")
         if not scan.findings and not scan.unscannable:
-            return "clean", None
-        ctx_ = inspector.context(flow, scan.secrets)
+            return Verdict.CLEAN, None
+        ctx_ = flow_context(flow, direction, scan.secrets)
         state = self.state
         decision = decide(scan.findings, scan.unscannable, ctx_, active, state.dry_run, state.issuer_binding)
         if decision.enforcement == REDACT:
             decision = inspector.redact(flow, msg, active, scan, decision)
-        incident_id = self.record(decision, ctx_, direction)
-        if decision.enforcement == "block":
+        incident_id = self.record(decision, ctx_)
+        if decision.enforcement == Enforcement.BLOCK:
             self.block_head(flow, direction, decision, incident_id)
             return None, incident_id
         return decision.verdict, incident_id
 
-    def undecodable(self, flow: http.HTTPFlow, direction: str, active: Active, reason: str) -> None:
+    def undecodable(self, flow: http.HTTPFlow, direction: Direction, active: Active, reason: str) -> None:
         """A Content-Encoding we cannot decode as it streams: policy's on_error decides (block, or pass as is)."""
-        ctx_ = self.inspectors[direction].context(flow)
+        ctx_ = flow_context(flow, direction)
         decision = decide([], [Unscannable("body", reason)], ctx_, active, self.state.dry_run,
                           self.state.issuer_binding)
-        incident_id = self.record(decision, ctx_, direction)
-        if decision.enforcement == "block":
+        incident_id = self.record(decision, ctx_)
+        if decision.enforcement == Enforcement.BLOCK:
             self.block_head(flow, direction, decision, incident_id)
         elif self.metrics is not None:
             self.metrics.flows_total.labels(direction=direction, verdict=decision.verdict).inc()
 
-    def block_head(self, flow: http.HTTPFlow, direction: str, decision: Decision, incident_id: str | None) -> None:
-        """Block before any body byte is forwarded: a 403 (DESIGN.md) in place of the request or the response."""
+    def block_head(self, flow: http.HTTPFlow, direction: Direction, decision: Decision,
+                   incident_id: str | None) -> None:
+        """Block before any body byte is forwarded: the 403 in place of the request or the response."""
         block = block_response(decision, incident_id or "", direction)
-        if direction == "request":
+        if direction == Direction.REQUEST:
             flow.request.stream = False
             flow.response = block
         else:
             block.stream = _Discard(flow, block.content or b"")
             flow.response = block
         flow.metadata[GENERATED] = True
-        flow.metadata[VERDICT] = decision.verdict
+        flow.metadata[VERDICT] = str(decision.verdict)
         if incident_id:
             flow.metadata[INCIDENT] = incident_id
         if self.metrics is not None:
             self.metrics.flows_total.labels(direction=direction, verdict=decision.verdict).inc()
 
-    def fail_head(self, flow: http.HTTPFlow, direction: str, exc: Exception) -> None:
-        """An exception while deciding how to stream: count it, fail closed."""
-        reason = "not_ready" if type(exc).__name__ == "NotReady" else type(exc).__name__
-        try:
-            if self.metrics is not None:
-                self.metrics.inspection_errors_total.labels(reason=reason).inc()
-            logger.error(f"dlproxy could not set up stream inspection ({reason})\n"
-                         + "".join(traceback.format_tb(exc.__traceback__)).rstrip())
-            decision = decide_error(reason, None, self.state.dry_run)
-            ctx_ = self.inspectors[direction].context(flow)
-            incident_id = self.record(decision, ctx_, direction)
-            if decision.enforcement == "block":
+    def fail_head(self, flow: http.HTTPFlow, direction: Direction, exc: Exception) -> None:
+        """An exception while deciding how to stream: count it, fail closed (before the profile is known, so
+        on_error cannot be read: the flow is blocked)."""
+        def block(decision: Decision, incident_id: str | None) -> None:
+            if decision.enforcement == Enforcement.BLOCK:
                 self.block_head(flow, direction, decision, incident_id)
-        except Exception:
-            logger.error("dlproxy could not block a flow whose stream inspection failed; killing it")
-            if flow.killable:
-                flow.kill()
+
+        fail_closed(flow, exc, "could not set up stream inspection of", lambda: flow_context(flow, direction),
+                    None, self.state.dry_run, self.metrics, self.incidents, block)
 
     # -- recording --
 
-    def record(self, decision: Decision, ctx_: FlowContext, direction: str) -> str | None:
+    def record(self, decision: Decision, ctx_: FlowContext) -> str | None:
         """Detections, unscannable parts and the incident of one decision (flows_total is counted per flow)."""
-        return record_decision(self.metrics, self.incidents, decision, ctx_, direction, logger)
+        return record_decision(self.metrics, self.incidents, decision, ctx_, logger)
 
     @staticmethod
     def _account(flow: http.HTTPFlow) -> None:

@@ -11,63 +11,34 @@ each direction keeps the tail of what it sent, and the delta text of JSON events
 (sse.extract_deltas). When such a token completes, the completing message is dropped and the connection closed,
 so the peer never receives a whole token (redaction cannot reach bytes already sent: it becomes a block).
 
-Closing with 1008: mitmproxy 12.3 has no public API for a close frame (`flow.kill()` does nothing for
-WebSockets, notes §3.5). The least-internal way found: feed the WebSocket layer a close frame *as if the upstream
-had sent it* (a `DataReceived` event for the server connection, through the connection handler's `server_event`,
-the path `inject.websocket` uses). The layer then runs its own close handling: it sends close(1008, reason) to
-the client, echoes it to the upstream, closes both connections and fires `websocket_end`. Pinned by
-tests/e2e/test_websocket.py.
+Closing with 1008: mitmproxy has no public API for a close frame and `flow.kill()` does nothing for WebSockets;
+internals.close_websocket has the WebSocket layer close both sides itself. Pinned by tests/e2e/test_websocket.py.
 
-`flow.websocket.messages` keeps every message for the connection's life (notes §3.5): it is trimmed to the last
+`flow.websocket.messages` keeps every message for the connection's life: it is trimmed to the last
 KEEP_MESSAGES on every message.
 """
 
 from __future__ import annotations
 
-import asyncio
-import dataclasses
 import json
 import logging
-import struct
 import time
-import traceback
 
-from mitmproxy import ctx, http
+from mitmproxy import http
 
-from ..inspect.policy import Active, Decision, FlowContext, decide, decide_error, with_action
+from ..engine.vocab import Action, Direction, Enforcement, Verdict
+from ..inspect.policy import Active, Decision, FlowContext, decide, with_action
 from ..inspect.sse import extract_deltas
 from ..inspect.stream import BLOCK, REDACT, ScanWindow, Verdicts, marker
-from .addon import RequestInspector, record_decision
+from ..ops.incidents import IncidentLog
+from ..ops.metrics import Metrics
+from . import internals
+from .addon import ProfileState
+from .enforce import fail_closed, flow_context, record_decision
 
 logger = logging.getLogger(__name__)
 
 KEEP_MESSAGES = 1
-POLICY_VIOLATION = 1008
-MAX_REASON = 123  # bytes: a close frame's payload is at most 125, two of them the code
-
-
-def close_frame(code: int, reason: str) -> bytes:
-    """An unmasked (server-to-client) close frame."""
-    payload = struct.pack("!H", code) + reason.encode("utf-8")[:MAX_REASON]
-    return bytes([0x88, len(payload)]) + payload
-
-
-_tasks: set[asyncio.Task] = set()
-
-
-def close_websocket(flow: http.HTTPFlow, code: int, reason: str) -> bool:
-    """Have mitmproxy's WebSocket layer close both sides with `code` and `reason` (see the module docstring)."""
-    from mitmproxy.proxy import events
-
-    ps = ctx.master.addons.get("proxyserver")
-    handler = ps.connections.get(flow.client_conn.id) if ps is not None else None
-    if handler is None or flow.server_conn is None:
-        return False
-    event = events.DataReceived(flow.server_conn, close_frame(code, reason))
-    task = asyncio.get_running_loop().create_task(handler.server_event(event), name="dlp-websocket-close")
-    _tasks.add(task)
-    task.add_done_callback(_tasks.discard)
-    return True
 
 
 class _Side:
@@ -94,17 +65,17 @@ class _WSFlow:
         self.closed = False
         self.incident_id: str | None = None
         self.split = False  # the findings being judged span messages (cannot be redacted)
-        self.verdict = "clean"
+        self.verdict = Verdict.CLEAN
 
 
 class WebSocketGuard:
     name = "dlp-websocket-guard"
 
-    def __init__(self, profiles, metrics=None, incidents=None) -> None:
+    def __init__(self, profiles: ProfileState, metrics: Metrics | None = None,
+                 incidents: IncidentLog | None = None) -> None:
         self.state = profiles
         self.metrics = metrics
         self.incidents = incidents
-        self._context = RequestInspector(profiles, metrics, incidents)
         self.flows: dict[str, _WSFlow] = {}
 
     def websocket_end(self, flow: http.HTTPFlow) -> None:
@@ -117,7 +88,7 @@ class WebSocketGuard:
         message = ws.messages[-1]
         del ws.messages[:-KEEP_MESSAGES]  # the layer holds its own reference to the current message
         started = time.perf_counter()
-        verdict = "clean"
+        verdict = Verdict.CLEAN
         try:
             st = self._flow_state(flow)
             if st.closed:
@@ -128,9 +99,10 @@ class WebSocketGuard:
             verdict = self._fail(flow, message, exc)
         finally:
             if self.metrics is not None:
-                self.metrics.flows_total.labels(direction="websocket", verdict=verdict).inc()
-                self.metrics.scanned_bytes_total.labels(direction="websocket").inc(len(message.content or b""))
-                self.metrics.scan_duration_seconds.labels(direction="websocket").observe(
+                self.metrics.flows_total.labels(direction=Direction.WEBSOCKET, verdict=verdict).inc()
+                self.metrics.scanned_bytes_total.labels(direction=Direction.WEBSOCKET).inc(
+                    len(message.content or b""))
+                self.metrics.scan_duration_seconds.labels(direction=Direction.WEBSOCKET).observe(
                     time.perf_counter() - started)
 
     # -- inspection --
@@ -139,8 +111,7 @@ class WebSocketGuard:
         st = self.flows.get(flow.id)
         if st is None:
             active = self.state.active_for(flow)
-            ctx_ = dataclasses.replace(self._context.context(flow), direction="websocket")
-            st = _WSFlow(active, ctx_, None)
+            st = _WSFlow(active, flow_context(flow, Direction.WEBSOCKET), None)
             st.verdicts.judge = lambda findings, st=st: self._judge(st, findings)
             self.flows[flow.id] = st
         return st
@@ -150,7 +121,7 @@ class WebSocketGuard:
         side = st.sides[message.from_client]
         where = f"websocket:{'client' if message.from_client else 'server'}"
         detector = st.active.detector
-        st.verdict = "clean"
+        st.verdict = Verdict.CLEAN
 
         # 1. the message itself
         findings = detector.scan(content)
@@ -199,7 +170,7 @@ class WebSocketGuard:
         state = self.state
         decision = decide(findings, [], st.ctx, st.active, state.dry_run, state.issuer_binding)
         if st.split and decision.enforcement == REDACT:
-            decision = with_action(decision, "block", "split across messages, the part already sent cannot be "
+            decision = with_action(decision, Action.BLOCK, "split across messages, the part already sent cannot be "
                                                       "redacted")
         self._note(st, decision)
         targets = [f for f, a in decision.outcomes if a == REDACT] if decision.enforcement == REDACT else []
@@ -207,9 +178,9 @@ class WebSocketGuard:
 
     def _note(self, st: _WSFlow, decision: Decision) -> None:
         incident_id = self.record(decision, st.ctx)
-        if incident_id and (st.incident_id is None or decision.enforcement == "block"):
+        if incident_id and (st.incident_id is None or decision.enforcement == Enforcement.BLOCK):
             st.incident_id = incident_id
-        if decision.verdict != "clean":
+        if decision.verdict != Verdict.CLEAN:
             st.verdict = decision.verdict
 
     # -- enforcement --
@@ -219,35 +190,30 @@ class WebSocketGuard:
         st.closed = True
         reason = f"dlp_violation: credential detected (incident {st.incident_id or 'unknown'})"
         try:
-            if not close_websocket(flow, POLICY_VIOLATION, reason):
+            if not internals.close_websocket(flow, internals.POLICY_VIOLATION, reason):
                 logger.error("dlproxy could not close a WebSocket connection after a block")
         except Exception:
             logger.error("dlproxy could not close a WebSocket connection after a block")
-        return "blocked"
+        return Verdict.BLOCKED
 
     def _fail(self, flow: http.HTTPFlow, message, exc: Exception) -> str:
-        """Fail closed: the message is dropped and the connection closed."""
-        reason = "not_ready" if type(exc).__name__ == "NotReady" else type(exc).__name__
-        try:
-            message.drop()
-            if self.metrics is not None:
-                self.metrics.inspection_errors_total.labels(reason=reason).inc()
-            logger.error(f"dlproxy WebSocket inspection failed ({reason}); closing\n"
-                         + "".join(traceback.format_tb(exc.__traceback__)).rstrip())
-            st = self.flows.get(flow.id)
-            ctx_ = st.ctx if st is not None else dataclasses.replace(self._context.context(flow),
-                                                                     direction="websocket")
-            incident_id = self.record(decide_error(reason, None, self.state.dry_run), ctx_)
-            if st is None:
-                st = self.flows[flow.id] = _WSFlow(None, ctx_, None)
-            st.incident_id = st.incident_id or incident_id
-            self._block(flow, st, message)
-            return "error"
-        except Exception:
-            logger.error("dlproxy could not close a WebSocket after a failed inspection")
-            return "error"
+        """Fail closed whatever on_error says: the message is dropped and the connection closed."""
+        message.drop()
+        st = self.flows.get(flow.id)
+
+        def close(decision: Decision, incident_id: str | None) -> None:
+            state = self.flows.get(flow.id)
+            if state is None:
+                state = self.flows[flow.id] = _WSFlow(None, flow_context(flow, Direction.WEBSOCKET), None)
+            state.incident_id = state.incident_id or incident_id
+            self._block(flow, state, message)
+
+        fail_closed(flow, exc, "WebSocket inspection failed, closing",
+                    lambda: st.ctx if st is not None else flow_context(flow, Direction.WEBSOCKET), None,
+                    self.state.dry_run, self.metrics, self.incidents, close)
+        return Verdict.ERROR
 
     def record(self, decision: Decision, ctx_: FlowContext) -> str | None:
         # WebSocket decisions never carry unscannable parts (decide(findings, []), decide_error, with_action):
         # the shared counting of them is a no-op here.
-        return record_decision(self.metrics, self.incidents, decision, ctx_, "websocket", logger)
+        return record_decision(self.metrics, self.incidents, decision, ctx_, logger)

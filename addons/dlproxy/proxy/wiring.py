@@ -13,6 +13,7 @@ from __future__ import annotations
 from ..ops.incidents import IncidentLog
 from ..ops.metrics import Metrics, MetricsServer
 from ..ops.reload import ProfileWatcher
+from . import internals
 from .addon import ProfileState, QuietFlowLog, RequestInspector, ResponseInspector
 from .streamguard import StreamGuard
 from .websocket import WebSocketGuard
@@ -30,7 +31,7 @@ def make_addons(metrics: Metrics | None = None) -> list:
         ResponseInspector(state, metrics, incidents),
         StreamGuard(state, metrics, incidents),
         WebSocketGuard(state, metrics, incidents),
-        MetricsServer(metrics, state),
+        MetricsServer(metrics, state, internals.proxy_listening),
         ProfileWatcher(metrics, state, incidents),
         QuietFlowLog(),
     ]

@@ -1,0 +1,160 @@
+"""What every inspector does with a decision: the flow's context, the block response, recording, failing closed.
+
+    flow_context(flow, direction, secrets, scanned)   who/where, with secrets masked (policy.FlowContext)
+    block_body / block_response / block_message       the 403 of docs/contracts.md
+    record_decision(metrics, incidents, decision, ctx) detections, unscannable parts, the incident
+    fail_closed(exc, ...)                              an inspection that raised: count, on_error, block
+
+Nothing here formats a secret: findings carry only masked forms and fingerprints, and an exception is logged by
+its type and frames only (its message could quote the content).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import traceback
+from collections.abc import Callable, Mapping
+
+from mitmproxy import http, version
+
+from ..engine.findings import Finding
+from ..engine.vocab import Direction, Reason
+from ..inspect import redact
+from ..inspect.policy import Decision, FlowContext, decide_error, normalize_host
+from ..ops.incidents import Incident, IncidentLog, mask_path
+from ..ops.metrics import Metrics
+
+logger = logging.getLogger(__name__)
+
+# flow.metadata keys (plain values, so flows still serialize)
+GENERATION = "dlp_generation"  # int: the profile generation this flow is inspected with
+VERDICT = "dlp_verdict"  # str: verdict of the last inspection of this flow
+INCIDENT = "dlp_incident"  # str: incident id, when one was recorded
+GENERATED = "dlp_generated"  # True: the response is ours (a block), never inspect it
+STREAMED = "dlp_streamed"  # set by StreamGuard: the body was inspected as a stream, skip buffered inspection
+
+
+class NotReady(RuntimeError):
+    """No profile is loaded: inspect nothing, block everything (on_error block)."""
+
+
+def error_reason(exc: BaseException) -> str:
+    """The inspection_errors_total label of an exception: not_ready, else its type name (never its message)."""
+    return Reason.NOT_READY.value if isinstance(exc, NotReady) else type(exc).__name__
+
+
+def flow_context(flow: http.HTTPFlow, direction: Direction, secrets: Mapping[str, Finding] | None = None,
+                 scanned: bool = True) -> FlowContext:
+    """Who/where, with found secrets masked in host and path (they can hide in a URL). When the flow was not
+    scanned (`scanned=False`: inspection failed), credential-like runs are cut short instead."""
+    masks = {s: f.masked for s, f in (secrets or {}).items()}
+    req = flow.request
+    peer = flow.client_conn.peername
+    host = redact.scrub(normalize_host(req.host), masks) if masks else normalize_host(req.host)
+    path = redact.safe_path(req.path, masks)
+    if not scanned:
+        host, path = mask_path(host), mask_path(path)
+    return FlowContext(direction=direction, host=host, method=req.method, scheme=req.scheme, port=req.port,
+                       path=path, client=peer[0] if peer else "")
+
+
+def record_decision(metrics: Metrics | None, incidents: IncidentLog | None, decision: Decision,
+                    ctx_: FlowContext, log: logging.Logger = logger) -> str | None:
+    """Count one decision's detections and unscannable parts, and record its incident when it is worth one
+    (flows_total is the caller's: a streamed flow is counted once, however many decisions it took).
+
+    Returns the incident id, or None. Without an incident log the incident is logged as a warning on `log`."""
+    if metrics is not None:
+        for f, action in decision.outcomes:
+            metrics.detections_total.labels(entry=f.entry_id, direction=ctx_.direction, action=action).inc()
+        for u in decision.unscannable:
+            metrics.unscannable_total.labels(reason=u.reason).inc()
+    if not decision.incident_worthy:
+        return None
+    incident = Incident.from_decision(decision, ctx_)
+    if incidents is not None:
+        incidents.record(incident)
+    else:
+        log.warning("dlproxy " + incident.describe())
+    return incident.incident_id
+
+
+def fail_closed(flow: http.HTTPFlow, exc: BaseException, what: str, context: Callable[[], FlowContext],
+                settings, dry_run: bool, metrics: Metrics | None, incidents: IncidentLog | None,
+                enforce: Callable[[Decision, str | None], None]) -> None:
+    """An inspection raised: count it (inspection_errors_total), log it (type and frames only), decide by the
+    profile's on_error (`settings` None: block), record the decision and hand it to `enforce`. Never raises:
+    when recording fails too, `enforce` gets a plain block; when that fails, the flow is killed.
+
+    `what` completes the log line "dlproxy {what} {where} ({reason})"."""
+    reason = error_reason(exc)
+    try:
+        if metrics is not None:
+            metrics.inspection_errors_total.labels(reason=reason).inc()
+        ctx_ = context()
+        logger.error(f"dlproxy {what} {ctx_.describe()} ({reason})\n"
+                     + "".join(traceback.format_tb(exc.__traceback__)).rstrip())
+        decision = decide_error(reason, settings, dry_run)
+        enforce(decision, record_decision(metrics, incidents, decision, ctx_))
+    except Exception:
+        logger.error(f"dlproxy could not record the failed inspection ({reason}); blocking")
+        try:
+            enforce(decide_error(reason, None), None)
+        except Exception:
+            if flow.killable:
+                flow.kill()
+
+
+# --- the block response (docs/contracts.md) ---------------------------------------------------------------
+
+
+def block_body(decision: Decision, incident_id: str, direction: str = Direction.REQUEST) -> dict:
+    """The JSON of a block: OpenAI-error-shaped, masked findings only."""
+    findings = []
+    seen = set()
+    for f in decision.acted:
+        key = (f.entry_id, f.fingerprint, f.location)
+        if key not in seen:
+            seen.add(key)
+            findings.append({"entry": f.entry_id, "name": f.name, "location": f.location, "masked": f.masked,
+                             "fingerprint": f.fingerprint})
+    if decision.acted:
+        code = "credential_detected"
+    elif decision.unscannable:
+        code = "content_not_inspectable"
+    else:
+        code = "inspection_failed"
+    return {"error": {"type": "dlp_violation", "code": code,
+                      "message": block_message(decision, incident_id, direction),
+                      "incident_id": incident_id, "findings": findings}}
+
+
+def block_response(decision: Decision, incident_id: str, direction: str = Direction.REQUEST) -> http.Response:
+    """HTTP 403 with block_body as JSON and the `X-DLP-Incident` header."""
+    return http.Response.make(
+        403, json.dumps(block_body(decision, incident_id, direction), ensure_ascii=False).encode(),
+        {"Content-Type": "application/json", "X-DLP-Incident": incident_id,
+         "Server": f"dlproxy (mitmproxy {version.VERSION})", "Cache-Control": "no-store"})
+
+
+def block_message(decision: Decision, incident_id: str, direction: str = Direction.REQUEST) -> str:
+    what = "request" if direction == Direction.REQUEST else "response"
+    if decision.acted:
+        first = decision.acted[0]
+        names = list(dict.fromkeys(f.name for f in decision.acted))
+        kinds = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+        others = len({(f.fingerprint, f.location) for f in decision.acted}) - 1
+        where = first.location or "the content"
+        more = f" (and {others} more)" if others > 0 else ""
+        text = (f"dlproxy blocked this {what}: it contains a {kinds} in {where}{more}. "
+                f"Remove the credential and try again.")
+    elif decision.unscannable:
+        u = decision.unscannable[0]
+        why = "is too large to inspect" if u.reason == Reason.TOO_LARGE else f"could not be inspected ({u.reason})"
+        text = (f"dlproxy blocked this {what}: {u.location or 'its content'} {why}, and policy blocks what it "
+                f"cannot inspect.")
+    else:
+        text = (f"dlproxy blocked this {what}: its content could not be inspected, and policy blocks what it "
+                f"cannot inspect.")
+    return f"{text} (incident {incident_id})" if incident_id else text
