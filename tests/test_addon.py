@@ -215,6 +215,15 @@ def test_redact_form_header_and_query(env):
     assert f.request.headers["content-length"] == str(len(f.request.raw_content))
 
 
+@pytest.mark.parametrize("path", ["/日本/ページ", "/caf\u00e9"])
+def test_redact_in_a_query_under_a_non_latin1_path(env, path):
+    f = post(chat("hello"), path=f"{path}?key={GHO}&x=1")
+    env.request(f)
+    assert f.response is None and f.metadata[VERDICT] == "redacted"
+    assert f.request.path == f"{path}?key=%5BREDACTED%3Agithub-oauth%5D&x=1"
+    assert_secret_absent(env, f, GHO)
+
+
 def test_redact_inside_gzip_is_blocked_instead(env):
     body = gzip.compress(chat(f"token {GHO}").encode())
     f = post(body, headers={"Content-Encoding": "gzip"})

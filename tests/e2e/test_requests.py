@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import socket
 import zlib
 
 import httpx
@@ -182,6 +183,25 @@ def test_redact_action(proxy, upstream):
     assert not upstream.saw(GHO)
     incidents = proxy.incidents(since=mark, wait=5)
     assert [i["action"] for i in incidents] == ["redact", "redact"]
+    proxy.assert_no_leak(GHO)
+
+
+def test_redact_in_the_query_of_a_utf8_path(proxy, upstream):
+    """A raw UTF-8 request target (not percent-encoded, as some clients send it): redacted, not blocked."""
+    mark = proxy.mark()
+    target = f"/日本/ページ?key={GHO}&x=1".encode()
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=30) as sock:
+        sock.sendall(b"GET http://127.0.0.1:%d%s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nConnection: close\r\n\r\n"
+                     % (upstream.port, target, upstream.port))
+        reply = b""
+        while chunk := sock.recv(65536):
+            reply += chunk
+    assert reply.startswith(b"HTTP/1.1 200"), reply[:200]
+    [received] = upstream.received
+    assert received.path.encode("latin-1") == "/日本/ページ?key=%5BREDACTED%3Agithub-oauth%5D&x=1".encode()
+    assert not upstream.saw(GHO)
+    [incident] = proxy.incidents(since=mark, wait=5)
+    assert incident["action"] == "redact"
     proxy.assert_no_leak(GHO)
 
 

@@ -37,8 +37,10 @@ def redact_bytes(data: bytes, secrets: Mapping[str, str], quoted: bool = False) 
 
 
 def redact_str(text: str, secrets: Mapping[str, str], quoted: bool = False) -> tuple[str, set[str]]:
-    out, done = redact_bytes(text.encode("latin-1", "surrogateescape"), secrets, quoted)
-    return out.decode("latin-1"), done
+    """redact_bytes over a str that mitmproxy decoded as UTF-8 with surrogateescape (a request path): encoded
+    back the same way, so any path round-trips, whatever its characters or invalid bytes."""
+    out, done = redact_bytes(text.encode("utf-8", "surrogateescape"), secrets, quoted)
+    return out.decode("utf-8", "surrogateescape"), done
 
 
 def is_form(content_type: str | None) -> bool:
