@@ -7,9 +7,9 @@ import gzip
 import io
 import json
 import logging
-import time
 import tracemalloc
 import zipfile
+import zlib
 
 import brotli
 import pytest
@@ -30,16 +30,14 @@ MiB = 1 << 20
 
 
 def _measured(fn):
-    """(result, seconds, peak traced bytes)."""
+    """(result, peak traced bytes)."""
     tracemalloc.start()
-    t0 = time.perf_counter()
     try:
         result = fn()
     finally:
-        seconds = time.perf_counter() - t0
         peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
-    return result, seconds, peak
+    return result, peak
 
 
 def _reasons(ext) -> set[tuple[str, str]]:
@@ -53,12 +51,12 @@ def zeros_gzip() -> bytes:
 
 def test_gzip_bomb_stops_at_ratio_with_bounded_memory(zeros_gzip):
     assert len(zeros_gzip) < 20_000
-    ext, seconds, peak = _measured(lambda: http(body=zeros_gzip, headers=[("Content-Encoding", "gzip")]))
+    ext, peak = _measured(lambda: http(body=zeros_gzip, headers=[("Content-Encoding", "gzip")]))
     assert ("body", "bomb") in _reasons(ext)
     limits = Limits()
     cap = max(limits.max_expansion_ratio * len(zeros_gzip), limits.min_bomb_bytes)
     assert ext.decoded_bytes <= cap + 1000
-    assert peak < 6 * cap and seconds < 2  # vs 10 MB decompressed
+    assert peak < 6 * cap  # vs 10 MB decompressed
     assert ("body", TOKEN) in found(ext)  # the prefix that was decoded is still scanned
 
 
@@ -85,10 +83,10 @@ def test_zip_bomb_member_is_cut_at_ratio():
                 f.write(chunk)
     data = buf.getvalue()
     assert len(data) < 400_000
-    ext, seconds, peak = _measured(lambda: http(body=data))
+    ext, peak = _measured(lambda: http(body=data))
     assert ("body/zeros.bin", "bomb") in _reasons(ext)
     assert ext.decoded_bytes <= len(data) + 100 * len(data) + 1000
-    assert peak < 250 * len(data) and seconds < 3
+    assert peak < 250 * len(data)
     assert ("body/readme.txt", TOKEN) in found(ext)
 
 
@@ -122,10 +120,10 @@ def test_encrypted_zip_member_is_reported_others_scanned():
 
 def test_deeply_nested_json_is_scanned_and_reported():
     body = b"[" * 1000 + json.dumps({"k": "a\n" + TOKEN}).encode() + b"]" * 1000
-    ext, seconds, _ = _measured(lambda: http(body=body, headers=[("Content-Type", "application/json")]))
+    ext = http(body=body, headers=[("Content-Type", "application/json")])
     assert ("body:json", "depth") in _reasons(ext)
     assert [t for _, t in found(ext)] == [TOKEN]
-    assert seconds < 1
+    assert ext.decoded_bytes <= 2 * len(body)  # the deep part is scanned as text once, not per level
     deep_objects = b'{"a":' * 5000 + b'"' + TOKEN.encode() + b'"' + b"}" * 5000
     ext = http(body=deep_objects, headers=[("Content-Type", "application/json")])
     assert ("body:json", "depth") in _reasons(ext)
@@ -222,10 +220,37 @@ def test_broken_archives_are_reported_and_raw_scanned():
     assert ("body", "truncated") in _reasons(ext) or ("body/a.txt", "truncated") in _reasons(ext)
 
 
-def test_many_gzip_members_are_bounded():
-    body = gzip.compress(b"a ") * 20_000 + gzip.compress(TOKEN.encode())
-    ext, seconds, _ = _measured(lambda: http(body=body, headers=[("Content-Encoding", "gzip")]))
-    assert seconds < 3 and found(ext) == [("body", TOKEN)]
+_DECOMPRESSOBJ = zlib.decompressobj
+
+
+class _CountingInflater:
+    """A zlib decompressor that counts what it inflates (every other attribute is the real one's)."""
+
+    def __init__(self, tally: dict, *args):
+        self._d = _DECOMPRESSOBJ(*args)
+        self._tally = tally
+        tally["members"] += 1
+
+    def decompress(self, data, max_length=0):
+        out = self._d.decompress(data, max_length)
+        self._tally["inflated"] += len(out)
+        return out
+
+    def __getattr__(self, name):
+        return getattr(self._d, name)
+
+
+def test_many_gzip_members_are_bounded(monkeypatch):
+    """Each member is inflated once, and only its own bytes: work grows with the members, never faster."""
+    members = 20_000
+    body = gzip.compress(b"a ") * members + gzip.compress(TOKEN.encode())
+    tally = {"members": 0, "inflated": 0}
+    monkeypatch.setattr(zlib, "decompressobj", lambda *a: _CountingInflater(tally, *a))
+    ext = http(body=body, headers=[("Content-Encoding", "gzip")])
+    assert found(ext) == [("body", TOKEN)]
+    assert tally["members"] == members + 1
+    assert tally["inflated"] == 2 * members + len(TOKEN)
+    assert ext.decoded_bytes <= 2 * (2 * members + len(TOKEN))
 
 
 def test_decode_content_encoding_for_the_proxy(zeros_gzip):

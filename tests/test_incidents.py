@@ -311,10 +311,9 @@ def test_webhook_full_queue_drops_without_blocking(receiver, capfd):
         with taddons.context(log) as tctx:
             tctx.configure(log, dlp_incident_webhook=rcv.url)
             log.running()
-            t0 = time.monotonic()
             for _ in range(10):
                 log.record(incident())
-            assert time.monotonic() - t0 < 0.2  # record() never waits for the receiver
+            assert rcv.bodies == []  # record() returned ten times before anything was delivered
             await asyncio.sleep(0)
             text = m.render().decode()
             # one in flight (taken off the queue by the sender), two queued, the rest dropped

@@ -12,7 +12,6 @@ import gzip
 import json
 import random
 import re
-import time
 import zlib
 
 import httpx
@@ -81,9 +80,7 @@ def test_sse_token_split_over_events_is_cut_with_an_error_event(rproxy, up):
     up.script(before + GHP + " and then a long tail. " * 40, chars=3, delay=0.01)  # ~3 s if not cut
     mark = rproxy.mark()
     blocked = rproxy.metric("dlproxy_flows_total", direction="response", verdict="blocked")
-    started = time.monotonic()
     r = curl("-N", "-X", "POST", f"{rproxy.url}/v1/chat/completions", "-d", "{}")
-    elapsed = time.monotonic() - started
     assert r.returncode == 18  # HTTP/1: the body ends before its end (upstream closed)
     events = events_of(r.stdout)
     text = text_of(events)
@@ -94,7 +91,6 @@ def test_sse_token_split_over_events_is_cut_with_an_error_event(rproxy, up):
     assert name is None and last["error"]["type"] == "dlp_violation"
     assert last["error"]["code"] == "credential_detected"
     assert last["error"]["findings"][0]["entry"] == "github-pat"
-    assert elapsed < 2.5  # the whole reply would take over 3 s
     assert up.aborted.wait(5), "the upstream connection was not closed"
     assert up.sent_events < 100  # it stopped generating
     (incident,) = rproxy.incidents(since=mark, wait=5)
