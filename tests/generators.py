@@ -4,7 +4,7 @@ The ids are the Tier-A entries of the built-in profile plus three structure-only
 PuTTY/OpenSSH keys, OpenPGP blocks without the armor CRC; their entries sit in the Tier-B section of the profile).
 
 `GENERATORS[entry_id](rng)` returns a token that entry must find. The generators build each format the way its
-issuer does (token-formats.md §2–§5) and compute checksums with their own small implementations — not the
+issuer does (docs/token-formats.md, tier A) and compute checksums with their own small implementations — not the
 validators' code — so a token that validates is independent evidence that both sides agree on the algorithm.
 Property tests (here and elsewhere) feed them seeded generators: the output is a function of the seed.
 """

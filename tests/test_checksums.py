@@ -1,4 +1,4 @@
-"""Tier-A checksum validators and profile entries (token-formats.md §2–§5).
+"""Tier-A checksum validators and profile entries (docs/token-formats.md, tier A).
 
 Public vectors must validate; every one-character mutation of them must not; freshly generated tokens
 (tests/generators.py, independent implementations of each algorithm) must validate and be found by the real
@@ -273,7 +273,7 @@ LrIZULwMa4nI4Y+RkFftEponSYw=
 -----END OPENSSH PRIVATE KEY-----"""  # phpseclib testOpenSSHEncrypted (aes256-ctr, bcrypt)
 
 # The 20 classic PATs their owner let expire and published for inspection (therootcompany/base62-token.js
-# test.js; token-formats.md §2 prints the first). Seven have a checksum starting with 0: padding matters.
+# test.js; docs/token-formats.md shows the first). Seven have a checksum starting with 0: padding matters.
 REVOKED_GHP = """
     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 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
     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 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
@@ -308,7 +308,7 @@ VECTORS: dict[str, list[str]] = {
     "cloudflare-user-api-token": ["cfut_ZE4CrcFhEIDXk9vL2sTLeARsFp2ZZYbydVDhhIUq8573bbfe"],
     "zuplo-api-key": ["zpka_3e6c4f7d39954ca29353b7ab88589b64_de26cd55",
                       "zpka_b3f94d8d3d4d4a6ea5c5b20d0a5bb407_18eb262b"],
-    "atlassian-api-token": [  # the full forms of the vectors token-formats.md §3 prints shortened
+    "atlassian-api-token": [  # the Atlassian vectors (docs/token-formats.md A12–A14) in full
         "ATATT3xFfGF0YZuf-EBmAHs1FyiNmk0cYQKtD9zx2LIv8d_zB-yk5Zp8nkug2Rp_ZnYJwq9ys-lS0PRAXLS4vL-crh5tbBbGQISteyOCp"
         "gUGgKjckD2MF9A6EZVGdTXikj52U2VDS8HeDlUq9Gmw8KYs5Kb0hS-LZo4Sb2PMpT1Zx0MmTXs_EyA=E2826606",
         "ATATT3xFfGF0Z0J8j7dew7xO2JMwbmnBZm-aJ5ORorE7qRgkDnmZYg9tpvatRzyvZNebxWeUxRZnSkEGeyAV3_Jew_YCxyCUsw_Ipefx"
@@ -320,7 +320,7 @@ VECTORS: dict[str, list[str]] = {
                                       "glsa_ThisI5NtTheTok3nYou8reLo0k1ngF0r_0a2a3df7"],
     "gitlab-routable-token": ["glpat-bzox79Of-KE9FD2LjoXXF4CvyxA.01.0r0l8l6ir",
                               "glpat-bzox79Of-KE9FD2LjoXXF4CvyxA.0r03gxo7s"],
-    # microsoft/security-utilities identifiable_scans.rs fixtures (token-formats.md §4), padded and unpadded
+    # microsoft/security-utilities identifiable_scans.rs fixtures (docs/token-formats.md A17/A18), padded and unpadded
     "azure-storage-account-key": ["a" * 76 + "+ASt5mnCaw==", "a" * 76 + "+ASt5mnCaw"],
     "azure-batch-key": ["a" * 76 + "+ABa13FZVQ=="],
     "azure-ml-classic-key": ["a" * 76 + "+AMCFNqWyA=="],

@@ -15,7 +15,7 @@ from dlproxy.engine.vocab import Direction, Verdict
 from dlproxy.ops.metrics import Metrics, MetricsServer
 from dlproxy.proxy.internals import proxy_listening
 
-# DESIGN.md ⚑ Metrics + issue 5 (additive). Adding a metric here is fine; changing a line is a contract break.
+# docs/contracts.md "Metrics". Adding a metric here is fine; changing a line is a contract break.
 CONTRACT = {
     "dlproxy_flows": ("counter", {"direction", "verdict"}),
     "dlproxy_detections": ("counter", {"entry", "direction", "action"}),

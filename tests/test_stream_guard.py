@@ -352,7 +352,7 @@ def test_websocket_fails_closed(env, monkeypatch):
     assert env.ws_closed and env.sample("dlproxy_inspection_errors_total", reason="ZeroDivisionError") == 1
 
 
-# --- mitmproxy internals we rely on (notes §2.6, §3.5) ------------------------------------------------------------------
+# --- mitmproxy internals we rely on (proxy/internals.py) ------------------------------------------------------------------
 
 
 def test_pinned_mitmproxy_internals():

@@ -125,7 +125,7 @@ def aws_id(prefix: str, account: int | None, low: int = 0x1234567) -> str:
 
 
 def test_aws_account_decode_public_vector():
-    assert s.aws_account_id("ASIAY34FZKBOKMUTVV7A") == 609629065308  # token-formats.md §6 B1
+    assert s.aws_account_id("ASIAY34FZKBOKMUTVV7A") == 609629065308  # docs/token-formats.md B1
     assert s.aws_account_id(aws_id("AKIA", 123456789012)) == 123456789012
     assert s.aws_account_id(aws_id("AKIA", None)) is None  # old generation encodes no account
 

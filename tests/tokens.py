@@ -6,7 +6,7 @@ import random
 import zlib
 
 GMP = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-PUBLIC_GHP = "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"  # revoked, published for inspection (token-formats.md §2)
+PUBLIC_GHP = "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"  # revoked, published for inspection (docs/token-formats.md A1)
 
 
 def base62(n: int, width: int = 6) -> str:

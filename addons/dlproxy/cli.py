@@ -1,4 +1,4 @@
-"""`dlproxy run | scan | profile check` — the command line (contract in DESIGN.md).
+"""`dlproxy run | scan | profile check` — the command line (contract: docs/contracts.md).
 
 Exit codes for scan: 0 no findings, 1 findings, 2 usage or profile error. `profile check` prints one
 `FILE:LINE: field: message` line per problem and exits 2, or exits 0.

@@ -261,7 +261,7 @@ def test_incidents_go_to_stderr_by_default(tmp_path, upstream):
 
 
 def test_script_reload_keeps_metrics_and_protection(tmp_path, upstream):
-    """`mitmdump -s`: touching the script re-creates the addons (notes §1.6). With a registry per Metrics there
+    """`mitmdump -s`: touching the script re-creates the addons. With a registry per Metrics there
     is no DuplicateTimeseries, the metrics server comes back, and secrets are still blocked."""
     script = tmp_path / "dlp.py"
     shutil.copy(ROOT / "addons" / "dlp.py", script)

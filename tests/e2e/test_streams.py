@@ -2,7 +2,7 @@
 
 SSE a few characters per event, chunked downloads, gzip-encoded streams, bodies over `stream_large_bodies` in
 both directions, HTTP/2. Clean streams arrive byte-identical; a token is cut with at most a proper head of its
-public prefix gone out ("gh" of "ghp_", never a byte past it), the upstream connection is closed at once (it stops generating: notes §2.6, pinned here), an AI client gets its API's error
+public prefix gone out ("gh" of "ghp_", never a byte past it), the upstream connection is closed at once (it stops generating: internals.close_upstream, pinned here), an AI client gets its API's error
 event, and the incident, metrics and logs never hold the secret.
 """
 

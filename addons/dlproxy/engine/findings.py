@@ -16,7 +16,7 @@ def fingerprint(secret: str | bytes) -> str:
 
 
 def mask(secret: str, prefix: str = "") -> str:
-    """Prefix + `…` + last 4 characters (DESIGN.md). The prefix is the public, literal vendor prefix.
+    """Prefix + `…` + last 4 characters (docs/contracts.md). The prefix is the public, literal vendor prefix.
 
     The tail shows only while at least 16 characters and half of the secret stay hidden, and a prefix that is
     not actually a prefix of the secret (or is half of it) is ignored, so the masked form never gives much away.

@@ -1,7 +1,7 @@
 """Hyperscan prechecks that let a large body skip whole-body Python passes it cannot need.
 
-Two passes run over every JSON/text body: the bracket-depth check and the base64-run search (translate + find,
-≈2 ms per MB together, as much as mitmproxy spends on the body itself). Both have a cheap necessary condition
+Two passes run over every JSON/text body: the bracket-depth check and the base64-run search (translate + find;
+together about as costly as what mitmproxy itself spends on the body). Both have a cheap necessary condition
 that Hyperscan answers in one pass at memory speed: "is there any run of 24 base64 characters?" and "are there
 at least N opening brackets?". When the answer is no, the pass would find nothing, so it is skipped; when yes,
 it runs exactly as before. Without Hyperscan (it is the optional `fast` extra) every check answers "maybe".

@@ -4,19 +4,10 @@
     pool = ScanPool(workers=1)                         # processes for big bodies (see addon.OFFLOAD_BYTES)
     scan = await pool.scan(active, url, headers, body)
 
-Measured on the 2-core dev VM (1 MB JSON prompt, about 3 ms to scan; a second coroutine timing 1 ms sleeps as a
-stand-in for every other connection; 2 big scans in flight at a time):
-
-    where the big scans run     big scans/s   event-loop lag p50 / p99
-    on the event loop               312          16.9 / 33.5 ms
-    2 threads                       263           2.4 /  7.6 ms
-    1 worker process                204           0.12 / 3.9 ms
-    2 worker processes              131           0.12 / 4.5 ms   (2 cores: workers compete with the loop)
-
 Threads help latency only partly (the extractor and `re` hold the GIL); a process frees the loop almost
-completely but costs throughput (the body is pickled to the worker and back on this small machine). The proxy
-defaults to threads (`dlp_scan_workers=0`: nothing to start, nothing to orphan); `dlp_scan_workers=N` uses
-processes, which is better wherever the pod has a core to spare.
+completely but costs throughput (the body is pickled to the worker and back). The proxy defaults to threads
+(`dlp_scan_workers=0`: nothing to start, nothing to orphan); `dlp_scan_workers=N` uses processes, which is better
+wherever the pod has a core to spare. docs/proxy.md has the measurements.
 """
 
 from __future__ import annotations

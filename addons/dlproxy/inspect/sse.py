@@ -233,7 +233,7 @@ def get_path(obj: Any, path: tuple) -> Any:
 def error_event(flavor: str | None, body: dict) -> bytes:
     """The final event for a blocked stream, in the API's own format.
 
-    `body` is the DESIGN.md block body `{"error": {"type": "dlp_violation", "code", "message", "incident_id",
+    `body` is the block body of docs/contracts.md `{"error": {"type": "dlp_violation", "code", "message", "incident_id",
     "findings"}}`. OpenAI: `data: {"error": {...}}` (the SDKs raise APIError). Anthropic: `event: error` with
     `{"type": "error", "error": {...}}` (the SDK raises an APIStatusError). Any other SSE: `event: error` with the
     block body.

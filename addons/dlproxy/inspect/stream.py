@@ -243,7 +243,7 @@ class _Zlib:
             data = self.d.unconsumed_tail
             if self.d.eof:
                 rest = self.d.unused_data
-                if rest and self.multi:  # multi-member gzip: every member, not just the first (notes §2.1)
+                if rest and self.multi:  # multi-member gzip: every member (mitmproxy itself decodes only the first)
                     self.d = zlib.decompressobj(self.wbits)
                     data = rest
                     continue

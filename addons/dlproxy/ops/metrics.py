@@ -3,7 +3,7 @@
 `Metrics` owns its own `CollectorRegistry` (never prometheus_client's global one), so re-creating it — a
 `mitmdump -s` script reload, a second master in a test — can never raise `DuplicateTimeseries`. Every addon
 gets the one instance through its constructor and updates the attributes below; names and labels are the
-DESIGN.md contract (add, never rename). Labels are bounded: entry ids, directions, verdicts, actions,
+contract of docs/contracts.md (add, never rename). Labels are bounded: entry ids, directions, verdicts, actions,
 reasons, results — never hosts, paths, users or anything else taken from traffic.
 
 `MetricsServer` is a small asyncio HTTP/1.1 server on its own port. It runs on mitmproxy's event loop on
@@ -39,7 +39,7 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        # --- DESIGN.md contract ---
+        # --- the first contract metrics ---
         self.flows_total = Counter(
             "dlproxy_flows_total", "Inspected flows (messages for websocket) by direction and verdict.",
             ["direction", "verdict"], registry=r)
@@ -60,7 +60,7 @@ class Metrics:
         self.profile_reloads_total = Counter(
             "dlproxy_profile_reloads_total", "Profile reloads by result (ok: swapped in; error: rejected, old kept).",
             ["result"], registry=r)
-        # --- issue 5: detector quality ---
+        # --- detector quality ---
         self.candidates_total = Counter(
             "dlproxy_candidates_total",
             "Prefix hits by entry and result: validated, or rejected by the checksum or the shape check "
@@ -68,7 +68,7 @@ class Metrics:
             ["entry", "result"], registry=r)
         self.unscannable_total = Counter(
             "dlproxy_unscannable_total", "Content parts that could not be scanned, by reason.", ["reason"], registry=r)
-        # --- additive: incident sinks ---
+        # --- incident sinks ---
         self.incidents_total = Counter(
             "dlproxy_incidents_total", "Incidents recorded, by action (what was done, or would be in dry-run).",
             ["action"], registry=r)

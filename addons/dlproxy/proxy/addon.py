@@ -4,12 +4,13 @@
     RequestInspector   `request`: extract → detect → decide → enforce (403 / redact / log) → record
     ResponseInspector  `response`: the same for buffered responses (replaced by a 403)
 
-Every hook fails closed: mitmproxy forwards a flow whose hook raised (notes §1.1), so each hook catches
-everything, counts it (`inspection_errors_total{reason}`) and applies the profile's `on_error`. Bodies above
-`dlp_offload_bytes` (default OFFLOAD_BYTES) are extracted and scanned off the event loop (threads, or worker processes with
-`dlp_scan_workers`; measurements in scanning.py) so one big upload does not stall every other connection
-(notes §4.2). Nothing here ever formats a secret: findings carry only masked forms and fingerprints,
-locations, hosts and paths are scrubbed, and exception text is never logged (only its type and frames).
+Every hook fails closed: mitmproxy forwards a flow whose hook raised (it only logs the exception), so each
+hook catches everything and hands it to enforce.fail_closed (count, apply the profile's `on_error`). Bodies
+above `dlp_offload_bytes` (default OFFLOAD_BYTES) are extracted and scanned off the event loop (threads, or
+worker processes with `dlp_scan_workers`) so one big upload does not stall every other connection: mitmproxy
+runs every flow of every client on one event loop. Nothing here ever formats a secret: findings carry only
+masked forms and fingerprints, locations, hosts and paths are scrubbed, and exception text is never logged
+(only its type and frames).
 """
 
 from __future__ import annotations
@@ -94,8 +95,7 @@ class ProfileState:
         loader.add_option(
             "dlp_offload_bytes", int, OFFLOAD_BYTES,
             "Bodies larger than this are scanned off the event loop. Inline scanning gives more throughput "
-            "(a 1 MB JSON upload: about 156 vs 113 req/s on one core) but stalls other connections for the "
-            "scan (about 3 ms per MB); offloading keeps them responsive.")
+            "but stalls every other connection for the time of the scan; offloading keeps them responsive.")
 
     def configure(self, updated) -> None:
         if "dlp_dry_run" in updated:
@@ -267,7 +267,7 @@ class _Inspector:
 
         Off the loop when the scan would stall other connections: bodies over dlp_offload_bytes, except
         uncompressed text without base64 runs under Hyperscan, which scans about an order of magnitude faster
-        (≈0.6 ms per MB) and stays inline up to PLAIN_TEXT_FACTOR times the limit. The extractor is told what
+        and stays inline up to PLAIN_TEXT_FACTOR times the limit. The extractor is told what
         that check found, so it does not search the same body for base64 runs a second time.
         """
         limit = self.state.offload_bytes

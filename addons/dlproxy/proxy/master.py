@@ -1,6 +1,6 @@
 """`dlproxy run`: mitmdump with the dlproxy addons preloaded, and defaults fit for a DLP.
 
-The addons are registered before the command line is parsed (notes §1.7), so `--set dlp_backend=nope`, a bad
+The addons are registered before the command line is parsed (their options exist when `--set` is applied), so `--set dlp_backend=nope`, a bad
 type, or a profile that does not load stops the process with exit code 1 and the `FILE:LINE: field: message`
 lines — instead of the `-s` script path, where mitmdump drops the addon silently and forwards everything.
 
@@ -10,10 +10,10 @@ Defaults changed from mitmdump's (every one can be overridden with `--set`):
 - body_size_limit=64m: a body is buffered and scanned whole; anything larger is refused (413 to the client
   for requests, 502 for responses) and counted as blocked/too_large, never forwarded uninspected. Bodies
   between the profile's max_inspect_bytes (32 MiB decoded) and this limit follow `on_oversize`.
-- http3=false: `reverse:https` would otherwise also serve HTTP/3 and dial the upstream over QUIC (notes §5.5).
-- rawtcp=false: non-HTTP bytes inside a CONNECT tunnel are not relayed uninspected (notes §3.6).
+- http3=false: `reverse:https` would otherwise also serve HTTP/3 and dial the upstream over QUIC.
+- rawtcp=false: non-HTTP bytes inside a CONNECT tunnel are not relayed uninspected.
 
-Hook dispatch visits only the addons that have the hook (dispatch.IndexedAddonManager): same addons, same
+Hook dispatch visits only the addons that have the hook (hookindex.IndexedAddonManager): same addons, same
 order and error handling as mitmdump, without its walk over ~36 addons for every event of every flow.
 """
 

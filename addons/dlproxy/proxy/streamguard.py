@@ -1,7 +1,7 @@
 """StreamGuard: inspects the bodies mitmproxy streams instead of buffering, chunk by chunk, with minimal hold-back.
 
     requestheaders   only with `stream_large_bodies` set: an upload above it, or of unknown length, gets a scanning
-                     stream callable (else mitmproxy would switch it to an unscanned stream mid-way, notes §2.4).
+                     stream callable (else mitmproxy would switch it to an unscanned stream mid-way).
                      Its URL and headers are inspected here, since RequestInspector skips streamed requests.
     responseheaders  text/event-stream, chunked or unknown-length responses, and bodies above
                      `stream_large_bodies` get a scanning stream callable; the response headers are inspected here.
@@ -16,10 +16,10 @@ redaction or error event) Content-Length is removed and HTTP/1 gets `Transfer-En
 body keeps its Content-Length and is redacted with same-width markers.
 
 A block mid-stream: `flow.kill()` is ignored while a body streams, so the callable closes the upstream
-connection itself (`close_upstream`, mitmproxy internals, notes §2.6): the upstream stops generating, an HTTP/1
-client sees the body end early, an HTTP/2 client sees only this stream reset. An SSE response from a known AI
-API first gets that API's error event (sse.error_event). Every callable catches everything and cuts the
-stream (never raises: notes §2.7).
+connection itself (internals.close_upstream): the upstream stops generating, an HTTP/1 client sees the body
+end early, an HTTP/2 client sees only this stream reset. An SSE response from a known AI API first gets that
+API's error event (sse.error_event). Every callable catches everything and cuts the stream: from an exception,
+mitmproxy would only log a crash, drop that chunk and let the stream run on to its normal end.
 """
 
 from __future__ import annotations
@@ -137,7 +137,7 @@ class FlowStream:
         self.elapsed += time.perf_counter() - started
         if not data:
             self.account()
-        return [c for c in out if c]  # never b"": on HTTP/1 it would end the body (notes §2.5)
+        return [c for c in out if c]  # never b"": on HTTP/1 it would end the body
 
     def _pieces(self, data: bytes):
         if self.decoder is None:
@@ -348,7 +348,7 @@ class StreamGuard:
             msg.headers.pop("content-length", None)
             if "chunked" not in msg.headers.get("transfer-encoding", "").lower() and \
                     flow.request.http_version != "HTTP/1.0":
-                msg.headers["transfer-encoding"] = "chunked"  # HTTP/2 output drops it (notes §2.5)
+                msg.headers["transfer-encoding"] = "chunked"  # HTTP/2 output drops it
         ctx_ = flow_context(flow, direction)
         msg.stream = FlowStream(self, flow, direction, active, ctx_, decoder, sse, fixed, verdict, incident_id)
         if direction == Direction.RESPONSE:

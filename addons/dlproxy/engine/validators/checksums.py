@@ -1,4 +1,4 @@
-"""Tier-A validators: formats whose issuer embeds a real checksum (token-formats.md §2–§5).
+"""Tier-A validators: formats whose issuer embeds a real checksum (docs/token-formats.md, tier A).
 
 Three structure-kind validators sit here too because they share the key-file parsers: passphrase-protected
 PuTTY and OpenSSH keys and OpenPGP blocks without the (optional) armor CRC, which can't be checksummed.

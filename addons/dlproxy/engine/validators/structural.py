@@ -3,7 +3,7 @@
 None of these formats carries a checksum; what they do carry is structure that random text almost never has:
 base32 that decodes to a plausible AWS account, base64 that decodes to `BedrockAPIKey-…`, a JWT header that is a
 JSON object with `alg`, a PyPI macaroon that parses field by field, a PEM body that is a DER SEQUENCE, and so on
-(token-formats.md §1b and §6). Each validator is a pure function of the candidate text (plus the entry's
+(docs/token-formats.md, tier B). Each validator is a pure function of the candidate text (plus the entry's
 params), O(len(token)), never raises (the `_never_raises` wrapper turns any error into False) and never puts
 the token into an exception, a log line or a return value other than a bool.
 """
@@ -96,7 +96,7 @@ _AWS_MAX_ACCOUNT = 999_999_999_999  # account ids are 12 decimal digits
 def aws_account_id(key_id: str) -> int | None:
     """The AWS account encoded in a new-generation access key id (bit 20 set), else None.
 
-    token-formats.md §6 B1: base32-decode the 16 characters after the 4-character type; bits 1-40 of the first
+    docs/token-formats.md B1: base32-decode the 16 characters after the 4-character type; bits 1-40 of the first
     6 decoded bytes are the account (Aidan Steele / Tal Be'ery; WithSecure: bit 20 of the id marks generation).
     """
     if len(key_id) != 20:
@@ -133,7 +133,7 @@ def aws_access_key_id(token: str, *, prefix: str = "") -> bool:
 @_never_raises
 def aws_bedrock_api_key(token: str) -> bool:
     """Long-term `ABSK` + base64("BedrockAPIKey-…"), or short-term `bedrock-api-key-` + base64 of a presigned
-    `bedrock.amazonaws.com/…` URL (token-formats.md §6 B2). The plaintext must be printable ASCII."""
+    `bedrock.amazonaws.com/…` URL (docs/token-formats.md B2). The plaintext must be printable ASCII."""
     if token.startswith("ABSK"):
         data, lead = b64decode(token[4:], "std"), b"BedrockAPIKey-"
     elif token.startswith("bedrock-api-key-"):
@@ -155,7 +155,7 @@ OPENAI_MARKER = "T3BlbkFJ"  # base64 of "OpenAI"
 @_never_raises
 def openai_api_key(token: str) -> bool:
     """`sk-(proj|svcacct|admin)-` + N + `T3BlbkFJ` + N with N in {74, 58}, or legacy `sk-` + 20 + marker + 20
-    (token-formats.md §6 B3). The marker must sit exactly between two halves of equal length."""
+    (docs/token-formats.md B3). The marker must sit exactly between two halves of equal length."""
     head, sep, tail = token.partition(OPENAI_MARKER)
     if not sep or OPENAI_MARKER in tail:
         return False
@@ -175,7 +175,7 @@ _ANTHROPIC_BODY = re.compile(r"[A-Za-z0-9_-]{93}AA")
 @register("anthropic-api-key", "structure")
 @_never_raises
 def anthropic_api_key(token: str) -> bool:
-    """`sk-ant-api03-` / `sk-ant-admin01-` + 93 `[A-Za-z0-9_-]` + `AA` (token-formats.md §6 B5)."""
+    """`sk-ant-api03-` / `sk-ant-admin01-` + 93 `[A-Za-z0-9_-]` + `AA` (docs/token-formats.md B5)."""
     for kind in ("sk-ant-api03-", "sk-ant-admin01-"):
         if token.startswith(kind):
             return bool(_ANTHROPIC_BODY.fullmatch(token, len(kind)))
@@ -190,7 +190,7 @@ _GOOGLE_SHAPE = re.compile(r"AIza[A-Za-z0-9_-]{35}")
 @_never_raises
 def google_api_key(token: str) -> bool:
     """`AIza` + 35: 39 chars of base64url for 29 bytes, so the last char carries 2 zero padding bits and can
-    only be one of 16 values (token-formats.md §6 B6)."""
+    only be one of 16 values (docs/token-formats.md B6)."""
     return bool(_GOOGLE_SHAPE.fullmatch(token)) and token[-1] in _GOOGLE_LAST
 
 
@@ -201,7 +201,7 @@ def google_api_key(token: str) -> bool:
 @_never_raises
 def jwt(token: str, *, allow_none: bool = False) -> bool:
     """Three base64url segments: a header that is a JSON object with a string `alg`, a payload that is a JSON
-    object, and a signature that decodes (token-formats.md §6 B7). `alg: none` (unsigned, nothing to steal)
+    object, and a signature that decodes (docs/token-formats.md B7). `alg: none` (unsigned, nothing to steal)
     is rejected unless `allow_none`."""
     parts = token.split(".")
     if len(parts) != 3:
@@ -224,7 +224,7 @@ _GHS_STATELESS = re.compile(r"ghs_([0-9]{1,12})_(eyJ[A-Za-z0-9_.-]*)")
 @register("github-stateless-installation-token", "structure")
 @_never_raises
 def github_stateless_installation_token(token: str) -> bool:
-    """`ghs_<APPID>_<JWT>` (GitHub, from 2026-04-27; token-formats.md §2 pitfall 5): no CRC, so the JWT after
+    """`ghs_<APPID>_<JWT>` (GitHub, from 2026-04-27; docs/token-formats.md A1–A9): no CRC, so the JWT after
     the numeric app id must be a structurally valid JWT."""
     m = _GHS_STATELESS.fullmatch(token)
     return bool(m) and m.group(1)[0] != "0" and jwt(m.group(2))
@@ -292,7 +292,7 @@ def parse_macaroon_v2(data: bytes) -> tuple[bytes, bytes, list[bytes], bytes] | 
 @register("pypi-macaroon", "structure")
 @_never_raises
 def pypi_macaroon(token: str, *, location: str = "pypi.org") -> bool:
-    """`pypi-` + base64url macaroon v2 (token-formats.md §6 B8): version 0x02, the expected location, an
+    """`pypi-` + base64url macaroon v2 (docs/token-formats.md B8): version 0x02, the expected location, an
     identifier, first-party caveats whose identifiers are JSON, a 32-byte signature, nothing after it."""
     if not token.startswith("pypi-"):
         return False
@@ -315,7 +315,7 @@ _NUGET_TAIL_LAST = frozenset("aeimquy4")  # 26 chars = 128 data bits + 2 zero bi
 @_never_raises
 def nuget_api_key(token: str) -> bool:
     """`oy2` + 43 lower-case base32 (NuGetGallery ApiKeyV4): chars 0-19 decode to "v4" + 10 non-zero id bytes,
-    chars 20-45 to 16 random bytes; unused padding bits are zero (token-formats.md §6 B14)."""
+    chars 20-45 to 16 random bytes; unused padding bits are zero (docs/token-formats.md B14)."""
     if len(token) != 46 or not token.islower():
         return False
     head, tail = token[:20].upper(), token[20:].upper()
@@ -335,7 +335,7 @@ def nuget_api_key(token: str) -> bool:
 @_never_raises
 def sentry_org_token(token: str) -> bool:
     """`sntrys_` + base64(JSON with iat, url, org[, region_url]) + `_` + 43-char base64 of 32 secret bytes
-    (token-formats.md §6 B9)."""
+    (docs/token-formats.md B9)."""
     if not token.startswith("sntrys_"):
         return False
     payload, sep, secret = token[7:].rpartition("_")
@@ -351,7 +351,7 @@ def sentry_org_token(token: str) -> bool:
 @register("grafana-cloud-token", "structure")
 @_never_raises
 def grafana_cloud_token(token: str) -> bool:
-    """`glc_` + base64 JSON `{"o": org, "n": name, "k": key, "m": {"r": region}}` (token-formats.md B10)."""
+    """`glc_` + base64 JSON `{"o": org, "n": name, "k": key, "m": {"r": region}}` (docs/token-formats.md B10)."""
     if not token.startswith("glc_"):
         return False
     claims = json_object(b64decode(token[4:], "std"))
@@ -363,7 +363,7 @@ def grafana_cloud_token(token: str) -> bool:
 @register("grafana-legacy-api-key", "structure")
 @_never_raises
 def grafana_legacy_api_key(token: str) -> bool:
-    """Base64 JSON `{"k": key, "n": name, "id": org id}` (token-formats.md B11)."""
+    """Base64 JSON `{"k": key, "n": name, "id": org id}` (docs/token-formats.md B11)."""
     claims = json_object(b64decode(token, "std"))
     return (claims is not None and isinstance(claims.get("k"), str) and bool(claims["k"])
             and isinstance(claims.get("n"), str) and isinstance(claims.get("id"), int)
@@ -374,7 +374,7 @@ def grafana_legacy_api_key(token: str) -> bool:
 @_never_raises
 def atlassian_dc_token(token: str) -> bool:
     """Jira/Confluence Data Center PAT or Bitbucket DC `BBDC-` token: 44 base64 chars decoding to a 12-digit
-    user id, `:`, and 20 random bytes (token-formats.md §6 B12)."""
+    user id, `:`, and 20 random bytes (docs/token-formats.md B12)."""
     body = token[5:] if token.startswith("BBDC-") else token
     if len(body) != 44:
         return False
@@ -385,7 +385,7 @@ def atlassian_dc_token(token: str) -> bool:
 @register("jfrog-reference-token", "structure")
 @_never_raises
 def jfrog_reference_token(token: str) -> bool:
-    """64 base64 chars decoding to `reftkn:01:…` in printable ASCII (token-formats.md B13)."""
+    """64 base64 chars decoding to `reftkn:01:…` in printable ASCII (docs/token-formats.md B13)."""
     if len(token) != 64:
         return False
     raw = b64decode(token, "std")
@@ -399,7 +399,7 @@ _HEROKU_SHAPE = re.compile(r"HRKU-AA[A-Za-z0-9_-]{58}")
 @_never_raises
 def heroku_api_key(token: str) -> bool:
     """`HRKU-AA` + 58 (65 chars) with the fixed `_____w` (decoded bytes FF FF FF FF) at offset 49
-    (token-formats.md §6 B15: 4/4 real keys; undocumented by Heroku)."""
+    (docs/token-formats.md B15: 4/4 real keys; undocumented by Heroku)."""
     return bool(_HEROKU_SHAPE.fullmatch(token)) and token[49:55] == "_____w"
 
 
@@ -407,7 +407,7 @@ def heroku_api_key(token: str) -> bool:
 @_never_raises
 def onepassword_service_account_token(token: str) -> bool:
     """`ops_` + base64 JSON with the sign-in address, the Secret Key and the master unlock key
-    (token-formats.md B20)."""
+    (docs/token-formats.md B20)."""
     if not token.startswith("ops_"):
         return False
     claims = json_object(b64decode(token[4:]))
@@ -419,7 +419,7 @@ def onepassword_service_account_token(token: str) -> bool:
 @_never_raises
 def flyio_macaroon(token: str) -> bool:
     """`fm1r_`/`fm1a_`/`fm2_` + base64 of a msgpack-encoded macaroon: the first byte is an array header
-    (token-formats.md B22)."""
+    (docs/token-formats.md B22)."""
     _kind, sep, body = token.partition("_")
     if not sep:
         return False
@@ -435,7 +435,7 @@ _MAPBOX_SHAPE = re.compile(r"sk\.(eyJ[A-Za-z0-9_-]{2,400}={0,2})\.[A-Za-z0-9_-]{
 @register("mapbox-secret-token", "structure")
 @_never_raises
 def mapbox_secret_token(token: str) -> bool:
-    """`sk.` + base64url JSON `{"u": user, "a": token id}` + `.` + 22 (token-formats.md B23)."""
+    """`sk.` + base64url JSON `{"u": user, "a": token id}` + `.` + 22 (docs/token-formats.md B23)."""
     m = _MAPBOX_SHAPE.fullmatch(token)
     if not m:
         return False
@@ -476,7 +476,7 @@ def private_key_pem(token: str) -> bool:
     """A PEM private key block (PKCS#1 RSA, SEC1 EC, DSA, PKCS#8, encrypted PKCS#8) whose base64 body decodes to a
     DER SEQUENCE whose first element is an INTEGER (version), or a SEQUENCE for ENCRYPTED PRIVATE KEY.
     Legacy OpenSSL encryption (`Proc-Type: 4,ENCRYPTED` + `DEK-Info`) has a ciphertext body: it must decode
-    to whole cipher blocks. Line breaks may be real or JSON-escaped (`\\n`). token-formats.md §6 B19."""
+    to whole cipher blocks. Line breaks may be real or JSON-escaped (`\\n`). docs/token-formats.md B19."""
     m = _PEM_BLOCK.fullmatch(token)
     if not m:
         return False
