@@ -88,6 +88,11 @@ class Profile:
     settings: Settings
     entries: tuple[Entry, ...]
     sources: tuple[str, ...] = ()
+    allow: tuple[tuple[str, str], ...] = ()  # (fingerprint, reason): known secrets nobody acts on
+
+    @property
+    def allowed_fingerprints(self) -> dict[str, str]:
+        return dict(self.allow)
 
     @property
     def enabled_entries(self) -> tuple[Entry, ...]:
@@ -169,7 +174,8 @@ def _convert(node: yaml.Node, file: str) -> _Node:
 
 # --- merging and validation ------------------------------------------------------------------------
 
-_TOP_KEYS = {"profile", "name", "settings", "entries"}
+_TOP_KEYS = {"profile", "name", "settings", "entries", "allow"}
+FINGERPRINT_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
 _ENTRY_KEYS = {"id", "name", "vendor", "severity", "prefixes", "pattern", "before", "checksum", "issuers",
                "action", "enabled", "case_insensitive", "boundary", "examples", "counterexamples", "notes"}
 _SETTINGS_TYPES: dict[str, Any] = {
@@ -187,6 +193,7 @@ class _Merged:
         self.settings: dict[str, _Node] = {}
         self.entries: dict[str, dict[str, _Node]] = {}
         self.sources: list[str] = []
+        self.allow: dict[str, str] = {}
 
     def add(self, path: Path, doc: _Node, problems: list[str]) -> None:
         self.sources.append(str(path))
@@ -212,7 +219,9 @@ class _Merged:
                 self.names.append(top["name"])
         if "settings" in top:
             self._add_settings(top["settings"], problems)
-        if "entries" not in top and "settings" not in top:
+        if "allow" in top:
+            self._add_allow(top["allow"], problems)
+        if "entries" not in top and "settings" not in top and "allow" not in top:
             problems.append(f"{doc.where()}: entries: required key missing")
         if "entries" in top:
             node = top["entries"]
@@ -222,6 +231,32 @@ class _Merged:
             seen_here: set[str] = set()
             for i, item in enumerate(node.value):
                 self._add_entry(i, item, seen_here, problems)
+
+    def _add_allow(self, node: _Node, problems: list[str]) -> None:
+        """`allow: [{fingerprint: "sha256:…", reason: …}]`: secrets everyone knows (published test tokens)."""
+        if node.value is None:
+            return
+        if not isinstance(node.value, list):
+            problems.append(f"{node.where()}: allow: must be a list of {{fingerprint, reason}}")
+            return
+        for i, item in enumerate(node.value):
+            label = f"allow[{i}]"
+            if not isinstance(item.value, dict):
+                problems.append(f"{item.where()}: {label}: must be a mapping with fingerprint and reason")
+                continue
+            for key, value in item.value.items():
+                if key not in ("fingerprint", "reason"):
+                    problems.append(f"{_key_where(value)}: {label}.{key}: unknown key (expected fingerprint, reason)")
+            fp, reason = item.value.get("fingerprint"), item.value.get("reason")
+            if fp is None or not isinstance(fp.value, str) or not FINGERPRINT_RE.match(fp.value):
+                where = fp.where() if fp is not None else item.where()
+                problems.append(f"{where}: {label}.fingerprint: must be \"sha256:\" and 64 lower-case hex digits "
+                                f"(the fingerprint dlproxy reports)")
+                continue
+            if reason is None or not isinstance(reason.value, str) or not reason.value.strip():
+                problems.append(f"{(reason or item).where()}: {label}.reason: required: say why it is allowed")
+                continue
+            self.allow[fp.value] = reason.value.strip()
 
     def _add_settings(self, node: _Node, problems: list[str]) -> None:
         if node.value is None:
@@ -280,7 +315,7 @@ class _Merged:
                 entries.append(entry)
         profile_id = "+".join(dict.fromkeys(n.value for n in self.ids)) or "unnamed"
         name = self.names[0].value if self.names else profile_id
-        return Profile(profile_id, name, settings, tuple(entries), tuple(self.sources))
+        return Profile(profile_id, name, settings, tuple(entries), tuple(self.sources), tuple(self.allow.items()))
 
 
 def _key_where(node: _Node) -> str:

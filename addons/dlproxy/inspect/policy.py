@@ -163,6 +163,7 @@ def decide(findings: Sequence[Finding], unscannable: Sequence[Any], ctx: FlowCon
            dry_run: bool = False, issuer_binding: bool = True) -> Decision:
     """The verdict for one message. `findings` carry their location; `unscannable` items have `.location`
     and `.reason`."""
+    findings = drop_allowlisted(findings, active.profile)
     if not findings and not unscannable:
         return CLEAN
     settings = active.profile.settings
@@ -208,6 +209,16 @@ def decide(findings: Sequence[Finding], unscannable: Sequence[Any], ctx: FlowCon
     if passed:
         return Decision(Verdict.SKIPPED, None, (), (), ordered, tuple(passed), _reason((), passed), dry_run)
     return Decision(Verdict.CLEAN, None, (), (), ordered, (), "", dry_run)
+
+
+def drop_allowlisted(findings: Sequence[Finding], profile) -> Sequence[Finding]:
+    """Findings whose fingerprint the profile's `allow` list names are not acted on (nor reported as
+    detections): a published test token everyone uses is not a leak."""
+    allow = getattr(profile, "allow", ())
+    if not allow or not findings:
+        return findings
+    known = {fp for fp, _ in allow}
+    return [f for f in findings if f.fingerprint not in known]
 
 
 def decide_error(reason: str, settings, dry_run: bool = False) -> Decision:
