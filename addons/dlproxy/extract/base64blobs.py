@@ -23,6 +23,7 @@ _B64 = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/-_"
 _RUNS = bytes(0x61 if b in _B64 else 0x20 for b in range(256))
 _LINES = bytes(0x61 if b in _B64 else (0x6E if b == 0x0A else (0x72 if b == 0x0D else 0x20)) for b in range(256))
 _RUN = b"a" * MIN_BLOB
+_HEX = b"0123456789abcdefABCDEF"
 _URLSAFE = bytes.maketrans(b"-_", b"+/")
 _MAGIC_FIRST = frozenset(b"P\x1f(\xfdB")  # first bytes of zip, gzip, zstd, xz, bz2 (tar: "ustar" at 257)
 
@@ -33,6 +34,34 @@ def _wrapped(width: int) -> re.Pattern:
     return re.compile(rb"(?:r?na{%d}(?!a))+(?:r?na{1,%d}(?!a))?" % (width, width))
 
 
+def _runs(data: bytes, runs: bytes):
+    """(start, end) of the runs of >= MIN_BLOB base64 characters, in order. With Hyperscan, runs of hex digits
+    only (SHAs, ids, digests: most long runs in code and logs, never worth decoding) are left out in bulk, so
+    they cost no Python step each; the generator's `send(pos)` skips to `pos` (after a wrapped block)."""
+    n = len(data)
+    finder = quickcheck.run_ends(_B64, _HEX, MIN_BLOB) if n >= quickcheck.MIN_BYTES else None
+    if finder is None:
+        find = runs.find
+        pos = find(_RUN)
+        while pos != -1:
+            end = find(b" ", pos)
+            if end == -1:
+                end = n
+            skip = yield pos, end
+            pos = find(_RUN, max(end, skip or 0))
+        return
+    ends = finder.ends(data)
+    tail = runs.rfind(b" ") + 1  # a run reaching the end of data has no byte after it: not in `ends`
+    if n - tail >= MIN_BLOB:
+        ends.append(n)
+    skip = 0
+    for end in ends:
+        if end <= skip:  # inside the wrapped block just returned
+            continue
+        start = runs.rfind(b" ", 0, end) + 1
+        skip = (yield start, end) or 0
+
+
 def find_blobs(data: bytes) -> list[tuple[int, int]]:
     """(start, end) of each base64 candidate in `data` (end includes padding and wrapped lines)."""
     if not quickcheck.run_of(_B64, MIN_BLOB).may_match(data):
@@ -40,14 +69,14 @@ def find_blobs(data: bytes) -> list[tuple[int, int]]:
     runs = data.translate(_RUNS)
     spans = []
     append = spans.append
-    find = runs.find
-    n = len(data)
     lines = None
-    pos = find(_RUN)
-    while pos != -1:
-        end = find(b" ", pos)
-        if end == -1:
-            end = n
+    candidates = _runs(data, runs)
+    step = None
+    while True:
+        try:
+            pos, end = candidates.send(step)
+        except StopIteration:
+            break
         nxt = data[end:end + 1]
         if nxt == b"=":  # padding
             end += 2 if data[end + 1:end + 2] == b"=" else 1
@@ -65,7 +94,7 @@ def find_blobs(data: bytes) -> list[tuple[int, int]]:
                 start += 1
         if end - start >= MIN_BLOB:
             append((start, end))
-        pos = find(_RUN, end + 1)
+        step = end
     return spans
 
 

@@ -64,3 +64,58 @@ def openers(count: int) -> _Precheck | _Maybe:
     if hyperscan is None or count > 1000:
         return _Maybe()
     return _Precheck(b"(?:[\\[{][^\\[{]*){%d}" % count)
+
+
+class _RunEnds:
+    """End offsets of the maximal runs of `alphabet` characters of at least `length` that hold at least one
+    character outside `plain`, found in one Hyperscan pass: one callback per such run, none for the others.
+
+    Each alternative is a window of `length` run characters with an outside character at position k, then
+    the rest of the run and the first byte after it; Hyperscan reports each end offset once, so a run is one
+    report whatever its length. A run that reaches the end of `data` has no byte after it: the caller checks
+    that tail itself.
+    """
+
+    def __init__(self, alphabet: bytes, plain: bytes, length: int):
+        run = _ranges(alphabet)
+        outside = _ranges(bytes(set(alphabet) - set(plain)))
+        stop = b"[^" + run[1:]
+        def rep(k: int) -> bytes:
+            return b"" if k == 0 else run + b"{%d}" % k
+
+        alternatives = [rep(k) + outside + rep(length - 1 - k) + run + b"*" + stop for k in range(length)]
+        self._db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
+        self._db.compile(expressions=[b"(?:" + b"|".join(alternatives) + b")"], ids=[0], elements=1,
+                         flags=[hyperscan.HS_FLAG_DOTALL])
+        self._local = threading.local()
+
+    def ends(self, data: bytes) -> list[int]:
+        scratch = getattr(self._local, "scratch", None)
+        if scratch is None:
+            scratch = self._local.scratch = hyperscan.Scratch(self._db)
+        found: list[int] = []
+        append = found.append
+        self._db.scan(data, match_event_handler=lambda _id, _from, to, _flags, _ctx: append(to - 1),
+                      scratch=scratch)
+        return found
+
+
+def _ranges(alphabet: bytes) -> bytes:
+    """A compact character class: consecutive bytes as ranges (`[0-9A-Za-z\x2b]`)."""
+    chars = sorted(set(alphabet))
+    parts, i = [], 0
+    while i < len(chars):
+        j = i
+        while j + 1 < len(chars) and chars[j + 1] == chars[j] + 1:
+            j += 1
+        parts.append(b"\\x%02x" % chars[i] if i == j else b"\\x%02x-\\x%02x" % (chars[i], chars[j]))
+        i = j + 1
+    return b"[" + b"".join(parts) + b"]"
+
+
+@lru_cache(maxsize=4)
+def run_ends(alphabet: bytes, plain: bytes, length: int) -> _RunEnds | None:
+    """A bulk finder of long runs that are not only `plain` characters (None without Hyperscan)."""
+    if hyperscan is None:
+        return None
+    return _RunEnds(alphabet, plain, length)
