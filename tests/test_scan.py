@@ -19,6 +19,11 @@ from dlproxy.scan import diff, runner, walk
 from tokens import make_ghp
 
 
+@pytest.fixture(autouse=True)
+def _cache_dir(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("DLPROXY_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "dlproxy-cache"))
+
+
 def scan(capsys, *args, stdin: bytes | None = None, monkeypatch=None):
     if stdin is not None:
         monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin)))
@@ -143,6 +148,36 @@ def test_large_text_file_is_scanned_in_chunks_with_exact_lines(capsys, tmp_path,
     assert code == 1
     assert [(f["line"], f["column"]) for f in report["findings"]] == expected
     assert report["scanned_bytes"] == (tmp_path / "big.log").stat().st_size
+
+
+def test_detector_cache_is_keyed_by_profile_content(capsys, tmp_path, monkeypatch):
+    import pickle
+
+    from dlproxy.engine.detector import Detector
+    from dlproxy.engine.profile import load_profiles
+
+    monkeypatch.setenv("DLPROXY_CACHE_DIR", str(tmp_path / "cache"))
+    token = make_ghp("cache")
+    (tmp_path / "a.txt").write_text(token)
+    assert scan(capsys, str(tmp_path / "a.txt"))[0] == 1
+    (entry,) = (tmp_path / "cache").iterdir()
+    assert entry.stat().st_mode & 0o077 == 0
+    # What the cache holds is what the scan uses: swap in a detector without the GitHub entry.
+    profile = load_profiles([])
+    profile = type(profile)(profile.id, profile.name, profile.settings,
+                            tuple(e for e in profile.entries if e.id != "github-classic-pat"))
+    entry.write_bytes(pickle.dumps((profile, Detector(profile))))
+    assert scan(capsys, str(tmp_path / "a.txt"))[0] == 0
+    assert scan(capsys, "--no-cache", str(tmp_path / "a.txt"))[0] == 1
+    entry.write_bytes(b"garbage")  # unreadable cache: rebuilt
+    assert scan(capsys, str(tmp_path / "a.txt"))[0] == 1
+    overlay = tmp_path / "o.yaml"
+    overlay.write_text("profile: o\nallow: []\n")
+    from dlproxy.engine.profile import builtin_profile_path
+
+    assert scan(capsys, "--profile", str(builtin_profile_path()), "--profile", str(overlay),
+                str(tmp_path / "a.txt"))[0] == 1
+    assert len(list((tmp_path / "cache").iterdir())) == 2
 
 
 # --- walking -----------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ Exit codes for scan: 0 no findings, 1 findings, 2 usage or profile error, 3 not 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from . import __version__
@@ -47,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
                                       "added lines. Exit: 0 clean, 1 findings, 2 usage error, 3 not fully scanned.")
     scan.add_argument("--profile", action="append", default=[], metavar="FILE")
     scan.add_argument("--backend", default="auto", choices=("auto", "hyperscan", "pyahocorasick"))
+    scan.add_argument("--no-cache", action="store_true", help="build the detector afresh (no cache)")
     scan_command_module().add_arguments(scan)
 
     profile = sub.add_parser("profile", help="profile tools")
@@ -126,11 +128,18 @@ def profile_check_command(args: argparse.Namespace) -> int:
 
 def scan_command(args: argparse.Namespace) -> int:
     from .engine.detector import Detector
-    from .scan import command
+    from .scan import cache, command
 
+    paths = args.profile or [builtin_profile_path()]
+
+    def build():
+        profile = load_profiles(paths)
+        return profile, Detector(profile, backend=args.backend)
+
+    backend = f"{args.backend} {os.environ.get('DLPROXY_BACKEND', '')}"
     try:
-        profile = load_profiles(args.profile or [builtin_profile_path()])
-        detector = Detector(profile, backend=args.backend)
+        profile, detector = build() if args.no_cache else cache.cached([builtin_profile_path(), *paths], backend,
+                                                                        build)
     except ProfileError as exc:
         for line in exc.problems:
             print(line, file=sys.stderr)

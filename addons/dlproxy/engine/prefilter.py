@@ -115,6 +115,13 @@ class HyperscanPrefilter:
         self._literal = _HsDatabase(literal)
         self._shaped = _HsDatabase(shaped)
 
+    def __getstate__(self) -> dict:  # picklable (the scan's detector cache): scratch space is per thread
+        return {k: v for k, v in self.__dict__.items() if k != "_local"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._local = threading.local()
+
     def find(self, data: bytes) -> list[tuple[int, int]]:
         return self._shaped.find(data, self._local, "shaped")
 
@@ -135,6 +142,14 @@ class _HsDatabase:
                 elements=len(expressions),
                 flags=[hyperscan.HS_FLAG_CASELESS if ci else 0 for _, _, _, ci in expressions],
             )
+
+    def __getstate__(self) -> dict:  # a compiled database pickles as Hyperscan's own serialized form
+        return {**self.__dict__, "_db": None if self._db is None else hyperscan.dumpb(self._db)}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        if self._db is not None:
+            self._db = hyperscan.loadb(self._db, hyperscan.HS_MODE_BLOCK)
 
     def find(self, data: bytes, local: threading.local, slot: str) -> list[tuple[int, int]]:
         if self._db is None or not data:
