@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
+import re
 import sys
 import tempfile
 from collections.abc import Callable, Iterable
@@ -50,6 +51,28 @@ def key(files: Iterable[str | Path], extra: str) -> str | None:
     return h.hexdigest()[:40]
 
 
+class LazyPattern:
+    """A regex compiled on first use. The detector holds hundreds; a scan meets only a few of their entries,
+    and compiling all of them again is most of what unpickling a detector would cost."""
+
+    def __init__(self, pattern, flags: int):
+        self._source = (pattern, flags)
+
+    def __getattr__(self, name: str):
+        compiled = re.compile(*self._source)
+        for attr in ("match", "search", "fullmatch", "finditer", "findall", "sub", "split"):
+            setattr(self, attr, getattr(compiled, attr))  # later calls skip __getattr__
+        self._compiled = compiled
+        return getattr(compiled, name)
+
+
+class _Pickler(pickle.Pickler):
+    def reducer_override(self, obj):
+        if isinstance(obj, re.Pattern):
+            return LazyPattern, (obj.pattern, obj.flags)
+        return NotImplemented
+
+
 def cached(files: Iterable[str | Path], extra: str, build: Callable[[], object]) -> object:
     """`build()`, or what an earlier identical build pickled."""
     k = key(files, extra)
@@ -66,7 +89,7 @@ def cached(files: Iterable[str | Path], extra: str, build: Callable[[], object])
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".detector-")
         with os.fdopen(fd, "wb") as fh:
-            pickle.dump(value, fh, protocol=pickle.HIGHEST_PROTOCOL)
+            _Pickler(fh, protocol=pickle.HIGHEST_PROTOCOL).dump(value)
         os.replace(tmp, path)
     except Exception:  # a read-only home, a full disk: the scan goes on uncached
         pass
