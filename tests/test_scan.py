@@ -207,7 +207,7 @@ def test_gitignore_exclude_and_symlinks(capsys, tmp_path):
 
 def test_gitignore_rules():
     rules = walk.parse_gitignore("*.pyc\n/top.txt\ndocs/**/*.md\nbuild/\n!important.pyc\n\\#hash\n")
-    stack = walk.IgnoreStack(((Path("/r"), tuple(rules)),))
+    stack = walk.IgnoreStack((("/r/", tuple(rules)),))
     assert stack.ignored(Path("/r/a/b.pyc"), False)
     assert not stack.ignored(Path("/r/a/important.pyc"), False)
     assert stack.ignored(Path("/r/top.txt"), False) and not stack.ignored(Path("/r/a/top.txt"), False)

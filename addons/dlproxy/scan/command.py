@@ -160,10 +160,12 @@ def _scan_target(scanner: Scanner, target: str, args) -> None:
     if path.is_dir():
         for full, skipped in walk.walk(path, gitignore=not args.no_ignore, excludes=tuple(args.exclude),
                                        follow_symlinks=args.follow_symlinks):
-            if skipped is not None:
+            if skipped is not None and skipped.unscanned:
+                scanner.out.unscanned.append(Unscanned(skipped.path, skipped.reason))
+            elif skipped is not None:
                 scanner.out.skipped.append((skipped.path, skipped.reason))
             else:
-                scanner.scan_path(str(full), full)
+                scanner.scan_path(full, full)
     elif path.is_symlink() and not path.exists():
         scanner.out.unscanned.append(Unscanned(target, "broken symlink"))
     else:

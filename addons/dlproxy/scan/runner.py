@@ -99,9 +99,9 @@ class Scanner:
 
     # -- files ----------------------------------------------------------------------------------------
 
-    def scan_path(self, display: str, path: Path) -> None:
+    def scan_path(self, display: str, path: str | Path) -> None:
         try:
-            with path.open("rb") as fh:
+            with open(path, "rb") as fh:
                 size = _size(fh)
                 if size > self.max_file_bytes:
                     self.out.unscanned.append(Unscanned(display, f"too_large: {size} bytes > --max-file-bytes "

@@ -22,6 +22,7 @@ SKIP_DIRS = frozenset({".git", ".hg", ".svn"})
 class Skipped:
     path: str
     reason: str
+    unscanned: bool = False  # not left out by choice: it could not be read
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,23 +98,28 @@ def parse_gitignore(text: str) -> list[_Rule]:
 
 
 class IgnoreStack:
-    """The `.gitignore` rules in force in one folder: (folder, rules) from the walk's root down."""
+    """The `.gitignore` rules in force in one folder: (folder + "/", rules) from the walk's root down."""
 
-    def __init__(self, layers: tuple[tuple[Path, tuple[_Rule, ...]], ...] = ()):
+    def __init__(self, layers: tuple[tuple[str, tuple[_Rule, ...]], ...] = ()):
         self.layers = layers
 
-    def enter(self, folder: Path) -> IgnoreStack:
+    def enter(self, folder: str, has_gitignore: bool | None = None) -> IgnoreStack:
+        if has_gitignore is False:
+            return self
         try:
-            text = (folder / ".gitignore").read_text(encoding="utf-8", errors="replace")
+            with open(os.path.join(folder, ".gitignore"), encoding="utf-8", errors="replace") as fh:
+                text = fh.read()
         except OSError:
             return self
         rules = tuple(parse_gitignore(text))
-        return IgnoreStack(self.layers + ((folder, rules),)) if rules else self
+        return IgnoreStack(self.layers + ((folder.rstrip("/") + "/", rules),)) if rules else self
 
-    def ignored(self, path: Path, is_dir: bool) -> bool:
+    def ignored(self, path: str | Path, is_dir: bool) -> bool:
+        """`path`: absolute, below the folders of the layers."""
+        path = str(path)
         verdict = False
         for folder, rules in self.layers:
-            rel = path.relative_to(folder).as_posix()
+            rel = path[len(folder):]
             for rule in rules:
                 if rule.dir_only and not is_dir:
                     continue
@@ -139,12 +145,14 @@ def _inherited(root: Path) -> IgnoreStack:
     while chain[-1] != top:
         chain.append(chain[-1].parent)
     for folder in reversed(chain):
-        stack = stack.enter(folder)
+        stack = stack.enter(str(folder))
     return stack
 
 
 def excluded(rel: str, excludes: tuple[str, ...]) -> str | None:
     """The `--exclude` glob matching a path (relative to the scanned folder) or any of its folders."""
+    if not excludes:
+        return None
     parts = rel.split("/")
     for glob in excludes:
         g = glob.rstrip("/")
@@ -158,45 +166,56 @@ def excluded(rel: str, excludes: tuple[str, ...]) -> str | None:
 
 
 def walk(root: Path, *, gitignore: bool = True, excludes: tuple[str, ...] = (),
-         follow_symlinks: bool = False) -> Iterator[tuple[Path, Skipped | None]]:
-    """(file, None) for each file to scan under `root`, in sorted order; (path, Skipped) for each left out."""
-    root_resolved = root.resolve()
-    start = _inherited(root_resolved) if gitignore else IgnoreStack()
-    stack_of: dict[str, IgnoreStack] = {}
-    for folder, dirs, names in os.walk(root, followlinks=follow_symlinks):
-        here = Path(folder)
-        parent_stack = stack_of.get(os.path.dirname(folder), start) if folder != str(root) else start
-        stack = parent_stack.enter(here) if gitignore else parent_stack
-        stack_of[folder] = stack
-        keep = []
-        for d in sorted(dirs):
-            full = here / d
-            rel = full.relative_to(root).as_posix()
-            if d in SKIP_DIRS:
-                yield full, Skipped(str(full), "version-control folder")
-            elif (glob := excluded(rel, excludes)) is not None:
-                yield full, Skipped(str(full), f"excluded by {glob}")
-            elif gitignore and stack.ignored(_abs(full, root, root_resolved), True):
-                yield full, Skipped(str(full), "ignored by .gitignore")
-            elif full.is_symlink() and not follow_symlinks:
-                yield full, Skipped(str(full), "symlink (not followed)")
-            else:
-                keep.append(d)
-        dirs[:] = keep
-        for name in sorted(names):
-            full = here / name
-            rel = full.relative_to(root).as_posix()
-            if full.is_symlink() and not follow_symlinks:
-                yield full, Skipped(str(full), "symlink (not followed)")
-            elif (glob := excluded(rel, excludes)) is not None:
-                yield full, Skipped(str(full), f"excluded by {glob}")
-            elif gitignore and stack.ignored(_abs(full, root, root_resolved), False):
-                yield full, Skipped(str(full), "ignored by .gitignore")
-            elif not full.is_file():
-                yield full, Skipped(str(full), "not a regular file")
-            else:
-                yield full, None
+         follow_symlinks: bool = False) -> Iterator[tuple[str, Skipped | None]]:
+    """(file, None) for each file to scan under `root`, in sorted order; (path, Skipped) for each left out.
+
+    Paths are handled as strings (pathlib per file costs more than reading a small file)."""
+    top = str(root)
+    top_abs = str(root.resolve())
+    start = _inherited(root.resolve()) if gitignore else IgnoreStack()
+    yield from _walk_dir(top, top_abs, "", start, gitignore, excludes, follow_symlinks, set())
 
 
-def _abs(path: Path, root: Path, root_resolved: Path) -> Path:
-    return root_resolved / path.relative_to(root)
+def _walk_dir(folder: str, folder_abs: str, rel: str, parent: IgnoreStack, gitignore: bool,
+              excludes: tuple[str, ...], follow: bool, seen: set) -> Iterator[tuple[str, Skipped | None]]:
+    try:
+        with os.scandir(folder) as it:
+            entries = sorted(it, key=lambda e: e.name)
+    except OSError as exc:
+        yield folder, Skipped(folder, f"unreadable folder ({exc.strerror or type(exc).__name__})", True)
+        return
+    if follow:  # a symlink loop must not walk forever
+        try:
+            key = os.stat(folder)
+            if (key.st_dev, key.st_ino) in seen:
+                return
+            seen.add((key.st_dev, key.st_ino))
+        except OSError:
+            return
+    stack = parent.enter(folder_abs, any(e.name == ".gitignore" for e in entries)) if gitignore else parent
+    dirs = []
+    for entry in entries:
+        name = entry.name
+        full = os.path.join(folder, name)
+        sub = f"{rel}{name}"
+        try:
+            link = entry.is_symlink()
+            is_dir = entry.is_dir(follow_symlinks=follow)
+        except OSError:
+            link, is_dir = False, False
+        if is_dir and name in SKIP_DIRS:
+            yield full, Skipped(full, "version-control folder")
+        elif link and not follow:
+            yield full, Skipped(full, "symlink (not followed)")
+        elif (glob := excluded(sub, excludes)) is not None:
+            yield full, Skipped(full, f"excluded by {glob}")
+        elif gitignore and stack.layers and stack.ignored(f"{folder_abs}/{name}", is_dir):
+            yield full, Skipped(full, "ignored by .gitignore")
+        elif is_dir:
+            dirs.append((full, f"{folder_abs}/{name}", sub + "/"))
+        elif not entry.is_file(follow_symlinks=follow):
+            yield full, Skipped(full, "not a regular file")
+        else:
+            yield full, None
+    for full, full_abs, sub in dirs:
+        yield from _walk_dir(full, full_abs, sub, stack, gitignore, excludes, follow, seen)
