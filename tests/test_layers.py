@@ -16,7 +16,7 @@ import pytest
 from tokens import github_token
 
 PACKAGE = Path(__file__).resolve().parents[1] / "addons" / "dlproxy"
-PURE = ("engine", "extract", "inspect")
+PURE = ("engine", "extract", "inspect", "scan")
 FORBIDDEN = {
     **{layer: ("mitmproxy", "dlproxy.proxy", "dlproxy.ops") for layer in PURE},
     "ops": ("dlproxy.proxy",),
