@@ -3,9 +3,11 @@
   python bench/scan.py [TREE ...]            # default: this Python's standard library folder
   DLPROXY_BENCH_COMMITS=10000                # commits in the generated history (git fast-import)
 
-Two inputs:
+Three inputs (DLPROXY_BENCH_INPUTS=tree,file,history picks some):
   tree     a large real folder (default: the standard library of the running Python, with its docs, tests and
            __pycache__), scanned as files (gitleaks `dir`, Kingfisher `--git-history none`)
+  file     one 64 MiB text file of mixed clean content (bench/engine.py's corpus a: prose, JSON, minified JS,
+           base64, lockfile hashes, SHAs, UUIDs)
   history  a generated repository of N commits (each changes a few lines of a few files; a handful of commits
            add a valid GitHub token that the next commit removes), scanned as history (`dlproxy scan git`,
            `gitleaks git`, Kingfisher on the repository)
@@ -35,6 +37,7 @@ from pathlib import Path
 BIN = Path(sys.executable).parent
 GMP = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 COMMITS = int(os.environ.get("DLPROXY_BENCH_COMMITS", "10000"))
+INPUTS = os.environ.get("DLPROXY_BENCH_INPUTS", "tree,file,history").split(",")
 
 
 def _tool(name: str) -> str | None:
@@ -97,7 +100,7 @@ def commands(kind: str, target: str, out: Path) -> dict[str, list[str] | None]:
           str(out / "kingfisher.json")] if kingfisher else None
     if kind == "tree":
         return {
-            "dlproxy": dlproxy + [str(out / "dlproxy.json"), "--no-ignore", target],
+            "dlproxy": dlproxy + [str(out / "dlproxy.json"), "--no-ignore", "--max-file-bytes", "1G", target],
             "gitleaks": [gitleaks, "dir", target, "--no-banner", "-l", "error", "-f", "json", "-r",
                          str(out / "gitleaks.json")] if gitleaks else None,
             "kingfisher": kf + ["--git-history", "none"] if kf else None,
@@ -183,7 +186,7 @@ def main() -> None:
                    capture_output=True)  # dlproxy's detector cache is warm, as after any first run
     print(f"python {sys.version.split()[0]}, one core (taskset -c 0)\n")
     with tempfile.TemporaryDirectory() as tmp:
-        for tree in trees:
+        for tree in trees if "tree" in INPUTS else ():
             # A copy under a neutral path: gitleaks' default allowlist skips paths such as lib/python3.x
             # entirely, which would make it "scan" nothing. The copy also warms the page cache.
             corpus = Path(tmp) / "corpus"
@@ -191,6 +194,19 @@ def main() -> None:
             size, files = tree_size([str(corpus)])
             print(table(f"tree {tree} ({files} files)", size, bench("tree", str(corpus), size)), "\n")
             shutil.rmtree(corpus)
+    if "file" in INPUTS:
+        sys.path.insert(0, str(Path(__file__).parent))
+        from engine import clean_block
+
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp) / "file"
+            folder.mkdir()
+            data = clean_block(random.Random(1), 64 * 1024 * 1024)
+            (folder / "mixed.txt").write_bytes(data)
+            print(table("one text file (64 MiB, mixed clean content)", len(data),
+                        bench("tree", str(folder), len(data))), "\n")
+    if "history" not in INPUTS:
+        return
     with tempfile.TemporaryDirectory() as tmp:
         repo = Path(tmp) / "history"
         start = time.perf_counter()
