@@ -412,3 +412,32 @@ def test_pre_commit_hook_definition():
     hooks = yaml.safe_load((Path(__file__).parents[1] / ".pre-commit-hooks.yaml").read_text())
     (hook,) = [h for h in hooks if h["id"] == "dlproxy-staged"]
     assert hook["entry"].split()[:3] == ["dlproxy", "scan", "--staged"] and hook["pass_filenames"] is False
+
+
+def test_progress_line_only_on_a_terminal(tmp_path):
+    import pty
+
+    for i in range(40):
+        (tmp_path / f"f{i}.txt").write_text("clean\n")
+    env = dict(os.environ, DLPROXY_CACHE_DIR=str(tmp_path / "cache"))
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.run([sys.executable, "-m", "dlproxy", "scan", str(tmp_path)], stdout=subprocess.PIPE,
+                              stderr=slave, env=env, timeout=120)
+        os.close(slave)
+        tty_err = b""
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            tty_err += chunk
+    finally:
+        os.close(master)
+    assert proc.returncode == 0
+    assert b"\r32 input(s)" in tty_err and b"0 finding(s)" in tty_err
+    piped = subprocess.run([sys.executable, "-m", "dlproxy", "scan", str(tmp_path)], capture_output=True, env=env,
+                           timeout=120)
+    assert b"of 40 input(s)" in piped.stderr and b"\r" not in piped.stderr
