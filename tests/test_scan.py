@@ -441,3 +441,27 @@ def test_progress_line_only_on_a_terminal(tmp_path):
     piped = subprocess.run([sys.executable, "-m", "dlproxy", "scan", str(tmp_path)], capture_output=True, env=env,
                            timeout=120)
     assert b"of 40 input(s)" in piped.stderr and b"\r" not in piped.stderr
+
+
+def test_history_scans_what_a_merge_itself_adds(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", os.devnull)
+    r = tmp_path / "m"
+    r.mkdir()
+    git(r, "init", "-q", "-b", "main")
+    (r / "app.cfg").write_text("a=1\nb=2\n")
+    git(r, "add", ".")
+    git(r, "commit", "-q", "-m", "base")
+    git(r, "checkout", "-q", "-b", "side")
+    (r / "app.cfg").write_text("a=side\nb=2\n")
+    git(r, "commit", "-q", "-am", "side")
+    git(r, "checkout", "-q", "main")
+    (r / "app.cfg").write_text("a=main\nb=2\n")
+    git(r, "commit", "-q", "-am", "main")
+    subprocess.run(["git", "-C", str(r), "merge", "-q", "side"], capture_output=True, env=dict(os.environ, **GIT_ENV))
+    token = make_ghp("merge")
+    (r / "app.cfg").write_text(f"a=merged\ntoken={token}\nb=2\n")  # the resolution adds a secret
+    git(r, "commit", "-q", "-am", "merge side")
+    merge = git(r, "rev-parse", "HEAD")
+    code, report, _ = scan_json(capsys, "git", str(r))
+    assert code == 1
+    assert [(f["path"], f["line"], f["commit"]) for f in report["findings"]] == [("app.cfg", 2, merge)]

@@ -15,6 +15,9 @@ from dataclasses import dataclass
 
 COMMIT_MARK = b"\x01dlproxy-commit "
 _HUNK = re.compile(rb"^@@ -\d+(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
+# A merge's combined diff (`--diff-merges=dense-combined`): one prefix column per parent.
+_COMBINED = re.compile(rb"^(@@@+) (?:-\d+(?:,\d+)? )+\+(\d+)(?:,\d+)? @@@+")
+_MARKS = frozenset(b" +-")
 BATCH_BYTES = 4 * 1024 * 1024
 
 
@@ -60,6 +63,7 @@ def added_lines(lines: Iterable[bytes], batch_bytes: int = BATCH_BYTES) -> Itera
     path: str | None = None
     number = 0
     old_left = new_left = 0  # lines of the current hunk still to come
+    columns = 0  # in a merge's combined hunk: the number of parents
     batch = Added([], [])
     size = 0
     for raw in lines:
@@ -67,8 +71,24 @@ def added_lines(lines: Iterable[bytes], batch_bytes: int = BATCH_BYTES) -> Itera
             parts = raw[len(COMMIT_MARK):].split()
             commit = parts[0].decode("ascii", "replace") if parts else None
             date = parts[1].decode("ascii", "replace") if len(parts) > 1 else None
-            path, old_left, new_left = None, 0, 0
+            path, old_left, new_left, columns = None, 0, 0, 0
             continue
+        if columns:
+            prefix = raw[:columns]
+            if len(prefix) == columns and _MARKS.issuperset(prefix):
+                if b"-" in prefix:
+                    continue
+                if prefix.count(b"+") == columns and path is not None:  # new to every parent: the merge's own
+                    line = raw[columns:].rstrip(b"\n")
+                    batch.lines.append(line[:-1] if line.endswith(b"\r") else line)
+                    batch.where.append((path, number, commit, date))
+                    size += len(line) + 1
+                    if size >= batch_bytes:
+                        yield batch
+                        batch, size = Added([], []), 0
+                number += 1
+                continue
+            columns = 0
         if old_left > 0 or new_left > 0:
             c = raw[:1]
             if c == b"+" and new_left > 0:
@@ -97,6 +117,10 @@ def added_lines(lines: Iterable[bytes], batch_bytes: int = BATCH_BYTES) -> Itera
             old_left = new_left = 0  # anything else ends the hunk
         if raw.startswith(b"+++ "):
             path = _path_of(raw)
+        elif raw.startswith(b"@@@"):
+            m = _COMBINED.match(raw)
+            if m:
+                columns, number = len(m.group(1)) - 1, int(m.group(2))
         elif raw.startswith(b"@@"):
             m = _HUNK.match(raw)
             if m:
@@ -129,7 +153,8 @@ _DIFF_OPTS = ("--no-color", "--no-ext-diff", "--no-textconv", "-U0", "--no-renam
 
 
 def history_args(since: str | None, range_: str | None, all_refs: bool) -> list[str]:
-    args = ["log", "-p", *_DIFF_OPTS, f"--format={COMMIT_MARK.decode()}%H %aI"]
+    # A merge shows the lines new to every parent (a conflict resolution's own), not those it merely merged.
+    args = ["log", "-p", *_DIFF_OPTS, "--diff-merges=dense-combined", f"--format={COMMIT_MARK.decode()}%H %aI"]
     if all_refs:
         args.append("--all")
     if range_:
