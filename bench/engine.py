@@ -7,7 +7,8 @@ measured in the same run on the same data:
 Corpora (64 MiB each by default; DLPROXY_BENCH_MB to change):
   a  clean mixed text: prose, JSON, minified JS, base64, lockfile hashes, git SHAs, UUIDs
   b  the same with a valid GitHub token every 64 KiB
-  c  text dense with prefix false starts (`ghp_` + non-token chars, `eyJ` words, AKIA words)
+  c  text dense with prefix false starts (`ghp_` + non-token chars, `eyJ` words, AKIA words, certificate and
+     public-key PEM headers)
 
 Not a timed test: it prints a table and ratios; the README keeps the latest figures.
 """
@@ -83,13 +84,16 @@ def false_start_block(rng: random.Random, size: int) -> bytes:
     parts: list[str] = []
     total = 0
     while total < size:
-        kind = rng.randrange(4)
+        kind = rng.randrange(6)
         if kind == 0:
             s = f"ghp_{rng.choice(WORDS)}!{rng.choice(WORDS)} "
         elif kind == 1:
             s = f"eyJ{rng.choice(WORDS)} "
         elif kind == 2:
             s = f"AKIA{rng.choice(WORDS).upper()} "
+        elif kind == 3:  # certificates and public keys: `-----BEGIN` that cannot start a private key
+            label = rng.choice(("CERTIFICATE", "PUBLIC KEY", "CERTIFICATE REQUEST", "X509 CRL"))
+            s = f"-----BEGIN {label}-----\nMIIB{base64.b64encode(rng.randbytes(45)).decode()}\n-----END {label}-----\n"
         else:
             s = " ".join(rng.choice(WORDS) for _ in range(6)) + " "
         parts.append(s)

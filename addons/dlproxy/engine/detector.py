@@ -6,6 +6,7 @@ prefilter (C code); Python runs only at prefix hits, which clean text rarely has
 
 from __future__ import annotations
 
+import bisect
 import re
 import re._constants as sre_c
 import re._parser as sre_parse
@@ -55,7 +56,7 @@ class Detector:
                     index[key] = len(self._targets)
                     self._targets.append([])
                 self._targets[index[key]].append(_compile_target(entry, prefix))
-        keywords = [Keyword(literal, ci, tuple(sorted({_head(t.entry.pattern) for t in self._targets[i]})))
+        keywords = [Keyword(literal, ci, tuple(sorted({h for t in self._targets[i] for h in _heads(t.entry.pattern)})))
                     for (literal, ci), i in index.items()]
         self.prefilter = make_prefilter(keywords, backend)
         self.backend = self.prefilter.name
@@ -218,13 +219,21 @@ def _count(stats: Counter | None, entry_id: str, result: str) -> None:
 
 
 def _resolve_overlaps(found: list[Finding]) -> list[Finding]:
-    """One finding per stretch of text: prefer a checksum over structure, then the longer match."""
+    """One finding per stretch of text: prefer a checksum over structure, then the longer match, then the
+    earlier one. Greedy in that order; O(n log n): kept spans are disjoint, so one bisect finds the only kept
+    span a candidate can overlap."""
+    by_start = sorted(found, key=lambda f: (f.start, f.end))
+    if all(a.end <= b.start for a, b in zip(by_start, by_start[1:], strict=False)):
+        return by_start  # nothing overlaps (the usual case)
     rank = sorted(found, key=lambda f: (f.validated != "checksum", -(f.end - f.start), f.start))
+    starts: list[int] = []  # of kept findings, sorted; their ends are sorted the same way (disjoint spans)
     kept: list[Finding] = []
     for f in rank:
-        if all(f.end <= k.start or f.start >= k.end for k in kept):
-            kept.append(f)
-    kept.sort(key=lambda f: (f.start, f.end))
+        i = bisect.bisect_left(starts, f.end)  # kept[:i] start before f ends; only kept[i - 1] can reach f
+        if i and kept[i - 1].end > f.start:
+            continue
+        starts.insert(i, f.start)
+        kept.insert(i, f)
     return kept
 
 
@@ -254,36 +263,65 @@ def _compile_target(entry: Entry, prefix: str) -> _Target:
 
 
 HEAD_WIDTH = 16
+MAX_HEADS = 16  # alternatives one keyword's heads may expand to
 
 
-def _head(pattern: str) -> tuple[bytes, int]:
-    """A fixed-width regex that every match of `pattern` starts with: its first HEAD_WIDTH characters as classes.
+def _heads(pattern: str) -> tuple[tuple[bytes, int], ...]:
+    """Fixed-width regexes, one of which every match of `pattern` starts with: its first HEAD_WIDTH characters
+    as classes, one head per alternative of a leading optional group or alternation (" RSA PRIVATE KEY-",
+    " EC PRIVATE KEY--", " PRIVATE KEY-----" …), so a keyword followed by text no alternative allows
+    (`-----BEGIN CERTIFICATE`) never reaches Python.
 
-    Only leading literals and repeats of one character class are used, so the head accepts a superset of what the
-    pattern accepts (the detector still verifies every candidate in full). Returns (PCRE source, width).
+    Only literals, character classes, repeats of one class, groups, alternations and optional groups are
+    followed, so the heads accept a superset of what the pattern accepts (the detector still verifies every
+    candidate in full). Returns (PCRE source, width) pairs.
     """
-    parts, width = [], 0
-    for op, arg in sre_parse.parse(pattern, re.ASCII):
-        room = HEAD_WIDTH - width
-        if room <= 0:
+    parsed = sre_parse.parse(pattern, re.ASCII)
+    if parsed.state.flags & re.IGNORECASE:
+        return ((b"", 0),)  # literals would need case folding: leave it to the detector
+    heads = _extend([(b"", 0, False)], parsed)
+    return tuple(sorted({(src, width) for src, width, _ in heads}))
+
+
+def _extend(heads: list[tuple[bytes, int, bool]], items) -> list[tuple[bytes, int, bool]]:
+    """Each head (source, width, closed) followed by `items`, as far as that stays fixed-width."""
+    for op, arg in items:
+        if all(closed or width >= HEAD_WIDTH for _, width, closed in heads):
             break
-        if op == sre_c.LITERAL:
-            parts.append(b"\\x%02x" % arg)
-            width += 1
-            continue
-        if op == sre_c.IN:
-            item, low, high = arg, 1, 1
-        elif op in (sre_c.MAX_REPEAT, sre_c.MIN_REPEAT) and len(arg[2]) == 1 and arg[2][0][0] == sre_c.IN:
-            item, low, high = arg[2][0][1], arg[0], arg[1]
-        else:
-            break
-        take = min(low, room)
-        if take:
-            parts.append(b"[" + _class_from_flags(_in_flags(item)) + b"]{%d}" % take)
-            width += take
-        if take < low or low != high:
-            break  # what follows no longer sits at a fixed offset
-    return b"".join(parts), width
+        grown = [g for h in heads for g in _step(h, op, arg)]
+        if len(grown) > MAX_HEADS:  # too many alternatives: stop where all heads still agree
+            return [(src, width, True) for src, width, _ in heads]
+        heads = grown
+    return heads
+
+
+def _step(head: tuple[bytes, int, bool], op, arg) -> list[tuple[bytes, int, bool]]:
+    src, width, closed = head
+    room = HEAD_WIDTH - width
+    if closed or room <= 0:
+        return [head]
+    if op == sre_c.LITERAL:
+        return [(src + b"\\x%02x" % arg, width + 1, False)]
+    if op == sre_c.IN:
+        return [(src + b"[" + _class_from_flags(_in_flags(arg)) + b"]", width + 1, False)]
+    if op == sre_c.SUBPATTERN:
+        if arg[1] or arg[2]:  # inline flags such as (?i:…)
+            return [(src, width, True)]
+        return _extend([head], arg[-1])
+    if op == sre_c.BRANCH:
+        return [g for branch in arg[1] for g in _extend([head], branch)]
+    if op in (sre_c.MAX_REPEAT, sre_c.MIN_REPEAT):
+        low, high, body = arg
+        if len(body) == 1 and body[0][0] in (sre_c.IN, sre_c.LITERAL):
+            item = body[0][1] if body[0][0] == sre_c.IN else [(sre_c.LITERAL, body[0][1])]
+            take = min(low, room)
+            if take:
+                src += b"[" + _class_from_flags(_in_flags(item)) + b"]{%d}" % take
+            return [(src, width + take, take < low or low != high)]
+        if low == 0 and high == 1:  # an optional group: absent, or each of its alternatives
+            return [head] + _extend([head], body)
+        return [(src, width, True)]
+    return [(src, width, True)]
 
 
 def _literal_lead(pattern: str) -> bytes:

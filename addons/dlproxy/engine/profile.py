@@ -50,6 +50,7 @@ class Settings:
     max_archive_depth: int = 3
     max_archive_members: int = 10000
     max_base64_depth: int = 2
+    max_findings: int = 100  # findings per message located exactly and reported one by one; the rest are counted
 
 
 @dataclass(frozen=True)
@@ -182,7 +183,7 @@ _SETTINGS_TYPES: dict[str, Any] = {
     "default_action": PROFILE_ACTIONS, "allow_to_issuer": bool, "min_matches": (int, 1),
     "max_inspect_bytes": (int, 1), "on_oversize": ON_OVERSIZE, "on_error": ON_ERROR,
     "max_expansion_ratio": (int, 1), "max_archive_depth": (int, 0), "max_archive_members": (int, 1),
-    "max_base64_depth": (int, 0),
+    "max_base64_depth": (int, 0), "max_findings": (int, 1),
 }
 
 

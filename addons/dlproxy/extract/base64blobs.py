@@ -142,6 +142,6 @@ def scan_blobs(ctx: Ctx, seg: Segment, lv: Level) -> None:
 
 def _blob_loc(seg: Segment, start: int, end: int) -> Loc:
     text = seg.location + ":base64"
-    if seg.resolver is None:
+    if seg.resolver is None and seg.many is None:
         return Loc(text)
     return Loc(text, lambda: seg.locate(start, end) + ":base64")

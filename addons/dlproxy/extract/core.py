@@ -65,21 +65,29 @@ class Segment:
     """Bytes worth scanning (UTF-8 text as UTF-8, unknown binary raw) and where they came from.
 
     `location` is known when extraction runs (e.g. "body:json"). Structured segments refine it only when a
-    finding needs it: `locate(start, end)` -> "body:json:$.messages[0].content" (findings are rare, so
-    paths are never computed for clean traffic). `locate` never raises; it falls back to `location`.
+    finding needs it: `locate(start, end)` -> "body:json:$.messages[0].content", or `locate_many(spans)` for
+    all findings of the segment in one pass (findings are rare, so paths are never computed for clean
+    traffic; a body holding thousands must not cost thousands of passes). Neither raises; both fall back to
+    `location`.
     """
 
     location: str
     data: bytes
     resolver: Callable[[int, int], str] | None = field(default=None, repr=False, compare=False)
+    many: Callable[[list[tuple[int, int]]], list[str]] | None = field(default=None, repr=False, compare=False)
 
     def locate(self, start: int, end: int | None = None) -> str:
-        if self.resolver is None:
-            return self.location
+        return self.locate_many([(start, start if end is None else end)])[0]
+
+    def locate_many(self, spans: list[tuple[int, int]]) -> list[str]:
         try:
-            return self.resolver(start, start if end is None else end) or self.location
+            if self.many is not None:
+                return [loc or self.location for loc in self.many(spans)]
+            if self.resolver is not None:
+                return [self.resolver(s, e) or self.location for s, e in spans]
         except Exception:  # a locator bug must not cost the finding
-            return self.location
+            pass
+        return [self.location] * len(spans)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,23 +129,28 @@ class Level(NamedTuple):
 
 
 class Loc:
-    """A location known now (`text`) that may resolve to a finer one later (`resolve()`), e.g. a base64
-    blob inside a JSON body is "body:json:base64" now and "body:json:$.files[0].content:base64" on demand."""
+    """A location known now (`text`) that may resolve to a finer one later (`resolve()`, computed once), e.g. a
+    base64 blob inside a JSON body is "body:json:base64" now and "body:json:$.files[0].content:base64" on
+    demand."""
 
-    __slots__ = ("text", "lazy")
+    __slots__ = ("text", "lazy", "_resolved")
 
     def __init__(self, text: str, lazy: Callable[[], str] | None = None):
         self.text = text
         self.lazy = lazy
+        self._resolved: str | None = None
 
     def child(self, suffix: str) -> Loc:
         if self.lazy is None:
             return Loc(self.text + suffix)
-        parent = self.lazy
-        return Loc(self.text + suffix, lambda: parent() + suffix)
+        return Loc(self.text + suffix, lambda: self.resolve() + suffix)
 
     def resolve(self) -> str:
-        return self.lazy() if self.lazy is not None else self.text
+        if self.lazy is None:
+            return self.text
+        if self._resolved is None:
+            self._resolved = self.lazy()
+        return self._resolved
 
 
 Dispatch = Callable[["Ctx", bytes, Loc, Level, str, str], None]
@@ -178,17 +191,22 @@ class Ctx:
         return self.left, TOO_LARGE
 
     # -- output -------------------------------------------------------------------------------------
-    def emit(self, loc: Loc, data: bytes, inner: Callable[[int, int], str] | None = None) -> Segment | None:
+    def emit(self, loc: Loc, data: bytes, inner: Callable[[int, int], str] | None = None,
+             many: Callable[[list[tuple[int, int]]], list[str]] | None = None) -> Segment | None:
+        """A segment to scan; `inner(start, end)` (or `many(spans)`, for many spans at once) gives the suffix
+        a span adds to the location."""
         if not data:
             return None
-        if inner is None and loc.lazy is None:
+        if inner is not None and many is None:
+            many = lambda spans: [inner(s, e) for s, e in spans]  # noqa: E731
+        if many is None and loc.lazy is None:
             seg = Segment(loc.text, data)
+        elif many is None:
+            resolve = loc.resolve
+            seg = Segment(loc.text, data, many=lambda spans: [resolve()] * len(spans))
         else:
             resolve = loc.resolve
-            if inner is None:
-                seg = Segment(loc.text, data, lambda s, e: resolve())
-            else:
-                seg = Segment(loc.text, data, lambda s, e: resolve() + inner(s, e))
+            seg = Segment(loc.text, data, many=lambda spans: [resolve() + x for x in many(spans)])
         self.out.segments.append(seg)
         return seg
 

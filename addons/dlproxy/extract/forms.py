@@ -16,6 +16,7 @@ from urllib.parse import unquote
 
 from .base64blobs import scan_blobs
 from .core import CORRUPT_ENCODING, MALFORMED, MEMBERS, TRUNCATED, Ctx, Level, Loc, label
+from .locate import locate_spans
 from .text import percent_decode
 
 # -- urlencoded ---------------------------------------------------------------------------------------
@@ -29,26 +30,29 @@ def form_view(data: bytes) -> bytes:
 
 def field_at(data: bytes, view: bytes, start: int, end: int) -> str:
     """The decoded name of the field whose `name=value` holds view[start:end] ("" when unknown)."""
-    needle = view[start:end] or view[start:start + 1]
-    if not needle:
-        return ""
-    wanted = view.count(needle, 0, start)
-    seen = 0
-    for pair in data.split(b"&"):
-        decoded = percent_decode(pair, plus=True)
-        seen += decoded.count(needle)
-        if seen > wanted:
-            name, eq, _ = decoded.partition(b"=")
-            if not eq or needle in name:  # a keyless body, or the secret is the name: never echo it
-                return ""
-            return label(name.decode("utf-8", "replace"), limit=64)
-    return ""
+    return fields_at(data, view, [(start, end)])[0]
+
+
+def fields_at(data: bytes, view: bytes, spans) -> list[str]:
+    """field_at for many spans, in one pass over the view and the pairs (see locate.locate_spans)."""
+    def units():
+        for pair in data.split(b"&"):
+            decoded = percent_decode(pair, plus=True)
+            yield decoded, (decoded,)
+
+    def name_of(decoded: bytes, needle: bytes) -> str:
+        name, eq, _ = decoded.partition(b"=")
+        if not eq or needle in name:  # a keyless body, or the secret is the name: never echo it
+            return ""
+        return label(name.decode("utf-8", "replace"), limit=64)
+
+    return locate_spans(view, spans, units, name_of)
 
 
 def extract_form(ctx: Ctx, data: bytes, loc: Loc, lv: Level) -> None:
     """A urlencoded form (or a URL query, with loc "url:query"): fields resolved as loc + ":<name>"."""
     view = form_view(data)
-    seg = ctx.emit(loc, view, lambda s, e: _suffix(field_at(data, view, s, e)))
+    seg = ctx.emit(loc, view, many=lambda spans: [_suffix(n) for n in fields_at(data, view, spans)])
     if seg is not None:
         scan_blobs(ctx, seg, lv)
 

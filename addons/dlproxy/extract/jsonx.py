@@ -16,6 +16,7 @@ import warnings
 from . import quickcheck
 from .base64blobs import scan_blobs
 from .core import DEPTH, Ctx, Level, Loc
+from .locate import locate_spans
 from .text import to_utf8
 
 MAX_ESCAPE_LEVELS = 3
@@ -119,18 +120,19 @@ def extract_json(ctx: Ctx, data: bytes, loc: Loc, lv: Level, charset: str = "", 
         ctx.fail(jloc, DEPTH)  # still scanned as text below; the structure is past the limit
     view, levels = unescape_levels(raw)
     if ctx.keep_raw:  # files: the text itself under the file's own location (exact line/column) ...
-        seg = ctx.emit(loc, raw, lambda s, e: f":{kind}{_path_suffix(raw, raw, s, e, 0)}")
+        paths = JsonPaths(raw, raw, 0)
+        seg = ctx.emit(loc, raw, many=lambda spans: [f":{kind}{_suffix(p)}" for p in paths.many(spans)])
         if not levels:
             if seg is not None:
                 scan_blobs(ctx, seg, lv)
             return
-    seg = ctx.emit(jloc, view, lambda s, e: _path_suffix(raw, view, s, e, levels))  # ... and decoded
+    paths = JsonPaths(raw, view, levels)
+    seg = ctx.emit(jloc, view, many=lambda spans: [_suffix(p) for p in paths.many(spans)])  # ... and decoded
     if seg is not None:
         scan_blobs(ctx, seg, lv)
 
 
-def _path_suffix(raw: bytes, view: bytes, start: int, end: int, levels: int) -> str:
-    path = locate_json_path(raw, start, end, view=view, levels=levels)
+def _suffix(path: str) -> str:
     return ":" + path if path else ""
 
 
@@ -144,17 +146,41 @@ def locate_json_path(text: bytes, start: int, end: int | None = None, *, view: b
     occurrence of the found bytes in the view is matched to the n-th occurrence among the document's keys
     and strings in document order. NDJSON records are numbered: "$[3].input". "" when unknown.
     """
-    view = text if view is None else view
     if end is None or end <= start:
         end = start + 1
-    needle = view[start:end]
-    if not needle:
-        return ""
-    wanted = view.count(needle, 0, start)
+    return JsonPaths(text, text if view is None else view, levels).many([(start, end)])[0]
+
+
+class JsonPaths:
+    """Paths of many spans of one JSON segment: the document is parsed once, on the first request, and each
+    request is one pass over the view and the document's strings (see locate.locate_spans)."""
+
+    __slots__ = ("text", "view", "levels", "_docs")
+
+    def __init__(self, text: bytes, view: bytes, levels: int):
+        self.text, self.view, self.levels = text, view, levels
+        self._docs: list | None = None
+
+    def many(self, spans) -> list[str]:
+        if self._docs is None:
+            self._docs = _parse_docs(self.text)
+        return locate_spans(self.view, spans, self._units, lambda path, _needle: path)
+
+    def _units(self):
+        deep = self.levels > 1
+        for path, item in _strings(self._docs):
+            raw = item.encode("utf-8", "surrogatepass")
+            if deep and b"\\" in raw:  # the view may be decoded deeper than JSON itself
+                yield path, (raw, unescape_levels(raw, self.levels)[0])
+            else:
+                yield path, (raw,)
+
+
+def _parse_docs(text: bytes) -> list:
     try:
-        docs = [("$", json.loads(text.decode("utf-8", "replace")))]
+        return [("$", json.loads(text.decode("utf-8", "replace")))]
     except RecursionError:
-        return ""
+        return []
     except ValueError:
         docs = []
         for i, line in enumerate(text.splitlines()):
@@ -165,16 +191,7 @@ def locate_json_path(text: bytes, start: int, end: int | None = None, *, view: b
                     docs.append((f"$[{i}]", json.loads(line.decode("utf-8", "replace"))))
                 except (ValueError, RecursionError):
                     continue
-    seen = 0
-    for path, item in _strings(docs):
-        raw = item.encode("utf-8", "surrogatepass")
-        count = raw.count(needle)
-        if levels > 1 and b"\\" in raw:  # the view may be decoded deeper than JSON itself
-            count = max(count, unescape_levels(raw, levels)[0].count(needle))
-        seen += count
-        if seen > wanted:
-            return path
-    return ""
+        return docs
 
 
 def _strings(docs):

@@ -137,6 +137,7 @@ class Decision:
     reason: str = ""  # a human sentence fragment: "GitHub Personal Access Token in header:authorization"
     dry_run: bool = False
     error: str | None = None  # inspection error reason (verdict "error")
+    report_limit: int = 0  # findings listed one by one in incidents and block bodies (0: all); the rest counted
 
     @property
     def enforcement(self) -> Enforcement:
@@ -170,6 +171,7 @@ def decide(findings: Sequence[Finding], unscannable: Sequence[Any], ctx: FlowCon
     rules = active.rules
     default = settings.default_action
     binding = issuer_binding and settings.allow_to_issuer and ctx.direction == "request"
+    limit = getattr(settings, "max_findings", 0)
 
     allowed: list[Finding] = []
     rest: list[Finding] = []
@@ -198,14 +200,14 @@ def decide(findings: Sequence[Finding], unscannable: Sequence[Any], ctx: FlowCon
     ordered = tuple((f, outcomes[id(f)]) for f in findings)
     if blocking:
         return Decision(Verdict.BLOCKED, Action.BLOCK, tuple(acted), tuple(allowed), ordered, tuple(blocking) + tuple(passed),
-                        _reason(acted, blocking), dry_run)
+                        _reason(acted, blocking), dry_run, report_limit=limit)
     if strongest is not None:
         # Redacting is all-or-nothing: findings whose action is only "log" are still reported.
         return Decision(VERDICT_OF_ACTION[strongest], strongest, tuple(acted), tuple(allowed), ordered,
-                        tuple(passed), _reason(acted, ()), dry_run)
+                        tuple(passed), _reason(acted, ()), dry_run, report_limit=limit)
     if allowed:
         return Decision(Verdict.ALLOWED, Action.ALLOW, (), tuple(allowed), ordered, tuple(passed),
-                        _reason(allowed, ()) + " (sent to its issuer)", dry_run)
+                        _reason(allowed, ()) + " (sent to its issuer)", dry_run, report_limit=limit)
     if passed:
         return Decision(Verdict.SKIPPED, None, (), (), ordered, tuple(passed), _reason((), passed), dry_run)
     return Decision(Verdict.CLEAN, None, (), (), ordered, (), "", dry_run)
@@ -232,7 +234,8 @@ def with_action(decision: Decision, action: Action, reason: str) -> Decision:
     """The same decision escalated (e.g. a redaction that cannot be done safely becomes a block)."""
     return Decision(VERDICT_OF_ACTION[action], action, decision.acted, decision.allowed,
                     tuple((f, action if a == Action.REDACT else a) for f, a in decision.outcomes),
-                    decision.unscannable, f"{decision.reason}; {reason}", decision.dry_run, decision.error)
+                    decision.unscannable, f"{decision.reason}; {reason}", decision.dry_run, decision.error,
+                    decision.report_limit)
 
 
 def _reason(findings: Sequence[Finding], unscannable: Sequence[Any]) -> str:

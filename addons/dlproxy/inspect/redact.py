@@ -15,6 +15,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from urllib.parse import quote
 
+import ahocorasick
+
 MARK = "[REDACTED:{}]"
 FORM_TYPES = ("application/x-www-form-urlencoded",)
 
@@ -26,14 +28,75 @@ def replacement(entry_id: str, quoted: bool = False) -> bytes:
 
 
 def redact_bytes(data: bytes, secrets: Mapping[str, str], quoted: bool = False) -> tuple[bytes, set[str]]:
-    """Replace every literal occurrence of each secret (`{secret: entry_id}`); longest secrets first."""
-    done: set[str] = set()
-    for secret in sorted(secrets, key=len, reverse=True):
-        raw = secret.encode("latin-1", "replace")
-        if raw and raw in data:
-            data = data.replace(raw, replacement(secrets[secret], quoted))
+    """Replace every literal occurrence of each secret (`{secret: entry_id}`); where two overlap, the one
+    starting first, then the longer. One pass over `data` however many secrets there are."""
+    return Redactor(secrets)(data, quoted)
+
+
+class Redactor:
+    """`redact_bytes` for many buffers (headers, path, body) with the same secrets: the matcher is built once."""
+
+    __slots__ = ("_secrets", "_raw", "_needles")
+
+    def __init__(self, secrets: Mapping[str, str]):
+        self._secrets = dict(secrets)
+        self._raw = {secret.encode("latin-1", "replace"): secret for secret in secrets if secret}
+        self._needles = _Needles(list(self._raw))
+
+    def __call__(self, data: bytes, quoted: bool = False) -> tuple[bytes, set[str]]:
+        spans = self._needles.spans(data)
+        if not spans:
+            return data, set()
+        pieces: list[bytes] = []
+        done: set[str] = set()
+        pos = 0
+        for start, end, needle in spans:
+            secret = self._raw[needle]
+            pieces.append(data[pos:start])
+            pieces.append(replacement(self._secrets[secret], quoted))
             done.add(secret)
-    return data, done
+            pos = end
+        pieces.append(data[pos:])
+        return b"".join(pieces), done
+
+
+class _Needles:
+    """Non-overlapping occurrences of a set of byte strings: leftmost first, then longest. A few needles are
+    looked for with bytes.find (C); many with one Aho-Corasick pass."""
+
+    __slots__ = ("needles", "_auto")
+
+    def __init__(self, needles: list[bytes]):
+        self.needles = needles
+        self._auto = None
+        if len(needles) > 4:
+            self._auto = ahocorasick.Automaton()
+            for needle in needles:
+                self._auto.add_word(needle.decode("latin-1"), needle)
+            self._auto.make_automaton()
+
+    def spans(self, data: bytes) -> list[tuple[int, int, bytes]]:
+        if not self.needles or not data:
+            return []
+        if self._auto is None:
+            present = [n for n in self.needles if n in data]
+            if not present:
+                return []
+            found = []
+            for needle in present:
+                pos = data.find(needle)
+                while pos != -1:
+                    found.append((pos, -len(needle), needle))
+                    pos = data.find(needle, pos + 1)
+            found.sort()
+        else:
+            found = sorted((end + 1 - len(n), -len(n), n) for end, n in self._auto.iter(data.decode("latin-1")))
+        out, pos = [], 0
+        for start, neg_len, needle in found:
+            if start >= pos:
+                out.append((start, start - neg_len, needle))
+                pos = start - neg_len
+        return out
 
 
 def redact_str(text: str, secrets: Mapping[str, str], quoted: bool = False) -> tuple[str, set[str]]:
@@ -50,10 +113,32 @@ def is_form(content_type: str | None) -> bool:
 
 def scrub(text: str, masks: Mapping[str, str]) -> str:
     """`text` with every secret replaced by its masked form (`{secret: masked}`), for log lines and incidents."""
-    for secret in sorted(masks, key=len, reverse=True):
-        if secret and secret in text:
-            text = text.replace(secret, masks[secret])
-    return text
+    return Scrubber(masks)(text) if masks else text
+
+
+class Scrubber:
+    """`scrub` for many texts with the same secrets: the matcher is built once, each text is one pass."""
+
+    __slots__ = ("_masks", "_needles")
+
+    def __init__(self, masks: Mapping[str, str]):
+        self._masks = {s.encode("utf-8", "surrogatepass"): m for s, m in masks.items() if s}
+        self._needles = _Needles(list(self._masks))
+
+    def __call__(self, text: str) -> str:
+        if not text or not self._masks:
+            return text
+        data = text.encode("utf-8", "surrogatepass")
+        spans = self._needles.spans(data)
+        if not spans:
+            return text
+        pieces, pos = [], 0
+        for start, end, needle in spans:
+            pieces.append(data[pos:start])
+            pieces.append(self._masks[needle].encode("utf-8"))
+            pos = end
+        pieces.append(data[pos:])
+        return b"".join(pieces).decode("utf-8", "surrogatepass")
 
 
 def safe_path(path: str, masks: Mapping[str, str] | None = None, limit: int = 512) -> str:

@@ -39,9 +39,14 @@ class Scan:
 
 def scan_message(active: Active, url: str | None, headers, body: bytes, blob_free: bool = False) -> Scan:
     """Extract every located text part of a message and run the detector over each (`blob_free`: the caller
-    found no base64 run in the body; see extract_http)."""
+    found no base64 run in the body; see extract_http).
+
+    The first `settings.max_findings` findings get their exact location (a JSON path, a form field), one pass
+    per segment however many there are; any further ones keep their segment's location ("body:json"), which
+    policy treats like any other place that is not a use position. Every one of them is judged."""
     extraction = extract_http(url=url, headers=headers, body=body, limits=active.limits, blob_free=blob_free)
     detector = active.detector
+    budget = getattr(active.settings, "max_findings", 100)
     stats: collections.Counter = collections.Counter()
     findings: list[Finding] = []
     secrets: dict[str, Finding] = {}
@@ -51,8 +56,11 @@ def scan_message(active: Active, url: str | None, headers, body: bytes, blob_fre
         hits = detector.scan(data, stats)
         if not hits:
             continue
-        for f in hits:
-            located = f.at(segment.locate(f.start, f.end))
+        exact = hits[:max(0, budget - len(findings))]
+        locations = segment.locate_many([(f.start, f.end) for f in exact]) if exact else []
+        locations += [segment.location] * (len(hits) - len(exact))
+        for f, location in zip(hits, locations, strict=True):
+            located = f.at(location)
             key = (located.fingerprint, located.location)
             if key in seen:
                 continue
@@ -67,16 +75,20 @@ def scan_message(active: Active, url: str | None, headers, body: bytes, blob_fre
 def _safe_locations(findings: list[Finding], secrets: dict[str, Finding]):
     """Locations name fields, files and keys taken from the traffic: a secret can be one (a form "field" that
     is a whole keyless body, a JSON key). Mask every found secret in every location, and bound the length."""
-    masks = {s: f.masked for s, f in secrets.items()}
+    scrub = redact.Scrubber({s: f.masked for s, f in secrets.items()})
+    cache: dict[str, str] = {}
 
     def safe(f: Finding) -> Finding:
-        loc = redact.scrub(f.location, masks)
-        if len(loc) > MAX_LOCATION:
-            loc = loc[:MAX_LOCATION] + "…"
+        loc = cache.get(f.location)
+        if loc is None:
+            loc = scrub(f.location)
+            if len(loc) > MAX_LOCATION:
+                loc = loc[:MAX_LOCATION] + "…"
+            cache[f.location] = loc
         return f if loc == f.location else f.at(loc)
 
     fixed = {id(f): safe(f) for f in findings}
-    return [fixed[id(f)] for f in findings], {s: fixed.get(id(f), safe(f)) for s, f in secrets.items()}
+    return [fixed[id(f)] for f in findings], {s: fixed.get(id(f)) or safe(f) for s, f in secrets.items()}
 
 
 # --- worker processes --------------------------------------------------------------------------------------

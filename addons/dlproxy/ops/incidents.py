@@ -93,6 +93,8 @@ class DecisionRecord(Protocol):
     def reason(self) -> str: ...
     @property
     def dry_run(self) -> bool: ...
+    @property
+    def report_limit(self) -> int: ...
 
 
 class FlowWhere(Protocol):
@@ -114,7 +116,8 @@ class FlowWhere(Protocol):
 
 @dataclass
 class Incident:
-    """One incident: the JSON fields of docs/contracts.md, in to_dict's order."""
+    """One incident: the JSON fields of docs/contracts.md, in to_dict's order (`findings_omitted` only when the
+    message held more findings than the profile's `max_findings`: only the first ones are listed)."""
 
     action: str  # block | redact | log | allow: what was done, or what would have been done in dry-run
     direction: str
@@ -126,6 +129,7 @@ class Incident:
     findings: list[dict] = field(default_factory=list)
     unscannable: list[dict] = field(default_factory=list)
     dry_run: bool = False
+    findings_omitted: int = 0
     verdict: str = ""
     reason: str = ""
     incident_id: str = field(default_factory=_new_id)
@@ -135,10 +139,12 @@ class Incident:
     def from_decision(cls, decision: DecisionRecord, ctx: FlowWhere, *, incident_id: str | None = None) -> Incident:
         """Build from policy's Decision and the FlowContext. A decision without an action (an error let
         through) is recorded as `allow`; without acted-on findings, every finding considered is listed."""
+        acted = decision.acted or decision.findings
+        limit = decision.report_limit or len(acted)
         return cls(
             action=str(decision.action or Action.ALLOW), direction=str(ctx.direction), host=str(ctx.host),
             path=mask_path(str(ctx.path)), method=str(ctx.method), scheme=str(ctx.scheme), client=str(ctx.client),
-            findings=[_finding_dict(f) for f in (decision.acted or decision.findings)],
+            findings=[_finding_dict(f) for f in acted[:limit]], findings_omitted=max(0, len(acted) - limit),
             unscannable=[{"location": str(u.location), "reason": str(u.reason)} for u in decision.unscannable],
             dry_run=bool(decision.dry_run), verdict=str(decision.verdict), reason=str(decision.reason),
             incident_id=incident_id or _new_id())
@@ -148,7 +154,8 @@ class Incident:
                 "direction": self.direction, "client": self.client, "method": self.method,
                 "scheme": self.scheme, "host": self.host, "path": self.path, "findings": self.findings,
                 "unscannable": self.unscannable, "dry_run": self.dry_run, "verdict": self.verdict,
-                "reason": self.reason}
+                "reason": self.reason,
+                **({"findings_omitted": self.findings_omitted} if self.findings_omitted else {})}
 
     def to_json(self) -> str:
         """One line of JSON, no trailing newline."""
@@ -166,7 +173,7 @@ class Incident:
             subject = f"websocket message on {self.host}{self.path.split('?', 1)[0]}"
         else:
             subject = where
-        what = describe_findings(self.findings)
+        what = describe_findings(self.findings, self.findings_omitted)
         if not what and self.unscannable:
             u = self.unscannable[0]
             what = f"content that could not be inspected ({u['reason']}) {describe_location(u['location'])}".rstrip()
@@ -218,14 +225,14 @@ def describe_location(location: str) -> str:
     return f"in {loc}"
 
 
-def describe_findings(findings: list[dict]) -> str:
+def describe_findings(findings: list[dict], omitted: int = 0) -> str:
     """`GitHub Personal Access Token in multipart file notes.txt` (+ `and N more`)."""
     if not findings:
         return ""
     first = findings[0]
     text = f"{first.get('name') or first.get('entry')} {describe_location(first.get('location', ''))}".rstrip()
-    if len(findings) > 1:
-        text += f" and {len(findings) - 1} more"
+    if len(findings) + omitted > 1:
+        text += f" and {len(findings) + omitted - 1} more"
     return text
 
 

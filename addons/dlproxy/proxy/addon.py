@@ -315,8 +315,8 @@ class _Inspector:
     def redact(self, flow: http.HTTPFlow, msg: http.Message, active: Active, scan: Scan,
                decision: Decision) -> Decision:
         """Replace each secret whose action is redact; verify by re-inspecting; block when not possible."""
-        targets = {s: f.entry_id for s, f in scan.secrets.items()
-                   if any(a == Action.REDACT and g.fingerprint == f.fingerprint for g, a in decision.outcomes)}
+        redacted = {g.fingerprint for g, a in decision.outcomes if a == Action.REDACT}
+        targets = {s: f.entry_id for s, f in scan.secrets.items() if f.fingerprint in redacted}
         problem = self._rewrite(flow, msg, targets)
         if problem is None:
             again = scan_message(active, self.url(flow), _header_list(msg.headers), msg.raw_content or b"")
@@ -331,21 +331,23 @@ class _Inspector:
     def _rewrite(self, flow: http.HTTPFlow, msg: http.Message, targets: dict[str, str]) -> str | None:
         """Rewrite the message in place; None on success, else why it cannot be done safely."""
         remaining = set(targets)
+        redactor = redact.Redactor(targets)
         if isinstance(msg, http.Request):
-            path, done = redact.redact_str(msg.path, targets, quoted=True)
+            out, done = redactor(msg.path.encode("utf-8", "surrogateescape"), quoted=True)
+            path = out.decode("utf-8", "surrogateescape")
             if done:
                 msg.path = path
                 remaining -= done
         fields = []
         for name, value in msg.headers.fields:
-            new, done = redact.redact_bytes(value, targets)
+            new, done = redactor(value)
             fields.append((name, new))
             remaining -= done
         msg.headers.fields = tuple(fields)
         body = msg.raw_content
         if body:
             encoding = (msg.headers.get("content-encoding") or "identity").strip().lower()
-            new, done = redact.redact_bytes(body, targets, quoted=redact.is_form(msg.headers.get("content-type")))
+            new, done = redactor(body, quoted=redact.is_form(msg.headers.get("content-type")))
             if done and encoding not in ("identity", ""):
                 return f"cannot rewrite a Content-Encoding: {encoding} body"
             if done:

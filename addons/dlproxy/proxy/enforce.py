@@ -113,21 +113,26 @@ def block_body(decision: Decision, incident_id: str, direction: str = Direction.
     """The JSON of a block: OpenAI-error-shaped, masked findings only."""
     findings = []
     seen = set()
+    limit = decision.report_limit or len(decision.acted)
     for f in decision.acted:
         key = (f.entry_id, f.fingerprint, f.location)
         if key not in seen:
             seen.add(key)
-            findings.append({"entry": f.entry_id, "name": f.name, "location": f.location, "masked": f.masked,
-                             "fingerprint": f.fingerprint})
+            if len(findings) < limit:
+                findings.append({"entry": f.entry_id, "name": f.name, "location": f.location, "masked": f.masked,
+                                 "fingerprint": f.fingerprint})
     if decision.acted:
         code = "credential_detected"
     elif decision.unscannable:
         code = "content_not_inspectable"
     else:
         code = "inspection_failed"
-    return {"error": {"type": "dlp_violation", "code": code,
+    body = {"error": {"type": "dlp_violation", "code": code,
                       "message": block_message(decision, incident_id, direction),
                       "incident_id": incident_id, "findings": findings}}
+    if len(seen) > len(findings):  # more than the profile's max_findings: the first ones, and a count
+        body["error"]["findings_omitted"] = len(seen) - len(findings)
+    return body
 
 
 def block_response(decision: Decision, incident_id: str, direction: str = Direction.REQUEST) -> http.Response:
