@@ -136,7 +136,7 @@ def _twin(token: str) -> str:
 
 
 def test_scan_finds_every_planted_tier_a_token_and_none_of_their_twins(tmp_path):
-    """issue 2's acceptance check: one generated token per Tier-A entry, each beside its broken twin."""
+    """One generated token per Tier-A entry, each beside its broken twin: every token found, no twin."""
     import random
 
     from dlproxy.engine import validators

@@ -1,4 +1,4 @@
-"""Issue 3: every carrier a token can hide in. For each, a real valid token placed inside is found by the
+"""Every carrier a token can hide in. For each, a real valid token placed inside is found by the
 real Detector at the right location, and the same carrier with clean text yields nothing."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Issue 3: fuzzing. Arbitrary bytes under arbitrary Content-Type / Content-Encoding headers, and damaged
+"""Fuzzing. Arbitrary bytes under arbitrary Content-Type / Content-Encoding headers, and damaged
 real containers, never raise, never report `error` (a bug), and never exceed the budgets."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Issue 3: budgets and bad input. Each case: bounded memory and time, an explicit reason, no exception."""
+"""Budgets and bad input. Each case: bounded memory and work, an explicit reason, no exception."""
 
 from __future__ import annotations
 

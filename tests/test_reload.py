@@ -40,7 +40,7 @@ BAD = PROFILE.replace("severity: high", "severity: extreme")
 
 
 class FakeState:
-    """Stands in for proxy-core's ProfileState with the ENGINEERING.md contract: load on configure,
+    """Stands in for proxy.addon.ProfileState, as ops/reload.py sees it (reload.Reloadable): load on configure,
     reload(reason) -> bool swaps atomically or logs every problem and keeps the old profile."""
 
     name = "profilestate"
@@ -245,7 +245,7 @@ def test_negative_interval_is_rejected(setup):
     asyncio.run(main())
 
 
-# --- with proxy-core's real ProfileState -------------------------------------------------------------------
+# --- with the real ProfileState -------------------------------------------------------------------
 
 def run_with_real_state(path, body):
     from dlproxy.proxy.addon import ProfileState  # imports the engine and extractors

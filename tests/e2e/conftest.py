@@ -1,6 +1,6 @@
 """End-to-end fixtures: the REAL proxy as a subprocess, local upstreams that record what they receive.
 
-Reusable by every e2e test module (proxy-core, proxy-stream, operations). Everything binds 127.0.0.1 on
+Reusable by every e2e test module. Everything binds 127.0.0.1 on
 ephemeral ports; nothing reaches the network; the proxy is passed explicitly to clients (never via env).
 
 Fixtures

@@ -3,7 +3,7 @@
 Metrics move with real traffic and never show a secret; hot reload (file change, invalid file, SIGHUP) with a
 running proxy; the incident log reopens after `mv` + SIGHUP; dry-run forwards but reports what it would have
 done; the webhook receives incidents; a `-s` script reload keeps metrics working; mitmproxy's own flow log
-prints no secret. Fixtures (upstream, start_proxy, Proxy) come from tests/e2e/conftest.py (proxy-core).
+prints no secret. Fixtures (upstream, start_proxy, Proxy) come from tests/e2e/conftest.py.
 """
 
 from __future__ import annotations
