@@ -24,9 +24,10 @@ import urllib.parse
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, NamedTuple, Protocol
+from typing import NamedTuple, Protocol, TextIO
 
 from ..engine.vocab import VERDICT_OF_ACTION, Action, Direction, Enforcement
+from .metrics import Metrics
 
 logger = logging.getLogger(__name__)
 
@@ -299,7 +300,7 @@ class IncidentLog:
     name = "dlp-incident-log"
     ROTATION_CHECK_SECONDS = 1.0
 
-    def __init__(self, metrics: Any = None, *, stream: Any = None, queue_size: int = 1000,
+    def __init__(self, metrics: Metrics | None = None, *, stream: TextIO | None = None, queue_size: int = 1000,
                  timeout: float = 5.0, retries: int = 3, backoff: float = 0.5, max_backoff: float = 30.0) -> None:
         self.metrics = metrics
         self.stream = stream  # None: sys.stderr, looked up at write time
