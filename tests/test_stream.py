@@ -18,6 +18,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+import dlproxy.inspect.stream as stream_mod
 import stream_support
 from dlproxy.inspect.stream import (
     BLOCK,
@@ -103,6 +104,9 @@ def test_no_token_byte_past_a_head_of_its_prefix_is_ever_released_hypothesis(ghp
     out, _ = run(scanner, chunks)
     start = data.index(token)
     assert scanner.stopped
+    if stream_mod.sniff_container(data) in ("zip", "gzip", "zstd", "xz", "bz2"):
+        assert out == b""  # a body that starts as an archive is collected whole: nothing of it went out
+        return
     assert out.startswith(data[:start])  # the first occurrence is where it stops,
     assert_cut_at_a_head(out, data[:start])  # with at most a proper head of "ghp_" gone out
 
@@ -119,8 +123,16 @@ def test_bytes_that_cannot_be_a_token_are_released_at_once(ghp_only):
     assert scanner.finish() == []
 
 
+def _base64_hold(seen: bytes) -> int:
+    """Where the scanner's base64 view holds from: 3 characters into an open run of 8 or more base64 characters
+    (a block of wrapped lines counts as one run), which may be a blob decoded once it ends."""
+    start = stream_mod._open_run(seen, seen.translate(stream_mod._B64_CLASS))
+    return start + 3 if len(seen) - start >= 8 else len(seen)
+
+
 def test_hold_back_follows_the_detector_exactly(builtin):
-    """Whatever the profile, the scanner releases exactly up to Detector.undecided_from."""
+    """Whatever the profile, the scanner releases exactly up to Detector.undecided_from, or less while a base64 run
+    that may be a blob is open."""
     rng = random.Random(7)
     words = [b"alpha", b"beta ", b"gh", b"p_", b"AzCa", b"+", b"\n", b"xoxb-", b"12", b" ", b"sk-", b"."]
     text = b"".join(rng.choice(words) for _ in range(400))
@@ -132,7 +144,7 @@ def test_hold_back_follows_the_detector_exactly(builtin):
         before = released
         released += sum(map(len, scanner.feed(chunk)))
         # undecided_from may answer lower for a longer buffer (conservatively); released bytes stay released
-        assert released == max(builtin.undecided_from(seen), before)
+        assert released == max(min(builtin.undecided_from(seen), _base64_hold(seen)), before)
 
 
 def test_redact_replaces_the_secret_and_keeps_everything_else(detector):

@@ -24,7 +24,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from .stream import BLOCK, REDACT, Judge, ScanWindow, Verdicts, marker
+from .stream import BLOCK, REDACT, HoldLimit, Judge, ScanWindow, Verdicts, marker
 
 EOL = re.compile(rb"\r\n|\r|\n")
 MAX_EVENT_BYTES = 16 * 1024 * 1024  # a single event (or held events) larger than this cannot be inspected
@@ -35,12 +35,6 @@ ANTHROPIC_DELTA_FIELDS = ("text", "partial_json", "thinking")
 # Anthropic event type -> the object holding its text: a block's deltas, and the text a block starts with
 ANTHROPIC_BLOCK_FIELD = {"content_block_delta": "delta", "content_block_start": "content_block"}
 FINISH_ALL = ("response.completed", "response.failed", "response.incomplete", "message_stop")
-
-
-class HoldLimit(ValueError):
-    """More than MAX_EVENT_BYTES would have to be held: the stream cannot be inspected within bounds."""
-
-    reason = "too_large"
 
 
 # --- parsing ---------------------------------------------------------------------------------------------------

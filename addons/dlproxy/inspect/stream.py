@@ -27,6 +27,11 @@ import zlib
 from collections.abc import Callable, Iterator, Sequence
 
 from ..engine.findings import Finding
+from ..extract import OVERSIZE_REASONS, Limits, extract_http
+from ..extract.base64blobs import find_blobs
+from ..extract.core import TOO_LARGE
+from ..extract.encoding import sniff_container
+from .views import EscapeView
 
 PASS, REDACT, BLOCK = "pass", "redact", "block"
 Judge = Callable[[list[Finding]], tuple[str, Sequence[Finding]]]
@@ -83,7 +88,7 @@ class ScanWindow:
     """
 
     __slots__ = ("detector", "verdicts", "location", "fixed_length", "_ctx", "_max_hold", "_buf", "_base",
-                 "_released", "_redactions", "_seen", "blocked_at", "stopped", "scanned")
+                 "_released", "_redactions", "_seen", "blocked_at", "stopped", "scanned", "on_redact", "accept")
 
     def __init__(self, detector, verdicts: Verdicts | Judge, location: str = "body", fixed_length: bool = False):
         self.detector = detector
@@ -101,17 +106,21 @@ class ScanWindow:
         self.blocked_at: int | None = None
         self.stopped = False
         self.scanned = 0
+        self.on_redact: Callable[[Finding], None] | None = None  # another view applies this window's redactions
+        self.accept: Callable[[int, int], bool] | None = None  # which findings (stream span) are this view's own
 
     @property
     def decided(self) -> int:
         """Stream offset up to which everything is decided (and released)."""
         return self._released
 
-    def push(self, data: bytes, final: bool = False) -> tuple[bytes, list[tuple[int, int, bytes]]]:
+    def push(self, data: bytes, final: bool = False,
+             limit: int | None = None) -> tuple[bytes, list[tuple[int, int, bytes]]]:
         """Add `data`; return (bytes now safe to release, redaction spans (start, end, marker) within them).
 
-        After a block nothing more is released: `blocked_at` says where the first blocked secret starts and the
-        returned bytes end at or before it.
+        `limit`: a stream offset not to release past (another view of the same bytes is still undecided there);
+        the bytes after it are kept, however many. After a block nothing more is released: `blocked_at` says where
+        the first blocked secret starts and the returned bytes end at or before it.
         """
         if self.stopped:
             return b"", []
@@ -123,6 +132,8 @@ class ScanWindow:
         findings = detector.scan(buf) if len(buf) > lo else []
         cut = len(buf) if final else detector.undecided_from(buf)
         cut = max(cut, lo, len(buf) - self._max_hold)
+        if limit is not None and not final:
+            cut = max(min(cut, limit - base), lo)
         if findings:
             cut = self._judge(findings, base, lo, cut)
             if self.stopped:
@@ -138,11 +149,31 @@ class ScanWindow:
             self._seen = {k for k in self._seen if k[0] >= self._base}
         return released
 
+    def stop_at(self, offset: int) -> bytes:
+        """Stop the stream at `offset` (a secret another view found there): release what lies before it."""
+        if self.stopped:
+            return b""
+        self.stopped = True
+        self.blocked_at = offset
+        base, lo = self._base, self._released - self._base
+        released, _ = self._release(self._buf, base, lo, max(lo, min(offset - base, len(self._buf))))
+        self._buf = b""
+        self._base = self._released = max(offset, self._released)
+        return released
+
+    def redact(self, start: int, end: int, entry_id: str) -> None:
+        """Redact source bytes [start, end) that another view found a secret in (not yet released)."""
+        start = max(start, self._released)
+        if end > start:
+            self._redactions[start] = (end, marker(entry_id, end - start if self.fixed_length else None))
+
     def _judge(self, findings: list[Finding], base: int, lo: int, cut: int) -> int:
         """Policy for findings not handled before; returns the (possibly extended) release offset."""
         fresh = []
         for f in findings:
             key = (base + f.start, f.entry_id)
+            if self.accept is not None and not self.accept(base + f.start, base + f.end):
+                continue
             if key not in self._seen:
                 self._seen.add(key)
                 fresh.append(f.at(self.location, base))
@@ -154,6 +185,8 @@ class ScanWindow:
             self.blocked_at = blocked.start
             return max(lo, min(blocked.start - base, cut))
         for f in redact:
+            if self.on_redact is not None:
+                self.on_redact(f)
             width = f.end - f.start if self.fixed_length else None
             self._redactions[f.start] = (f.end, marker(f.entry_id, width))
             cut = max(cut, f.end - base)
@@ -184,23 +217,209 @@ class ScanWindow:
         return b"".join(pieces), spans
 
 
-class ByteStreamScanner:
-    """A raw byte stream (chunked download, large upload): chunks in, chunks safe to forward out."""
+class Uninspectable(ValueError):
+    """Part of a stream cannot be inspected: `reason` is from extract.REASONS. `can_pass`: the bytes are intact
+    (policy may let them through uninspected); False when they are not what the headers say (corrupt, bomb)."""
 
-    def __init__(self, detector, judge: Judge, location: str = "body", fixed_length: bool = False):
-        self.window = ScanWindow(detector, judge, location, fixed_length)
+    can_pass = True
+
+    def __init__(self, reason: str, can_pass: bool | None = None):
+        super().__init__(reason)
+        self.reason = reason
+        if can_pass is not None:
+            self.can_pass = can_pass
+
+
+class HoldLimit(Uninspectable):
+    """More than the allowed bytes would have to be held: the stream cannot be inspected within bounds."""
+
+    def __init__(self, what: str = "held bytes"):
+        super().__init__(TOO_LARGE)
+        self.what = what
+
+
+_B64_CLASS = bytes(0x61 if (chr(b).isascii() and (chr(b).isalnum() or chr(b) in "+/=_-")) else 0x20
+                   for b in range(256))
+_MAGICS = (b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08", b"\x1f\x8b\x08", b"\x28\xb5\x2f\xfd", b"\xfd7zXZ\x00",
+           b"BZh")
+HOLD_RUN = 8  # a trailing base64 run this long is held until it ends (it may be a blob); shorter runs flow
+
+
+def _open_run(text: bytes, classes: bytes) -> int:
+    """Where the trailing base64 run of `text` starts; a block of wrapped lines (equal lengths, a multiple of 4,
+    MIME/PEM or GitHub's contents API) counts as one run."""
+    k = classes.rfind(b" ") + 1
+    pad = text.rfind(b"=", k, len(text) - 1)
+    if pad != -1:  # padding ends a blob: what follows it starts a new run ("TOKEN=ghp_…")
+        k = pad + 1
+    width = None
+    while k >= 2 and text[k - 1] == 0x0A:
+        nl = k - 2 if text[k - 2] == 0x0D else k - 1
+        line_start = classes.rfind(b" ", 0, nl) + 1
+        n = nl - line_start
+        if n < 16 or n % 4 or (width is not None and n != width):
+            break
+        width, k = n, line_start
+    return k
+
+
+class ByteStreamScanner:
+    """A streamed body (chunked download, large upload): chunks in, chunks safe to forward out.
+
+    The same carriers as a buffered body, fed incrementally, so none exists on one side only:
+      - the bytes as they are (ScanWindow: minimal hold-back);
+      - their escape view (views.EscapeView: JSON escapes such as `\\n` or `\\u0067` before a token, `\\/`,
+        HTML character references), scanned with its own window; a cut or redaction there maps back to the bytes;
+      - base64 runs, decoded and extracted (extract: text, archives, nested base64) once the run ends; a run of
+        HOLD_RUN or more base64 characters is held until then (GitHub's contents API, data: URLs);
+      - a body that starts as an archive or a compressed file (zip, gzip, zstd, xz, bz2) cannot be decoded piece by
+        piece: it is collected and extracted whole at its end, like a buffered body.
+    Whatever would need more than `limits.max_inspect_bytes` held raises HoldLimit (policy: on_oversize).
+    """
+
+    def __init__(self, detector, judge: Judge, location: str = "body", fixed_length: bool = False,
+                 limits: Limits | None = None, ctype: str = ""):
+        self.detector = detector
+        self.verdicts = judge if isinstance(judge, Verdicts) else Verdicts(judge)
+        self.window = ScanWindow(detector, self.verdicts, location, fixed_length)
+        self.location = location
+        self.view = EscapeView()
+        self.vwindow = ScanWindow(detector, self.verdicts, location + ":unescaped")
+        self.vwindow.on_redact = self._redact_escaped
+        self.vwindow.accept = self.view.touches  # a token without escapes in or around it: the raw window's
+        self.limits = limits if limits is not None else Limits()
+        self.max_hold = max(self.limits.max_inspect_bytes, 1)
+        self.ctype = ctype
+        self._run = b""  # view bytes of the trailing base64 run (from view offset _run_at)
+        self._run_at = 0
+        self._head = b""  # the first bytes, until they say whether the body is an archive
+        self._collect: bytearray | None = None
+        self._held = 0
 
     @property
     def stopped(self) -> bool:
         return self.window.stopped
 
     def feed(self, data: bytes) -> list[bytes]:
-        released, _ = self.window.push(data)
-        return [released] if released else []
+        return self._push(data, False)
 
     def finish(self) -> list[bytes]:
-        released, _ = self.window.push(b"", final=True)
+        return self._push(b"", True)
+
+    def held(self) -> bytes:
+        """What is held back now (for a stream that policy lets through uninspected)."""
+        if self._collect is not None:
+            return bytes(self._collect)
+        if self._head:
+            return self._head
+        w = self.window
+        return w._buf[w._released - w._base:]
+
+    # -- the three views --
+
+    def _push(self, data: bytes, final: bool) -> list[bytes]:
+        if self.window.stopped:
+            return []
+        if self._collect is None and self._head is not None:
+            self._head += data
+            if not final and len(self._head) < 10 and any(m.startswith(self._head[:len(m)]) for m in _MAGICS):
+                return []  # may still be an archive's magic
+            data, self._head = self._head, None
+            if sniff_container(data) in ("zip", "gzip", "zstd", "xz", "bz2"):
+                self._collect = bytearray()
+        if self._collect is not None:
+            return self._collected(data, final)
+        view = self.view.feed(data, final)
+        vwin = self.vwindow
+        vwin.push(view, final)
+        if vwin.stopped:
+            return self._out(self.window.stop_at(self.view.to_source(vwin.blocked_at)))
+        hold_from = self._blobs(view, final)
+        if self.window.stopped:
+            return []
+        if hold_from is not None and hold_from < 0:  # a secret in a decoded blob
+            return []
+        limit = None
+        if not final:
+            undecided = min(vwin.decided, self.view.out if hold_from is None else hold_from)
+            limit = self.view.to_source(undecided)
+        released, _ = self.window.push(data, final, limit)
+        self.view.forget(vwin.decided)
+        w = self.window
+        if len(w._buf) - (w._released - w._base) > self.max_hold:
+            raise HoldLimit()
+        return self._out(released)
+
+    def _redact_escaped(self, f: Finding) -> None:
+        self.window.redact(self.view.to_source(f.start), self.view.to_source(f.end, end=True), f.entry_id)
+
+    @staticmethod
+    def _out(released: bytes) -> list[bytes]:
         return [released] if released else []
+
+    def _blobs(self, view: bytes, final: bool) -> int | None:
+        """Scan base64 runs that ended; return the view offset to hold from (an open run), None, or -1 (blocked)."""
+        if not view and not final:
+            return self._hold()
+        text = self._run + view
+        at = self._run_at if self._run else self.view.out - len(view)
+        classes = text.translate(_B64_CLASS)
+        k = len(text) if final else _open_run(text, classes)  # text[k:] is an open run
+        closed = text[:k]
+        if len(closed) >= 24 and self._decoded_secret(closed, at):
+            return -1
+        self._run, self._run_at = text[k:], at + k
+        if len(self._run) > self.max_hold:
+            raise HoldLimit("base64 run")
+        return self._hold()
+
+    def _hold(self) -> int | None:
+        if len(self._run) >= HOLD_RUN:
+            # 3 base64 characters carry 2 whole bytes: at most "gh" of a token the blob starts with
+            return self._run_at + 3
+        return None
+
+    def _decoded_secret(self, text: bytes, at: int) -> bool:
+        """Base64 blobs in `text` (view offset `at`), decoded and extracted; True when one blocks the stream."""
+        for start, end in find_blobs(text):
+            ext = extract_http(url=None, headers=[("content-type", "text/plain")], body=text[start:end],
+                               limits=self.limits)
+            found = []
+            for seg in ext.segments:
+                if seg.location == "body":
+                    continue  # the run itself: the other views scan it
+                found += [f.at(self.location + ":base64") for f in self.detector.scan(seg.data)]
+            if found:
+                blocked, redact = self.verdicts.check(found)
+                if blocked is not None or redact:  # an encoded secret cannot be redacted in place: cut
+                    self.window.stop_at(self.view.to_source(at + start))
+                    return True
+        return False
+
+    def _collected(self, data: bytes, final: bool) -> list[bytes]:
+        """An archive or compressed file: held whole, extracted at its end like a buffered body."""
+        self._collect += data
+        if len(self._collect) > self.max_hold:
+            raise HoldLimit("archive")
+        if not final:
+            return []
+        body = bytes(self._collect)
+        ext = extract_http(url=None, headers=[("content-type", self.ctype)] if self.ctype else [], body=body,
+                           limits=self.limits)
+        found = []
+        for seg in ext.segments:
+            found += [f.at(self.location + ":" + seg.location, 0) for f in self.detector.scan(seg.data)]
+        if found:
+            blocked, redact = self.verdicts.check(found)
+            if blocked is not None or redact:  # inside an archive: cannot be redacted in place
+                self.window.stopped = True
+                self.window.blocked_at = 0
+                return []
+        if ext.unscannable:
+            reason = ext.unscannable[0].reason
+            raise Uninspectable(reason, can_pass=reason in OVERSIZE_REASONS)
+        self._collect = bytearray()
+        return self._out(body)
 
 
 # --- Content-Encoding, decoded as it streams ------------------------------------------------------------------

@@ -31,10 +31,10 @@ from mitmproxy import ctx, http
 from mitmproxy.utils import human
 
 from ..engine.vocab import VERDICT_SEVERITY, Direction, Enforcement, Verdict
-from ..extract.core import Unscannable
+from ..extract.core import Limits, Unscannable
 from ..inspect.policy import Active, Decision, FlowContext, decide, decide_error
-from ..inspect.sse import MAX_EVENT_BYTES, HoldLimit, SSEScanner, error_event
-from ..inspect.stream import REDACT, ByteStreamScanner, DecodeError, StreamDecoder
+from ..inspect.sse import MAX_EVENT_BYTES, SSEScanner, error_event
+from ..inspect.stream import REDACT, ByteStreamScanner, DecodeError, StreamDecoder, Uninspectable
 from ..ops.incidents import IncidentLog
 from ..ops.metrics import Metrics
 from . import internals
@@ -115,7 +115,10 @@ class FlowStream:
             hold = min(active.settings.max_inspect_bytes, MAX_EVENT_BYTES)
             self.scanner = SSEScanner(detector, self.judge, sse_flavor(flow), max_hold=hold)
         else:
-            self.scanner = ByteStreamScanner(detector, self.judge, "body:stream", fixed_length)
+            msg = flow.request if direction == "request" else flow.response
+            self.scanner = ByteStreamScanner(detector, self.judge, "body:stream", fixed_length,
+                                             Limits.from_settings(active.settings),
+                                             msg.headers.get("content-type", ""))
         self.verdict = verdict
         self.incident_id = incident_id
         self.block_decision: Decision | None = None
@@ -157,8 +160,8 @@ class FlowStream:
                 out += scanner.finish()
         except DecodeError as e:
             return out + self._unscannable(e.reason, can_pass=False)
-        except HoldLimit as e:
-            return out + self._unscannable(e.reason, can_pass=True)
+        except Uninspectable as e:
+            return out + self._unscannable(e.reason, can_pass=e.can_pass)
         if scanner.stopped:
             out += self._cut()
         return out
@@ -200,10 +203,9 @@ class FlowStream:
             return self._cut()
         # policy lets what cannot be inspected through (on_oversize allow/scan_prefix, or dry-run)
         self.state = "passthrough"
-        held = b""
         if isinstance(self.scanner, SSEScanner):
-            held = b"".join(ev.raw for ev in self.scanner.pending) + self.scanner.parser.rest()
-        return [held]
+            return [b"".join(ev.raw for ev in self.scanner.pending) + self.scanner.parser.rest()]
+        return [self.scanner.held()]
 
     def _fail(self, exc: Exception) -> list[bytes]:
         """The stream is cut whatever on_error says: part of it may be forwarded already, the rest unscanned."""
