@@ -8,19 +8,15 @@ case has a control with the plain token in the same place, and a clean twin that
 
 from __future__ import annotations
 
-import base64
-import gzip
-import io
 import json
 import random
-import tarfile
-import zipfile
 
 import pytest
 
 import stream_support
 from dlproxy.extract import Limits, extract_http
 from dlproxy.inspect.stream import BLOCK, PASS, REDACT, ByteStreamScanner, HoldLimit
+from stream_carriers import CARRIERS, zip_of
 from stream_support import Judge
 from tokens import make_ghp
 
@@ -28,59 +24,6 @@ builtin, ghp_only, detector = stream_support.builtin, stream_support.ghp_only, s
 
 TOKEN = make_ghp("parity")
 CLEAN = "ghp_is_not_a_token_here_just_words_x"
-
-
-def _zip(text: str) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
-        z.writestr("repo-main/README.md", "# readme\n" * 40)
-        z.writestr("repo-main/.env", text)
-    return buf.getvalue()
-
-
-def _targz(text: str) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as t:
-        data = text.encode()
-        info = tarfile.TarInfo("repo-main/config.yml")
-        info.size = len(data)
-        t.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
-
-
-def _b64_wrapped(text: str) -> str:
-    b = base64.b64encode(text.encode()).decode()
-    return "\n".join(b[i:i + 60] for i in range(0, len(b), 60)) + "\n"
-
-
-def _html_entities(text: str) -> str:
-    return "".join(f"&#{ord(c)};" if c in "gp" else c for c in text)
-
-
-# name -> (content type, body builder from a secret string); each builder hides the string in its carrier
-CARRIERS = {
-    "json_newline_escape": ("application/json", lambda t: json.dumps({"log": "step 1 ok\n" + t + "\nstep 2"})
-                            .encode()),
-    "json_unicode_escape": ("application/json", lambda t: ('{"v":"' + "".join(f"\\u{ord(c):04x}" for c in t)
-                                                           + '"}').encode()),
-    "json_solidus_escape": ("application/json", lambda t: json.dumps({"url": "https://h/x/" + t}).replace("/", "\\/")
-                            .encode()),
-    "json_tab_escape": ("application/json", lambda t: json.dumps({"a": "key\t" + t}).encode()),
-    "html_entities": ("text/html", lambda t: ("<html><body><pre>token: " + _html_entities(t) + "</pre></body></html>")
-                      .encode()),
-    "html_named_entity_before": ("text/html", lambda t: ("<p>&lt;" + t + "&gt;</p>").encode()),
-    "github_contents_base64": ("application/json", lambda t: json.dumps(
-        {"name": ".env", "encoding": "base64", "content": _b64_wrapped("API_TOKEN=" + t + "\nDEBUG=1\n" * 12)})
-        .encode()),
-    "base64_plain": ("text/plain", lambda t: base64.b64encode(("export GH=" + t + "\n").encode())),
-    "zip_download": ("application/zip", lambda t: _zip("GITHUB_TOKEN=" + t + "\n")),
-    "tar_gz_download": ("application/gzip", lambda t: _targz("token: " + t + "\n")),
-    "gzip_file": ("application/octet-stream", lambda t: gzip.compress(("secret=" + t + "\n").encode() * 5)),
-    "protobuf_field": ("application/x-protobuf", lambda t: b"\x08\x01\x12" + bytes([len(t)]) + t.encode()
-                       + b"\x18\x02"),
-    "ndjson_escape": ("application/x-ndjson", lambda t: (json.dumps({"i": 1, "m": "x"}) + "\n"
-                                                          + json.dumps({"i": 2, "m": "\n" + t}) + "\n").encode()),
-}
 
 
 def buffered_finds(ctype: str, body: bytes, det) -> bool:
@@ -172,7 +115,7 @@ def test_logged_escaped_token_passes_unchanged(ghp_only):
 
 
 def test_archive_larger_than_the_budget_is_uninspectable(ghp_only):
-    body = _zip("GITHUB_TOKEN=" + CLEAN + "\n")
+    body = zip_of("GITHUB_TOKEN=" + CLEAN + "\n")
     scanner = ByteStreamScanner(ghp_only, Judge(), "body", limits=Limits(max_inspect_bytes=len(body) // 2))
     with pytest.raises(HoldLimit):
         for i in range(0, len(body), 50):
