@@ -136,6 +136,7 @@ def test_sarif_columns_in_code_points_and_fingerprints_per_location(capsys, tmp_
 
 def test_large_text_file_is_scanned_in_chunks_with_exact_lines(capsys, tmp_path, monkeypatch):
     monkeypatch.setattr(runner, "CHUNK", 64 * 1024)
+    monkeypatch.setattr(runner, "WHOLE", 64 * 1024)
     tokens = [make_ghp(f"chunk{i}") for i in range(40)]
     lines, expected = [], []
     for i, tok in enumerate(tokens):

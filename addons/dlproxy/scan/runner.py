@@ -1,7 +1,7 @@
 """Scanning files and added lines: every occurrence located by file (or archive member), line and column.
 
-A file is read in bounded pieces: small files and containers whole (up to `max_file_bytes`), large text files
-in chunks that overlap by more than the longest token, so memory stays bounded and a token across a chunk
+A file is read in bounded pieces: files up to 32 MiB and containers whole (up to `max_file_bytes`), larger text
+files in chunks that overlap by more than the longest token, so memory stays bounded and a token across a chunk
 border is still seen whole. Whatever could not be fully scanned becomes an `Unscanned` entry, never a silent
 "clean"; only bytes actually scanned count in `scanned_bytes`.
 """
@@ -18,7 +18,8 @@ from ..engine.findings import Finding
 from ..extract import Limits, extract_file
 from ..extract.encoding import sniff_container
 
-CHUNK = 8 * 1024 * 1024  # text files larger than this are scanned chunk by chunk
+WHOLE = 32 * 1024 * 1024  # files up to this are read whole: every decoded view (JSON escapes, XML) is exact
+CHUNK = 8 * 1024 * 1024  # larger text files are scanned in chunks of this size
 HEAD = 8192
 INLINE_ALLOW = b"dlproxy:allow"
 
@@ -112,7 +113,7 @@ class Scanner:
                 if b"\x00" in head and not container:
                     self.out.skipped.append((display, "binary"))
                     return
-                if container or size <= CHUNK:
+                if container or size <= WHOLE:
                     self.scan_bytes(display, head + fh.read())
                 else:
                     self._scan_chunks(display, head, fh)
