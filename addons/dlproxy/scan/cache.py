@@ -85,12 +85,17 @@ def cached(files: Iterable[str | Path], extra: str, build: Callable[[], object])
     except Exception:  # missing, truncated, from another version: build it again
         pass
     value = build()
+    tmp = None
     try:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".detector-")
         with os.fdopen(fd, "wb") as fh:
             _Pickler(fh, protocol=pickle.HIGHEST_PROTOCOL).dump(value)
         os.replace(tmp, path)
-    except Exception:  # a read-only home, a full disk: the scan goes on uncached
-        pass
+    except Exception:  # a read-only home, a full disk, an unpicklable part: the scan goes on uncached
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
     return value
