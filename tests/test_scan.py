@@ -466,3 +466,16 @@ def test_history_scans_what_a_merge_itself_adds(capsys, tmp_path, monkeypatch):
     code, report, _ = scan_json(capsys, "git", str(r))
     assert code == 1
     assert [(f["path"], f["line"], f["commit"]) for f in report["findings"]] == [("app.cfg", 2, merge)]
+
+
+def test_cache_survives_what_it_cannot_store(tmp_path, monkeypatch):
+    from dlproxy.scan import cache
+
+    monkeypatch.setenv("DLPROXY_CACHE_DIR", str(tmp_path / "c"))
+    (tmp_path / "p.yaml").write_text("profile: p\n")
+    value = cache.cached([tmp_path / "p.yaml"], "x", lambda: (lambda: "not picklable"))
+    assert value() == "not picklable"
+    assert list((tmp_path / "c").iterdir()) == []  # nothing half-written
+    assert cache.cached([tmp_path / "missing.yaml"], "x", lambda: 42) == 42  # unreadable profile: built as is
+    lazy = cache.LazyPattern(rb"ghp_[a-z]+", 0)
+    assert lazy.search(b"x ghp_abc").group() == b"ghp_abc" and lazy.pattern == rb"ghp_[a-z]+"
