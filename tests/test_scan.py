@@ -405,6 +405,8 @@ def test_diff_parser_counts_hunks_across_files():
     assert batch.lines == [b"new1", b"new2", b"x"]
     assert [w[:2] for w in batch.where] == [("one", 2), ("one", 3), ("two", 11)]
     assert diff.looks_like_diff(patch) and not diff.looks_like_diff(b"--- title ---\ntext\n")
+    mail = b"From 0123abc Mon Sep 17 00:00:00 2001\nSubject: [PATCH] x\n---\n one | 1 +\n\ndiff --git a/one b/one\n"
+    assert diff.looks_like_diff(mail + patch) and not diff.looks_like_diff(b"From me\nhello\n")
 
 
 def test_pre_commit_hook_definition():

@@ -34,9 +34,12 @@ class Added:
 
 
 def looks_like_diff(data: bytes) -> bool:
-    """A unified diff (`git diff`, `diff -u`): starts with `diff --git` or `--- a` + `+++ b` + a hunk header."""
+    """A unified diff (`git diff`, `diff -u`, `git format-patch`): starts with `diff --git`, or `--- a` + `+++ b` +
+    a hunk header, or is a mail whose first `diff --git` is in its first 64 KiB."""
     head = data[:4096]
     if head.startswith(b"diff --git ") or head.startswith(b"diff -"):
+        return True
+    if head.startswith(b"From ") and re.search(rb"^diff --git ", data[:65536], re.M):  # git format-patch
         return True
     return bool(re.match(rb"(?:[^\n]*\n){0,20}?--- [^\n]*\n\+\+\+ [^\n]*\n@@ ", head))
 
