@@ -92,10 +92,6 @@ class Profile:
     allow: tuple[tuple[str, str], ...] = ()  # (fingerprint, reason): known secrets nobody acts on
 
     @property
-    def allowed_fingerprints(self) -> dict[str, str]:
-        return dict(self.allow)
-
-    @property
     def enabled_entries(self) -> tuple[Entry, ...]:
         return tuple(e for e in self.entries if e.enabled)
 

@@ -9,7 +9,7 @@ border is still seen whole. Whatever could not be fully scanned becomes an `Unsc
 from __future__ import annotations
 
 import bisect
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -43,10 +43,6 @@ class Result:
     author_date: str | None = None
     suppressed: str | None = None  # "inline" | "baseline" | "profile: <reason>"
     inline_allow: bool = field(default=False, repr=False)
-
-    @property
-    def file(self) -> str:
-        return self.path.split("!", 1)[0] if self.member else self.path
 
     def as_json(self) -> dict:
         out = {"entry": self.entry, "name": self.name, "path": self.path, "line": self.line, "column": self.column,
@@ -119,15 +115,6 @@ class Scanner:
                     self._scan_chunks(display, head, fh)
         except OSError as exc:
             self.out.unscanned.append(Unscanned(display, f"unreadable: {exc.strerror or type(exc).__name__}"))
-
-    def scan_stream(self, display: str, fh) -> None:
-        """A non-seekable input (stdin): read whole up to the limit, else report it as too large."""
-        data = fh.read(self.max_file_bytes + 1)
-        if len(data) > self.max_file_bytes:
-            self.out.unscanned.append(Unscanned(display, f"too_large: more than --max-file-bytes "
-                                                         f"{self.max_file_bytes}"))
-            return
-        self.scan_bytes(display, data)
 
     def scan_bytes(self, display: str, data: bytes) -> None:
         self.out.files += 1
@@ -216,7 +203,7 @@ class Scanner:
         if late and any(f.fingerprint not in raw for f in late):
             self._views_by_line(lines, where, raw)
         for item in extraction.unscannable:
-            self.out.unscanned.append(Unscanned(item.location, item.reason))
+            self.out.unscanned.append(Unscanned(f"added lines of {where[0][0]} and after", item.reason))
 
     def _views_by_line(self, lines: list[bytes], where, raw: set[str]) -> None:
         """A token seen only decoded (base64, escapes): find its line by extracting lines one by one."""
@@ -268,8 +255,3 @@ def _split_location(display: str, location: str) -> tuple[str | None, bool]:
 def _member_path(display: str, location: str) -> str:
     member, _ = _split_location(display, location)
     return f"{display}!{member}" if member else display
-
-
-def iter_unique(results: Iterable[Result]) -> list[Result]:
-    """Results in report order: by path, then position."""
-    return sorted(results, key=lambda r: (r.commit or "", r.path, r.line, r.column, r.entry))
