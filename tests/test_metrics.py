@@ -31,6 +31,8 @@ ADDITIVE = {
     "dlproxy_incidents": ("counter", {"action"}),
     "dlproxy_webhook_delivered": ("counter", set()),
     "dlproxy_webhook_dropped": ("counter", {"reason"}),
+    "dlproxy_policy_decisions": ("counter", {"policy", "action"}),
+    "dlproxy_principal_refusals": ("counter", {"source", "reason"}),
 }
 ATTRIBUTES = ["flows_total", "detections_total", "scanned_bytes_total", "scan_duration_seconds",
               "inspection_errors_total", "profile_entries", "profile_reloads_total", "candidates_total",
@@ -54,6 +56,8 @@ def test_names_types_and_labels_are_the_contract():
     m.set_profile("credentials-and-secrets", 3)
     m.count_candidates({("github-pat", "validated"): 1})
     m.unscannable_total.labels(reason="encrypted_archive").inc()
+    m.policy_decisions_total.labels(policy="ci-publishes-to-npm", action="allow").inc()
+    m.principal_refusals_total.labels(source="jwt-header", reason="expired").inc()
     got = families(m)
     for name, spec in {**CONTRACT, **ADDITIVE}.items():
         assert got.get(name) == spec, name

@@ -234,16 +234,16 @@ class _Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
         return self
 
 
-def make_ca_and_leaf(directory: Path) -> tuple[Path, Path, Path]:
-    """A CA and a leaf for 127.0.0.1/localhost (with the extensions Python 3.13's strict verify needs)."""
+def make_ca(common_name: str):
+    """(CA certificate, its private key): a 30-day EC CA with the extensions strict verifiers require."""
     from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+    from cryptography.x509.oid import NameOID
 
     now = datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "dlproxy e2e upstream CA")])
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
           .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
           .not_valid_after(now + datetime.timedelta(days=30))
@@ -253,6 +253,19 @@ def make_ca_and_leaf(directory: Path) -> tuple[Path, Path, Path]:
                                        key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
           .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
           .sign(ca_key, hashes.SHA256()))
+    return ca, ca_key
+
+
+def make_ca_and_leaf(directory: Path) -> tuple[Path, Path, Path]:
+    """A CA and a leaf for 127.0.0.1/localhost (with the extensions Python 3.13's strict verify needs)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+    ca, ca_key = make_ca("dlproxy e2e upstream CA")
+    ca_name = ca.subject
     key = ec.generate_private_key(ec.SECP256R1())
     leaf = (x509.CertificateBuilder()
             .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))

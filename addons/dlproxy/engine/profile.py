@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from . import principals as principals_mod
 from . import validators
 from .vocab import PROFILE_ACTIONS, Direction
 
@@ -90,6 +91,8 @@ class Profile:
     entries: tuple[Entry, ...]
     sources: tuple[str, ...] = ()
     allow: tuple[tuple[str, str], ...] = ()  # (fingerprint, reason): known secrets nobody acts on
+    principals: principals_mod.Principals = principals_mod.Principals()  # who sent it (principals.py)
+    policies: tuple[principals_mod.Policy, ...] = ()  # first match wins, before the entry's action
 
     @property
     def enabled_entries(self) -> tuple[Entry, ...]:
@@ -171,7 +174,7 @@ def _convert(node: yaml.Node, file: str) -> _Node:
 
 # --- merging and validation ------------------------------------------------------------------------
 
-_TOP_KEYS = {"profile", "name", "settings", "entries", "allow"}
+_TOP_KEYS = {"profile", "name", "settings", "entries", "allow", "principals", "policies"}
 FINGERPRINT_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
 _ENTRY_KEYS = {"id", "name", "vendor", "severity", "prefixes", "pattern", "before", "checksum", "issuers",
                "action", "enabled", "case_insensitive", "boundary", "examples", "counterexamples", "notes"}
@@ -190,6 +193,7 @@ class _Merged:
         self.settings: dict[str, _Node] = {}
         self.entries: dict[str, dict[str, _Node]] = {}
         self.sources: list[str] = []
+        self.sections: dict[str, _Node] = {}  # principals, policies: a later file replaces the whole section
         self.allow: dict[str, str] = {}
 
     def add(self, path: Path, doc: _Node, problems: list[str]) -> None:
@@ -218,7 +222,10 @@ class _Merged:
             self._add_settings(top["settings"], problems)
         if "allow" in top:
             self._add_allow(top["allow"], problems)
-        if "entries" not in top and "settings" not in top and "allow" not in top:
+        for key in ("principals", "policies"):
+            if key in top:
+                self.sections[key] = top[key]
+        if "entries" not in top and not {"settings", "allow", "principals", "policies"} & set(top):
             problems.append(f"{doc.where()}: entries: required key missing")
         if "entries" in top:
             node = top["entries"]
@@ -312,7 +319,14 @@ class _Merged:
                 entries.append(entry)
         profile_id = "+".join(dict.fromkeys(n.value for n in self.ids)) or "unnamed"
         name = self.names[0].value if self.names else profile_id
-        return Profile(profile_id, name, settings, tuple(entries), tuple(self.sources), tuple(self.allow.items()))
+        principals = principals_mod.Principals()
+        if "principals" in self.sections:
+            principals = principals_mod.parse_principals(self.sections["principals"], problems)
+        policies: tuple = ()
+        if "policies" in self.sections:
+            policies = principals_mod.parse_policies(self.sections["policies"], problems, set(self.entries))
+        return Profile(profile_id, name, settings, tuple(entries), tuple(self.sources), tuple(self.allow.items()),
+                       principals, policies)
 
 
 def _key_where(node: _Node) -> str:

@@ -11,6 +11,9 @@ Rules, per finding:
   bare domain and every subdomain; anything else is an exact name) the finding is `allowed`, when both
   `settings.allow_to_issuer` and the `dlp_issuer_binding` option are on. Responses and WebSocket messages from
   an issuer are never exempt;
+- principal policies (profile `policies`, see engine/principals.py): the first policy that matches the
+  flow's principal, the finding's entry and the destination decides that finding's action (`allow` included),
+  before issuer binding and the entry's own action; the decision names it (`policy`);
 - `settings.min_matches`: distinct fingerprints (among findings not allowed) needed before acting; below it
   the flow is clean and each finding is counted as `below_min_matches`.
 Per unscannable part: the size reasons (`too_large`, `bomb`, `depth`, `members`: extract.OVERSIZE_REASONS)
@@ -58,6 +61,7 @@ class FlowContext:
     port: int = 0
     path: str = ""
     client: str = ""
+    principal: str = ""  # who sent it (proxy/principals.py); "" when unidentified
 
     def describe(self) -> str:
         """`POST api.example.com/upload` for log lines."""
@@ -86,9 +90,11 @@ class Active:
 class Rules:
     """The per-entry policy table, computed once per profile (never per flow)."""
 
-    __slots__ = ("_actions", "_exact", "_suffixes")
+    __slots__ = ("_actions", "_exact", "_suffixes", "policies")
 
-    def __init__(self, actions: Mapping[str, Mapping[str, str]], issuers: Mapping[str, Iterable[str]]):
+    def __init__(self, actions: Mapping[str, Mapping[str, str]], issuers: Mapping[str, Iterable[str]],
+                 policies: Sequence[Any] = ()):
+        self.policies = tuple(policies)
         self._actions = {k: dict(v) for k, v in actions.items()}
         self._exact: dict[str, frozenset[str]] = {}
         self._suffixes: dict[str, tuple[str, ...]] = {}
@@ -102,7 +108,7 @@ class Rules:
         default = profile.settings.default_action
         actions = {e.id: {d: e.action_for(d, default) for d in Direction} for e in profile.entries}
         issuers = {e.id: e.issuers for e in profile.entries}
-        return cls(actions, issuers)
+        return cls(actions, issuers, getattr(profile, "policies", ()))
 
     def action(self, entry_id: str, direction: str, default: str) -> str:
         per = self._actions.get(entry_id)
@@ -138,6 +144,9 @@ class Decision:
     dry_run: bool = False
     error: str | None = None  # inspection error reason (verdict "error")
     report_limit: int = 0  # findings listed one by one in incidents and block bodies (0: all); the rest counted
+    policy: str = ""  # the principal policy behind the verdict, "" when the entries' own actions decided
+    policies: tuple[tuple[str, str], ...] = ()  # (policy, action) of every policy that decided a finding
+    principal: str = ""  # who sent it (FlowContext.principal), for the block response
 
     @property
     def enforcement(self) -> Enforcement:
@@ -173,17 +182,23 @@ def decide(findings: Sequence[Finding], unscannable: Sequence[Any], ctx: FlowCon
     binding = issuer_binding and settings.allow_to_issuer and ctx.direction == "request"
     limit = getattr(settings, "max_findings", 0)
 
+    by_policy = policy_actions(rules.policies, findings, ctx) if rules.policies else {}
     allowed: list[Finding] = []
     rest: list[Finding] = []
     for f in findings:
-        (allowed if binding and rules.issued_by(f.entry_id, ctx.host) else rest).append(f)
+        p = by_policy.get(id(f))
+        if p is not None:
+            (allowed if p[1] == Action.ALLOW else rest).append(f)
+        else:
+            (allowed if binding and rules.issued_by(f.entry_id, ctx.host) else rest).append(f)
 
     outcomes: dict[int, str] = {id(f): Action.ALLOW for f in allowed}
     acted: list[Finding] = []
     strongest = None
     if rest and len({f.fingerprint for f in rest}) >= settings.min_matches:
         for f in rest:
-            a = rules.action(f.entry_id, ctx.direction, default)
+            p = by_policy.get(id(f))
+            a = p[1] if p is not None else rules.action(f.entry_id, ctx.direction, default)
             outcomes[id(f)] = a
             acted.append(f)
             if strongest is None or ACTION_STRENGTH[a] > ACTION_STRENGTH[strongest]:
@@ -198,19 +213,49 @@ def decide(findings: Sequence[Finding], unscannable: Sequence[Any], ctx: FlowCon
         (blocking if rule == Action.BLOCK else passed).append(u)
 
     ordered = tuple((f, outcomes[id(f)]) for f in findings)
+    who = {"policies": tuple(dict.fromkeys((by_policy[id(f)][0], a) for f, a in ordered if id(f) in by_policy)),
+           "principal": ctx.principal}
     if blocking:
         return Decision(Verdict.BLOCKED, Action.BLOCK, tuple(acted), tuple(allowed), ordered, tuple(blocking) + tuple(passed),
-                        _reason(acted, blocking), dry_run, report_limit=limit)
+                        _reason(acted, blocking), dry_run,
+                        policy=_deciding_policy(acted, outcomes, by_policy, Action.BLOCK), report_limit=limit, **who)
     if strongest is not None:
         # Redacting is all-or-nothing: findings whose action is only "log" are still reported.
         return Decision(VERDICT_OF_ACTION[strongest], strongest, tuple(acted), tuple(allowed), ordered,
-                        tuple(passed), _reason(acted, ()), dry_run, report_limit=limit)
+                        tuple(passed), _reason(acted, ()), dry_run,
+                        policy=_deciding_policy(acted, outcomes, by_policy, strongest), report_limit=limit, **who)
     if allowed:
+        policy = _deciding_policy(allowed, outcomes, by_policy, Action.ALLOW)
+        why = f" (policy {policy})" if policy else " (sent to its issuer)"
         return Decision(Verdict.ALLOWED, Action.ALLOW, (), tuple(allowed), ordered, tuple(passed),
-                        _reason(allowed, ()) + " (sent to its issuer)", dry_run, report_limit=limit)
+                        _reason(allowed, ()) + why, dry_run, policy=policy, report_limit=limit, **who)
     if passed:
-        return Decision(Verdict.SKIPPED, None, (), (), ordered, tuple(passed), _reason((), passed), dry_run)
-    return Decision(Verdict.CLEAN, None, (), (), ordered, (), "", dry_run)
+        return Decision(Verdict.SKIPPED, None, (), (), ordered, tuple(passed), _reason((), passed), dry_run, **who)
+    return Decision(Verdict.CLEAN, None, (), (), ordered, (), "", dry_run, **who)
+
+
+def policy_actions(policies: Sequence[Any], findings: Sequence[Finding], ctx: FlowContext
+                   ) -> dict[int, tuple[str, Action]]:
+    """id(finding) → (policy name, action) of the first policy matching it; findings no policy matches are
+    absent (the entry's own action and issuer binding decide them). Destinations compare with the host the
+    proxy connects to; a destination's positions (`in`, or the use position for `allow`) apply to requests."""
+    host = normalize_host(ctx.host)
+    out: dict[int, tuple[str, Action]] = {}
+    for f in findings:
+        for p in policies:
+            if p.matches(ctx.principal, f.entry_id, host, f.location.lower(), ctx.direction):
+                out[id(f)] = (p.name, Action(p.action_for(ctx.direction)))
+                break
+    return out
+
+
+def _deciding_policy(findings: Sequence[Finding], outcomes: dict[int, str],
+                     by_policy: dict[int, tuple[str, Action]], action: str) -> str:
+    """The policy of the first finding whose action is the decision's action ("" when an entry's own)."""
+    for f in findings:
+        if outcomes.get(id(f)) == action and id(f) in by_policy:
+            return by_policy[id(f)][0]
+    return ""
 
 
 def drop_allowlisted(findings: Sequence[Finding], profile) -> Sequence[Finding]:
@@ -235,7 +280,8 @@ def with_action(decision: Decision, action: Action, reason: str) -> Decision:
     return Decision(VERDICT_OF_ACTION[action], action, decision.acted, decision.allowed,
                     tuple((f, action if a == Action.REDACT else a) for f, a in decision.outcomes),
                     decision.unscannable, f"{decision.reason}; {reason}", decision.dry_run, decision.error,
-                    decision.report_limit)
+                    report_limit=decision.report_limit, policy=decision.policy, policies=decision.policies,
+                    principal=decision.principal)
 
 
 def _reason(findings: Sequence[Finding], unscannable: Sequence[Any]) -> str:

@@ -96,6 +96,8 @@ class DecisionRecord(Protocol):
     def dry_run(self) -> bool: ...
     @property
     def report_limit(self) -> int: ...
+    @property
+    def policy(self) -> str: ...
 
 
 class FlowWhere(Protocol):
@@ -113,6 +115,8 @@ class FlowWhere(Protocol):
     def scheme(self) -> str: ...
     @property
     def client(self) -> str: ...
+    @property
+    def principal(self) -> str: ...
 
 
 @dataclass
@@ -133,6 +137,8 @@ class Incident:
     findings_omitted: int = 0
     verdict: str = ""
     reason: str = ""
+    principal: str = ""  # who sent it ("" when unidentified)
+    policy: str = ""  # the profile policy that decided ("" when the entry's own action did)
     incident_id: str = field(default_factory=_new_id)
     time: str = field(default_factory=_now)
 
@@ -148,15 +154,21 @@ class Incident:
             findings=[_finding_dict(f) for f in acted[:limit]], findings_omitted=max(0, len(acted) - limit),
             unscannable=[{"location": str(u.location), "reason": str(u.reason)} for u in decision.unscannable],
             dry_run=bool(decision.dry_run), verdict=str(decision.verdict), reason=str(decision.reason),
-            incident_id=incident_id or _new_id())
+            principal=str(ctx.principal), policy=str(decision.policy), incident_id=incident_id or _new_id())
 
     def to_dict(self) -> dict:
-        return {"time": self.time, "incident_id": self.incident_id, "action": self.action,
-                "direction": self.direction, "client": self.client, "method": self.method,
-                "scheme": self.scheme, "host": self.host, "path": self.path, "findings": self.findings,
-                "unscannable": self.unscannable, "dry_run": self.dry_run, "verdict": self.verdict,
-                "reason": self.reason,
-                **({"findings_omitted": self.findings_omitted} if self.findings_omitted else {})}
+        out = {"time": self.time, "incident_id": self.incident_id, "action": self.action,
+               "direction": self.direction, "client": self.client, "method": self.method,
+               "scheme": self.scheme, "host": self.host, "path": self.path, "findings": self.findings,
+               "unscannable": self.unscannable, "dry_run": self.dry_run, "verdict": self.verdict,
+               "reason": self.reason,
+               **({"findings_omitted": self.findings_omitted} if self.findings_omitted else {})}
+        # Only when set: without principals and policies in the profile, the record is exactly as before.
+        if self.principal:
+            out["principal"] = self.principal
+        if self.policy:
+            out["policy"] = self.policy
+        return out
 
     def to_json(self) -> str:
         """One line of JSON, no trailing newline."""
@@ -180,7 +192,9 @@ class Incident:
             what = f"content that could not be inspected ({u['reason']}) {describe_location(u['location'])}".rstrip()
         if not what:
             what = self.reason or "policy decision"
-        return f"{verb} {subject}: {what} (incident {self.incident_id})"
+        who = f" from {self.principal}" if self.principal else ""
+        rule = f", policy {self.policy}" if self.policy else ""
+        return f"{verb} {subject}{who}: {what} (incident {self.incident_id}{rule})"
 
 
 def _finding_dict(f: Recordable) -> dict:

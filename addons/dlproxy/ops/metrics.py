@@ -78,6 +78,15 @@ class Metrics:
             "dlproxy_webhook_dropped_total",
             "Incidents not delivered to the webhook: queue_full (dropped at once) or failed (retries exhausted).",
             ["reason"], registry=r)
+        # --- additive: principals and policies (the principal itself is never a label: unbounded) ---
+        self.policy_decisions_total = Counter(
+            "dlproxy_policy_decisions_total",
+            "Decisions a profile policy made, by policy name (from the profile) and the action it chose.",
+            ["policy", "action"], registry=r)
+        self.principal_refusals_total = Counter(
+            "dlproxy_principal_refusals_total",
+            "Clients refused for their identity, by source kind and reason (missing, invalid, expired, ...).",
+            ["source", "reason"], registry=r)
         self._profile_label: str | None = None
         self._preinit()
 

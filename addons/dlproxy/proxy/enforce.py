@@ -33,6 +33,7 @@ VERDICT = "dlp_verdict"  # str: verdict of the last inspection of this flow
 INCIDENT = "dlp_incident"  # str: incident id, when one was recorded
 GENERATED = "dlp_generated"  # True: the response is ours (a block), never inspect it
 STREAMED = "dlp_streamed"  # set by StreamGuard: the body was inspected as a stream, skip buffered inspection
+PRINCIPAL = "dlp_principal"  # str: who sent the flow (set by proxy/principals.py before any inspection)
 
 
 class NotReady(RuntimeError):
@@ -53,10 +54,13 @@ def flow_context(flow: http.HTTPFlow, direction: Direction, secrets: Mapping[str
     peer = flow.client_conn.peername
     host = redact.scrub(normalize_host(req.host), masks) if masks else normalize_host(req.host)
     path = redact.safe_path(req.path, masks)
+    principal = flow.metadata.get(PRINCIPAL) or ""
+    if masks and principal:
+        principal = redact.scrub(principal, masks)
     if not scanned:
-        host, path = mask_path(host), mask_path(path)
+        host, path, principal = mask_path(host), mask_path(path), mask_path(principal)
     return FlowContext(direction=direction, host=host, method=req.method, scheme=req.scheme, port=req.port,
-                       path=path, client=peer[0] if peer else "")
+                       path=path, client=peer[0] if peer else "", principal=principal)
 
 
 def record_decision(metrics: Metrics | None, incidents: IncidentLog | None, decision: Decision,
@@ -70,6 +74,8 @@ def record_decision(metrics: Metrics | None, incidents: IncidentLog | None, deci
             metrics.detections_total.labels(entry=f.entry_id, direction=ctx_.direction, action=action).inc()
         for u in decision.unscannable:
             metrics.unscannable_total.labels(reason=u.reason).inc()
+        for policy, action in decision.policies:
+            metrics.policy_decisions_total.labels(policy=policy, action=action).inc()
     if not decision.incident_worthy:
         return None
     incident = Incident.from_decision(decision, ctx_)
@@ -132,6 +138,10 @@ def block_body(decision: Decision, incident_id: str, direction: str = Direction.
                       "incident_id": incident_id, "findings": findings}}
     if len(seen) > len(findings):  # more than the profile's max_findings: the first ones, and a count
         body["error"]["findings_omitted"] = len(seen) - len(findings)
+    if decision.policy:
+        body["error"]["policy"] = decision.policy
+    if decision.principal:
+        body["error"]["principal"] = decision.principal
     return body
 
 
@@ -152,7 +162,8 @@ def block_message(decision: Decision, incident_id: str, direction: str = Directi
         others = len({(f.fingerprint, f.location) for f in decision.acted}) - 1
         where = first.location or "the content"
         more = f" (and {others} more)" if others > 0 else ""
-        text = (f"dlproxy blocked this {what}: it contains a {kinds} in {where}{more}. "
+        rule = f", and policy {decision.policy} does not allow that" if decision.policy else ""
+        text = (f"dlproxy blocked this {what}: it contains a {kinds} in {where}{more}{rule}. "
                 f"Remove the credential and try again.")
     elif decision.unscannable:
         u = decision.unscannable[0]

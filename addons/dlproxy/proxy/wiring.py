@@ -4,7 +4,8 @@
     dlproxy run ...                                      (master.DLPMaster adds make_addons() to its chain)
 
 Order matters only where hooks overlap: ProfileState comes first so the profile is loaded (and its option
-errors raised) before any other addon configures; the buffered inspectors, then the stream and WebSocket
+errors raised) before any other addon configures; PrincipalSources names the client before anything
+inspects the request; the buffered inspectors, then the stream and WebSocket
 guards (which decide in requestheaders/responseheaders what streams; the inspectors skip what they stream).
 """
 
@@ -15,6 +16,7 @@ from ..ops.metrics import Metrics, MetricsServer
 from ..ops.reload import ProfileWatcher
 from . import internals
 from .addon import ProfileState, QuietFlowLog, RequestInspector, ResponseInspector
+from .principals import PrincipalSources
 from .streamguard import StreamGuard
 from .websocket import WebSocketGuard
 
@@ -27,6 +29,7 @@ def make_addons(metrics: Metrics | None = None) -> list:
     return [
         state,
         incidents,
+        PrincipalSources(state, metrics),
         RequestInspector(state, metrics, incidents),
         ResponseInspector(state, metrics, incidents),
         StreamGuard(state, metrics, incidents),
