@@ -210,3 +210,29 @@ def test_without_principal_or_policy_the_incident_is_as_before(tmp_path):
     c = ctx("")
     data = Incident.from_decision(decide([finding()], [], c, a), c).to_dict()
     assert "principal" not in data and "policy" not in data
+
+
+def test_jwks_url_downloads_are_cached_and_rate_limited(monkeypatch):
+    """When a verification waits for a JWKS download: first use, after jwks_cache_seconds, and for an unknown
+    key id or after a failed download at most every JWKS_MIN_REFRESH seconds (clock stubbed)."""
+    import jwt as pyjwt
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from dlproxy.engine.principals import Source
+    from dlproxy.proxy import principals as pp
+
+    clock = [1000.0]
+    monkeypatch.setattr(pp.time, "monotonic", lambda: clock[0])
+    jwk = json.loads(pyjwt.algorithms.ECAlgorithm.to_jwk(ec.generate_private_key(ec.SECP256R1()).public_key()))
+    keys = pp.JwksKeys(Source("jwt-header", jwks_url="https://idp.test/jwks", jwks_cache_seconds=300))
+    assert keys.stale("k1")  # never downloaded
+    keys.fetched = clock[0]  # a failed download: no keys yet
+    assert not keys.stale("k1")
+    clock[0] += pp.JWKS_MIN_REFRESH + 1
+    assert keys.stale("k1")
+    keys.keys, keys.fetched = load_jwks(json.dumps({"keys": [{**jwk, "kid": "k1"}]}).encode()), clock[0]
+    assert keys.find("k1") is not None and not keys.stale("k1") and not keys.stale("k2")
+    clock[0] += pp.JWKS_MIN_REFRESH + 1
+    assert not keys.stale("k1") and keys.stale("k2")  # a rotated key id
+    clock[0] += 300
+    assert keys.stale("k1")  # the cache expired

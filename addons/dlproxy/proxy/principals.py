@@ -131,12 +131,11 @@ class JwksKeys:
     def __init__(self, source: Source):
         self.source = source
         self.keys = None
-        self.fetched = 0.0
+        self.fetched: float | None = None  # time.monotonic() of the last download attempt
         self._lock: asyncio.Lock | None = None
         if source.jwks_file:
             with open(source.jwks_file, "rb") as f:
                 self.keys = load_jwks(f.read())
-            self.fetched = float("inf")
 
     def find(self, kid: str | None):
         if self.keys is None:
@@ -149,19 +148,23 @@ class JwksKeys:
             return None
 
     def stale(self, kid: str | None) -> bool:
-        """Should this verification wait for a download first?"""
+        """Should this verification wait for a download first? Yes when none was tried, when the keys are older
+        than jwks_cache_seconds, and (at most every JWKS_MIN_REFRESH) when the keys or the token's key id are
+        missing: a rotation, or a failed download."""
         if not self.source.jwks_url:
             return False
-        age = time.monotonic() - self.fetched
-        if self.keys is None or age > self.source.jwks_cache_seconds:
+        if self.fetched is None:
             return True
-        return self.find(kid) is None and age > JWKS_MIN_REFRESH
+        age = time.monotonic() - self.fetched
+        if age > self.source.jwks_cache_seconds:
+            return True
+        return (self.keys is None or self.find(kid) is None) and age > JWKS_MIN_REFRESH
 
     async def refresh(self) -> None:
         if self._lock is None:
             self._lock = asyncio.Lock()
         async with self._lock:
-            if time.monotonic() - self.fetched < 1.0:
+            if self.fetched is not None and time.monotonic() - self.fetched < 1.0:
                 return  # another request just did it
             try:
                 self.keys = await asyncio.to_thread(self._download)
