@@ -236,3 +236,14 @@ def test_jwks_url_downloads_are_cached_and_rate_limited(monkeypatch):
     assert not keys.stale("k1") and keys.stale("k2")  # a rotated key id
     clock[0] += 300
     assert keys.stale("k1")  # the cache expired
+
+
+def test_an_escalated_decision_keeps_its_policy_and_principal(tmp_path):
+    from dlproxy.engine.vocab import Action
+    from dlproxy.inspect.policy import with_action
+
+    a = active(tmp_path, "- {name: agents-redact, principals: ['agent-*'], action: redact}\n")
+    d = decide([finding()], [], ctx("agent-2"), a)
+    assert (d.action, d.policy) == ("redact", "agents-redact")
+    e = with_action(d, Action.BLOCK, "cannot rewrite")
+    assert (e.action, e.policy, e.principal, e.policies) == ("block", "agents-redact", "agent-2", d.policies)
