@@ -215,7 +215,7 @@ def test_without_principal_or_policy_the_incident_is_as_before(tmp_path):
 def test_jwks_url_downloads_are_cached_and_rate_limited(monkeypatch):
     """When a verification waits for a JWKS download: first use, after jwks_cache_seconds, and for an unknown
     key id or after a failed download at most every JWKS_MIN_REFRESH seconds (clock stubbed)."""
-    import jwt as pyjwt
+    pyjwt = pytest.importorskip("jwt", reason="PyJWT is a dependency (pyproject.toml): run make install")
     from cryptography.hazmat.primitives.asymmetric import ec
 
     from dlproxy.engine.principals import Source

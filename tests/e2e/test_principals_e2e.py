@@ -17,12 +17,12 @@ from pathlib import Path
 
 import bcrypt
 import httpx
-import jwt
 import pytest
 
 from conftest import E2E_PROFILE, GHP, NPM, curl, curl_response, make_ca, make_ca_and_leaf
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("principals")]
+jwt = pytest.importorskip("jwt", reason="PyJWT is a dependency (pyproject.toml): run make install")
 
 POLICIES = """
 policies:

@@ -525,8 +525,10 @@ def load_jwks(data: bytes) -> Any:
     """A JSON Web Key Set → jwt.PyJWKSet (public keys only); ValueError on anything else."""
     import json
 
-    import jwt
-
+    try:
+        import jwt
+    except ImportError:
+        raise ValueError("PyJWT is not installed (pip install pyjwt)") from None
     try:
         doc = json.loads(data)
         keys = jwt.PyJWKSet.from_dict(doc)

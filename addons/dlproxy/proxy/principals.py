@@ -30,7 +30,6 @@ import urllib.request
 import weakref
 from typing import Any
 
-import jwt
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
@@ -206,6 +205,8 @@ class JwtAssertion:
         return value
 
     def kid(self, token: str) -> str | None:
+        import jwt  # PyJWT: imported where used, so a proxy without jwt-header sources never needs it
+
         try:
             return jwt.get_unverified_header(token).get("kid")
         except jwt.PyJWTError:
@@ -213,6 +214,8 @@ class JwtAssertion:
 
     def principal(self, token: str) -> tuple[str, str]:
         """(principal, "") or ("", reason): expired, signature, issuer, audience, malformed, unknown_key, claim."""
+        import jwt
+
         s = self.source
         try:
             header = jwt.get_unverified_header(token)
