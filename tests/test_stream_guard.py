@@ -98,7 +98,7 @@ def run_stream(flow: http.HTTPFlow, chunks: list[bytes]) -> bytes:
 def test_sse_gets_a_scanning_stream_and_chunked_framing(env):
     f = response_flow({"content-type": "text/event-stream; charset=utf-8", "content-length": "500"})
     env.guard.responseheaders(f)
-    assert isinstance(f.response.stream, FlowStream) and f.response.stream.sse
+    assert isinstance(f.response.stream, FlowStream) and f.response.stream.framing == "sse"
     assert "content-length" not in f.response.headers  # the length may change (error event, redaction)
     assert f.response.headers["transfer-encoding"] == "chunked"
     assert f.metadata[STREAMED] == "sse"

@@ -18,13 +18,18 @@ non-AI event stream, is caught as well.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import re
+import struct
+import zlib
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
 from .stream import BLOCK, REDACT, HoldLimit, Judge, ScanWindow, Verdicts, marker
+from .views import EscapeView
 
 EOL = re.compile(rb"\r\n|\r|\n")
 MAX_EVENT_BYTES = 16 * 1024 * 1024  # a single event (or held events) larger than this cannot be inspected
@@ -34,6 +39,10 @@ CHAT_FIELDS = ("content", "refusal", "reasoning_content", "reasoning")
 ANTHROPIC_DELTA_FIELDS = ("text", "partial_json", "thinking")
 # Anthropic event type -> the object holding its text: a block's deltas, and the text a block starts with
 ANTHROPIC_BLOCK_FIELD = {"content_block_delta": "delta", "content_block_start": "content_block"}
+VERCEL_UI_TYPES = frozenset({"start", "start-step", "text-start", "text-delta", "text-end", "reasoning-start",
+                             "reasoning-delta", "reasoning-end", "tool-input-start", "tool-input-delta",
+                             "tool-input-available", "finish-step", "finish"})
+NAMED = ("openai", "anthropic")  # shapes whose delta channels extract_deltas names; every other shape is generic
 FINISH_ALL = ("response.completed", "response.failed", "response.incomplete", "message_stop")
 
 
@@ -82,6 +91,84 @@ class SSEParser:
         return out
 
 
+class LineParser:
+    """Splits a byte stream into lines (each with its line end), bytes untouched: NDJSON, Vercel data streams."""
+
+    def __init__(self, max_event: int = MAX_EVENT_BYTES):
+        self._buf = bytearray()
+        self.max_event = max_event
+
+    def feed(self, data: bytes) -> list[bytes]:
+        buf = self._buf
+        buf += data
+        end = buf.rfind(b"\n") + 1
+        if not end:
+            if len(buf) > self.max_event:
+                raise HoldLimit("line too large")
+            return []
+        lines = bytes(buf[:end]).splitlines(keepends=True)
+        del buf[:end]
+        if len(buf) > self.max_event:
+            raise HoldLimit("line too large")
+        return lines
+
+    def rest(self) -> bytes:
+        out = bytes(self._buf)
+        self._buf.clear()
+        return out
+
+
+class EventStreamParser:
+    """Splits AWS `application/vnd.amazon.eventstream` (Bedrock ConverseStream, InvokeModelWithResponseStream) into
+    whole frames: a 12-byte prelude (total length, headers length, CRC), headers, payload, message CRC."""
+
+    def __init__(self, max_event: int = MAX_EVENT_BYTES):
+        self._buf = bytearray()
+        self.max_event = max_event
+
+    def feed(self, data: bytes) -> list[bytes]:
+        buf = self._buf
+        buf += data
+        out = []
+        while len(buf) >= 12:
+            total, headers_len, crc = struct.unpack("!III", buf[:12])
+            if zlib.crc32(bytes(buf[:8])) != crc or total < 16 or headers_len > total - 16:
+                raise ValueError("not an event stream frame")
+            if total > self.max_event:
+                raise HoldLimit("frame too large")
+            if len(buf) < total:
+                break
+            out.append(bytes(buf[:total]))
+            del buf[:total]
+        return out
+
+    def rest(self) -> bytes:
+        out = bytes(self._buf)
+        self._buf.clear()
+        return out
+
+
+_VERCEL_PART = re.compile(r"\A([0-9a-z]{1,2}):(?=[\[{\"0-9tfn-])")
+
+
+def line_data(raw: bytes) -> tuple[str | None, str]:
+    """(data, prefix) of one line: NDJSON is the line itself; a Vercel AI SDK data stream part `0:"text"` is the
+    JSON after its type code."""
+    text = raw.decode("utf-8", "replace").rstrip("\r\n")
+    if not text.strip():
+        return None, ""
+    m = _VERCEL_PART.match(text)
+    if m is not None:
+        return text[m.end():], m.group()
+    return text, ""
+
+
+def eventstream_payload(raw: bytes) -> str | None:
+    """The payload of one event stream frame, as text (JSON for Bedrock)."""
+    _total, headers_len = struct.unpack("!II", raw[:8])
+    return raw[12 + headers_len:-4].decode("utf-8", "replace")
+
+
 def parse_fields(raw: bytes) -> tuple[str | None, str | None]:
     """(event name, data) of one raw event; data lines joined with \\n, None when there are none."""
     name = None
@@ -111,7 +198,7 @@ class Delta:
 
 
 def flavor_of(obj: Any) -> str | None:
-    """openai | anthropic | None, from the shape of one event's JSON."""
+    """openai | anthropic | gemini | mcp | ollama | vercel-ui | None, from the shape of one event's JSON."""
     if not isinstance(obj, dict):
         return None
     if "choices" in obj or str(obj.get("object", "")).startswith(("chat.completion", "text_completion")):
@@ -122,6 +209,14 @@ def flavor_of(obj: Any) -> str | None:
             return "openai"
         if typ in ANTHROPIC_TYPES:
             return "anthropic"
+        if typ in VERCEL_UI_TYPES:
+            return "vercel-ui"
+    if "candidates" in obj or "promptFeedback" in obj:
+        return "gemini"
+    if obj.get("jsonrpc") == "2.0":
+        return "mcp"
+    if "done" in obj and ("message" in obj or "response" in obj):
+        return "ollama"
     return None
 
 
@@ -184,6 +279,66 @@ def extract_deltas(obj: Any) -> list[Delta]:
     return out
 
 
+# String leaves whose value is a piece of text (a delta): always appended to their channel. Any other string leaf is
+# appended too, unless it repeats the previous value at its path (ids, model names, event types: constants).
+TEXT_KEYS = frozenset({"text", "delta", "content", "response", "partial_json", "arguments", "args", "thinking",
+                       "reasoning", "output", "data", "value", "message", "chunk", "token", "textDelta",
+                       "argsTextDelta", "inputTextDelta", "result", "input", "completion", "outputText"})
+MAX_DEPTH = 32
+
+
+def generic_deltas(obj: Any, last: dict) -> list[Delta]:
+    """Every string leaf of an event's JSON, one channel per JSON path, for event streams no named shape knows
+    (Gemini, Vercel AI SDK, Ollama, Bedrock, MCP and APIs yet to come). `last` (path -> previous value) lets a
+    constant field (an id repeated in every event) stay out of its channel instead of growing it."""
+    out: list[Delta] = []
+    stack: list[tuple[Any, tuple]] = [(obj, ())]
+    while stack:
+        node, path = stack.pop()
+        if isinstance(node, str):
+            if not node:
+                continue
+            nested = _nested_json(node)
+            if nested is not None and len(path) < MAX_DEPTH:
+                stack.append((nested, path + ("~b64",)))
+                continue
+            key = path[-1] if path else ""
+            if key not in TEXT_KEYS and last.get(path) == node:
+                continue
+            last[path] = node
+            if "~b64" in path:
+                out.append(Delta(("json",) + path, node, (), "sse:" + _jsonpath(path)))  # not rewritable
+            else:
+                out.append(Delta(("json",) + path, node, path, "sse:" + _jsonpath(path)))
+        elif len(path) >= MAX_DEPTH:
+            continue
+        elif isinstance(node, dict):
+            stack.extend((v, path + (k,)) for k, v in reversed(node.items()))
+        elif isinstance(node, list):
+            stack.extend((v, path + (i,)) for i, v in reversed(list(enumerate(node))))
+    return out
+
+
+def _nested_json(value: str) -> Any:
+    """A base64 string holding a JSON object (Bedrock InvokeModelWithResponseStream `chunk.bytes`), decoded."""
+    if len(value) < 16 or not value.startswith("eyJ"):
+        return None
+    try:
+        return json.loads(base64.b64decode(value, validate=True))
+    except (binascii.Error, ValueError):
+        return None
+
+
+def _jsonpath(path: tuple) -> str:
+    out = "$"
+    for p in path:
+        if p == "~b64":
+            out += ":base64"
+        else:
+            out += f"[{p}]" if isinstance(p, int) else f".{p}"
+    return out
+
+
 def _responses_key(obj: dict, stem: str) -> tuple:
     return ("responses", stem, obj.get("item_id"), obj.get("output_index"), obj.get("content_index"),
             obj.get("summary_index"))
@@ -224,19 +379,71 @@ def get_path(obj: Any, path: tuple) -> Any:
 # --- the error event a blocked client gets ---------------------------------------------------------------------
 
 
-def error_event(flavor: str | None, body: dict) -> bytes:
-    """The final event for a blocked stream, in the API's own format.
+def error_event(flavor: str | None, body: dict, framing: str = "sse", rpc_id: Any = None) -> bytes:
+    """The final event for a blocked stream, in the API's own format, so its client raises its own error.
 
     `body` is the block body of docs/contracts.md `{"error": {"type": "dlp_violation", "code", "message", "incident_id",
-    "findings"}}`. OpenAI: `data: {"error": {...}}` (the SDKs raise APIError). Anthropic: `event: error` with
-    `{"type": "error", "error": {...}}` (the SDK raises an APIStatusError). Any other SSE: `event: error` with the
-    block body.
+    "findings"}}`; every shape carries the incident id.
+      openai      `data: {"error": {...}}` (the SDKs raise APIError)
+      anthropic   `event: error` + `{"type": "error", "error": {...}}` (the SDK raises APIStatusError)
+      gemini      `data: {"error": {"code": 403, "status": "PERMISSION_DENIED", "message", "details", ...}}`
+      mcp         a JSON-RPC error response to the request's id (`code` -32001, the block body as `data`)
+      vercel-ui   `data: {"type": "error", "errorText": ...}`; Vercel data stream v4 (lines): `3:"message"`
+      ollama      `{"error": "message"}` (its client raises ResponseError)
+      eventstream an AWS exception frame (`accessDeniedException`; boto3 raises EventStreamError)
+      other       `event: error` + the block body (NDJSON: the block body as a line)
     """
+    err = body["error"]
+    text = f"{err.get('message', 'blocked')} (incident {err.get('incident_id') or 'unknown'})"
+    if framing == "eventstream":
+        return eventstream_frame({":message-type": "exception", ":exception-type": "accessDeniedException",
+                                  ":content-type": "application/json"}, _dumps({"message": text, **err}))
+    if framing == "lines":
+        if flavor == "vercel-data":
+            return b"3:" + _dumps(text) + b"\n"
+        if flavor == "ollama":
+            return _dumps({"error": text}) + b"\n"
+        return _dumps(body) + b"\n"
     if flavor == "openai":
         return b"data: " + _dumps(body) + b"\n\n"
     if flavor == "anthropic":
-        return b"event: error\ndata: " + _dumps({"type": "error", "error": body["error"]}) + b"\n\n"
+        return b"event: error\ndata: " + _dumps({"type": "error", "error": err}) + b"\n\n"
+    if flavor == "gemini":
+        return b"data: " + _dumps(gemini_error(body)) + b"\n\n"
+    if flavor == "mcp":
+        return b"event: message\ndata: " + _dumps(jsonrpc_error(body, rpc_id)) + b"\n\n"
+    if flavor == "vercel-ui":
+        return b"data: " + _dumps({"type": "error", "errorText": text}) + b"\n\n"
     return b"event: error\ndata: " + _dumps(body) + b"\n\n"
+
+
+def gemini_error(body: dict) -> dict:
+    """Google's error shape (`google.rpc.Status`), with the block body's fields kept beside it."""
+    err = body["error"]
+    return {"error": {**err, "code": 403, "status": "PERMISSION_DENIED", "reason": err.get("code"),
+                      "details": [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "DLP_VIOLATION",
+                                   "domain": "dlproxy", "metadata": {"incident_id": err.get("incident_id") or ""}}]}}
+
+
+JSONRPC_DLP_ERROR = -32001
+
+
+def jsonrpc_error(body: dict, rpc_id: Any) -> dict:
+    """A JSON-RPC 2.0 error response (MCP): the agent gets a tool error it can handle, not a transport failure."""
+    err = body["error"]
+    return {"jsonrpc": "2.0", "id": rpc_id,
+            "error": {"code": JSONRPC_DLP_ERROR, "message": err.get("message", "blocked"), "data": err}}
+
+
+def eventstream_frame(headers: dict[str, str], payload: bytes) -> bytes:
+    """One AWS event stream frame (string headers only), CRCs included."""
+    hdr = b"".join(bytes([len(k)]) + k.encode() + b"\x07" + struct.pack("!H", len(v)) + v.encode()
+                   for k, v in headers.items())
+    total = 12 + len(hdr) + len(payload) + 4
+    prelude = struct.pack("!II", total, len(hdr))
+    prelude += struct.pack("!I", zlib.crc32(prelude))
+    message = prelude + hdr + payload
+    return message + struct.pack("!I", zlib.crc32(message))
 
 
 def _dumps(obj: Any) -> bytes:
@@ -247,29 +454,51 @@ def _dumps(obj: Any) -> bytes:
 
 
 class _Channel:
-    __slots__ = ("window", "spans", "length")
+    """The reassembled text of one delta channel, scanned as it grows. Its escape view (views.EscapeView), made once
+    the text holds a backslash or `&`, is scanned too: tool-call arguments are JSON inside JSON, and a token
+    written `\\u0067hp_…` or glued to a `\\n` there only shows once unescaped."""
 
-    def __init__(self, window: ScanWindow):
+    __slots__ = ("window", "spans", "length", "view", "vwindow", "vbase", "rewritable", "released")
+
+    def __init__(self, window: ScanWindow, rewritable: bool = True):
         self.window = window
         self.spans: list[tuple[int, int, bytes]] = []  # redactions applied to this channel's text
         self.length = 0
+        self.view: EscapeView | None = None
+        self.vwindow: ScanWindow | None = None
+        self.vbase = 0  # channel offset where the view starts
+        self.rewritable = rewritable
+        self.released = 0  # channel offset up to which the events carrying it went out
+
+    def decided(self, end: int, vend: int | None) -> bool:
+        return self.window.decided >= end and (vend is None or self.vwindow.decided >= vend)
 
 
 @dataclass(slots=True)
 class _Event:
     raw: bytes
     obj: Any = None
-    contribs: list = field(default_factory=list)  # (channel, start, end, path)
+    contribs: list = field(default_factory=list)  # (channel, start, end, path, end in the channel's view)
     redact_raw: bool = False
+    prefix: str = ""  # lines: a Vercel data stream part's type code ("0:")
+
+
+FRAMINGS = {"sse": SSEParser, "lines": LineParser, "eventstream": EventStreamParser}
 
 
 class SSEScanner:
-    def __init__(self, detector, judge: Judge, flavor: str | None = None, max_hold: int = MAX_EVENT_BYTES):
+    """An event stream: `framing` "sse" (text/event-stream), "lines" (NDJSON, Vercel AI SDK data stream) or
+    "eventstream" (AWS binary frames). Events whose data is JSON feed the delta channels."""
+
+    def __init__(self, detector, judge: Judge, flavor: str | None = None, max_hold: int = MAX_EVENT_BYTES,
+                 framing: str = "sse"):
         self.detector = detector
         self.verdicts = Verdicts(judge)  # shared by every channel: one judgement per secret per stream
         self.flavor = flavor  # from the request (path, host, headers); events can refine it
         self.detected: str | None = None  # flavor seen in the events themselves
-        self.parser = SSEParser(max_hold)
+        self.framing = framing
+        self.last: dict[tuple, str] = {}  # generic channels: the previous value at each JSON path
+        self.parser = FRAMINGS[framing](max_hold)
         self.max_hold = max_hold
         self.channels: dict[tuple, _Channel] = {}
         self.pending: deque[_Event] = deque()
@@ -311,20 +540,29 @@ class SSEScanner:
     def _event(self, raw: bytes, out: list[bytes]) -> None:
         self.scanned += len(raw)
         ev = _Event(raw)
-        _name, data = parse_fields(raw)
+        if self.framing == "sse":
+            _name, data = parse_fields(raw)
+        elif self.framing == "lines":
+            data, ev.prefix = line_data(raw)
+        else:
+            data = eventstream_payload(raw)
         ends: list[tuple] | None = []
         if data is not None:
             obj = None
-            if data[:1] in ("{", "["):
+            if data[:1] in ("{", "[") or (ev.prefix and data[:1] == '"'):
                 try:
                     obj = json.loads(data)
                 except ValueError:
                     obj = None
             if obj is not None:
                 ev.obj = obj
+                shape = flavor_of(obj)
                 if self.detected is None:
-                    self.detected = flavor_of(obj)
-                for delta in extract_deltas(obj):
+                    self.detected = shape
+                deltas = extract_deltas(obj)
+                if not deltas and shape not in NAMED:
+                    deltas = generic_deltas(obj, self.last)
+                for delta in deltas:
                     if not self._add(ev, delta):
                         return
                 ends = finished_channels(obj)
@@ -363,17 +601,41 @@ class SSEScanner:
     def _add(self, ev: _Event, delta: Delta) -> bool:
         ch = self.channels.get(delta.key)
         if ch is None:
-            ch = self.channels[delta.key] = _Channel(ScanWindow(self.detector, self.verdicts, delta.location))
+            ch = self.channels[delta.key] = _Channel(ScanWindow(self.detector, self.verdicts, delta.location),
+                                                     rewritable=delta.path is not None and self.framing != "eventstream")
         data = delta.text.encode("utf-8", "surrogatepass")
         start = ch.length
+        if ch.view is None and (b"\\" in data or b"&" in data):
+            self._open_view(ch, delta.location)
         ch.length += len(data)
-        ev.contribs.append((ch, start, ch.length, delta.path))
         _, spans = ch.window.push(data)
         ch.spans += spans
-        if ch.window.stopped:
-            self._stop()
+        vend = None
+        if ch.view is not None:
+            ch.vwindow.push(ch.view.feed(data))
+            vend = ch.view.out
+        ev.contribs.append((ch, start, ch.length, delta.path, vend))
+        if ch.window.stopped or (ch.vwindow is not None and ch.vwindow.stopped) or (ch.spans and not ch.rewritable):
+            self._stop()  # blocked; or a redaction where the event cannot be rewritten: cut instead
             return False
         return True
+
+    def _open_view(self, ch: _Channel, location: str) -> None:
+        """Start the channel's escape view with the text still held as scan context (a token may begin there)."""
+        w = ch.window
+        ch.view = EscapeView()
+        ch.vbase = w._base
+        ch.vwindow = ScanWindow(self.detector, self.verdicts, location + ":unescaped")
+        ch.vwindow.accept = ch.view.touches
+        ch.vwindow.on_redact = lambda f, ch=ch: self._view_redact(ch, f)
+        ch.vwindow.push(ch.view.feed(w._buf))
+
+    def _view_redact(self, ch: _Channel, f) -> None:
+        # a head of the secret that already went out stays; the marker goes where the held rest begins
+        start = max(ch.vbase + ch.view.to_source(f.start), ch.released)
+        end = ch.vbase + ch.view.to_source(f.end, end=True)
+        ch.spans.append((start, end, marker(f.entry_id)))
+        ch.spans.sort()
 
     def _finish_channels(self, keys: list[tuple] | None) -> None:
         for key, ch in self.channels.items():
@@ -382,9 +644,12 @@ class SSEScanner:
             if ch.window.decided < ch.length:
                 _, spans = ch.window.push(b"", final=True)
                 ch.spans += spans
-                if ch.window.stopped:
-                    self._stop()
-                    return
+            if ch.vwindow is not None and not ch.vwindow.stopped:
+                ch.vwindow.push(ch.view.feed(b"", final=True), final=True)
+            if ch.window.stopped or (ch.vwindow is not None and ch.vwindow.stopped) or \
+                    (ch.spans and not ch.rewritable):
+                self._stop()
+                return
 
     def _stop(self) -> None:
         self.stopped = True
@@ -397,17 +662,19 @@ class SSEScanner:
         pending = self.pending
         while pending:
             ev = pending[0]
-            for ch, _start, end, _path in ev.contribs:
-                if end > ch.window.decided:
+            for ch, _start, end, _path, vend in ev.contribs:
+                if not ch.decided(end, vend):
                     return
             pending.popleft()
             self.pending_bytes -= len(ev.raw)
+            for ch, _start, end, _path, _vend in ev.contribs:
+                ch.released = max(ch.released, end)
             out.append(self._render(ev))
 
     def _render(self, ev: _Event) -> bytes:
         """The event as forwarded: its raw bytes, unless a redaction touches the text it carries."""
         changed = False
-        for ch, start, end, path in ev.contribs:
+        for ch, start, end, path, _vend in ev.contribs:
             spans = [s for s in ch.spans if s[0] < end and s[1] > start]
             if not spans:
                 continue
@@ -429,19 +696,23 @@ class SSEScanner:
             ch.spans = [s for s in ch.spans if s[1] > end]
         raw = ev.raw
         if changed:
-            raw = _rewrite(raw, _dumps(ev.obj).decode("utf-8") if not isinstance(ev.obj, str) else ev.obj)
+            if self.framing == "lines":
+                eol = raw[len(raw.rstrip(b"\r\n")):]
+                raw = ev.prefix.encode() + _dumps(ev.obj) + eol
+            elif isinstance(ev.obj, str):
+                raw = _rewrite(raw, ev.obj)
+            else:
+                raw = _rewrite(raw, _dumps(ev.obj).decode("utf-8"))
         if ev.redact_raw or changed:
             raw = self._redact_literal(raw)
         return raw
 
     def _redact_literal(self, raw: bytes) -> bytes:
         """Replace every secret still literally in an event whose secrets are being redacted."""
-        pieces, pos = [], 0
-        for f in self.detector.scan(raw):  # sorted, disjoint: one pass however many there are
+        for f in reversed(self.detector.scan(raw)):
             if self.verdicts.action_of(f) == REDACT:
-                pieces += (raw[pos:f.start], marker(f.entry_id))
-                pos = f.end
-        return b"".join(pieces) + raw[pos:] if pieces else raw
+                raw = raw[:f.start] + marker(f.entry_id) + raw[f.end:]
+        return raw
 
 
 def _rewrite(raw: bytes, data: str) -> bytes:

@@ -31,6 +31,7 @@ from ..inspect.policy import Active, Decision, FlowContext, decide, with_action
 from ..inspect.scanning import Scan, ScanPool, scan_message
 from ..ops.incidents import IncidentLog
 from ..ops.metrics import Metrics
+from .apis import api_block_response
 from .enforce import (
     GENERATED,
     GENERATION,
@@ -38,7 +39,6 @@ from .enforce import (
     STREAMED,
     VERDICT,
     NotReady,
-    block_response,
     fail_closed,
     flow_context,
     record_decision,
@@ -376,7 +376,7 @@ class _Inspector:
         if incident_id:
             flow.metadata[INCIDENT] = incident_id
         if decision.enforcement == Enforcement.BLOCK:
-            flow.response = block_response(decision, incident_id or "", self.direction)
+            flow.response = api_block_response(flow, decision, incident_id or "", self.direction)
             flow.metadata[GENERATED] = True
 
     def fail(self, flow: http.HTTPFlow, exc: BaseException, active: Active | None) -> None:

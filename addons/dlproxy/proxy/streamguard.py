@@ -39,13 +39,13 @@ from ..ops.incidents import IncidentLog
 from ..ops.metrics import Metrics
 from . import internals
 from .addon import ProfileState, RequestInspector, ResponseInspector, scan_message
+from .apis import api_block_response, api_of, jsonrpc_request
 from .enforce import (
     GENERATED,
     INCIDENT,
     STREAMED,
     VERDICT,
     block_body,
-    block_response,
     fail_closed,
     flow_context,
     record_decision,
@@ -54,17 +54,20 @@ from .enforce import (
 logger = logging.getLogger(__name__)
 
 SSE_TYPES = ("text/event-stream",)
+EVENTSTREAM_TYPES = ("application/vnd.amazon.eventstream",)
+LINE_TYPES = ("application/x-ndjson", "application/ndjson", "application/jsonl", "application/x-jsonlines",
+              "application/jsonlines", "application/json-seq", "application/x-json-stream")
 
 
-def sse_flavor(flow: http.HTTPFlow) -> str | None:
-    """Which AI API a stream comes from, by the request (the events themselves refine it)."""
-    req = flow.request
-    host = req.pretty_host.lower()
-    path = req.path.split("?", 1)[0].rstrip("/")
-    if "anthropic" in host or "anthropic-version" in req.headers or path.endswith("/messages"):
-        return "anthropic"
-    if "openai" in host or path.endswith(("/chat/completions", "/completions", "/responses")):
-        return "openai"
+def event_framing(headers) -> str | None:
+    """How a streamed response is split into events: sse | lines | eventstream; None: a plain byte stream."""
+    ctype = headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if ctype in SSE_TYPES:
+        return "sse"
+    if ctype in EVENTSTREAM_TYPES:
+        return "eventstream"
+    if ctype in LINE_TYPES or "x-vercel-ai-data-stream" in headers:
+        return "lines"
     return None
 
 
@@ -100,7 +103,7 @@ class FlowStream:
     """The `stream` callable of one streamed message: decode → scan → forward what is decided. Never raises."""
 
     def __init__(self, guard: StreamGuard, flow: http.HTTPFlow, direction: Direction, active: Active,
-                 ctx_: FlowContext, decoder: StreamDecoder | None, sse: bool, fixed_length: bool,
+                 ctx_: FlowContext, decoder: StreamDecoder | None, framing: str | None, fixed_length: bool,
                  verdict: str = Verdict.CLEAN,
                  incident_id: str | None = None):
         self.guard = guard
@@ -109,11 +112,11 @@ class FlowStream:
         self.active = active
         self.ctx = ctx_
         self.decoder = decoder
-        self.sse = sse
+        self.framing = framing
         detector = active.detector
-        if sse:
+        if framing:
             hold = min(active.settings.max_inspect_bytes, MAX_EVENT_BYTES)
-            self.scanner = SSEScanner(detector, self.judge, sse_flavor(flow), max_hold=hold)
+            self.scanner = SSEScanner(detector, self.judge, api_of(flow), max_hold=hold, framing=framing)
         else:
             msg = flow.request if direction == "request" else flow.response
             self.scanner = ByteStreamScanner(detector, self.judge, "body:stream", fixed_length,
@@ -225,8 +228,10 @@ class FlowStream:
         self.state = "cut"
         out: list[bytes] = []
         try:
-            if self.sse and self.direction == Direction.RESPONSE:
-                out.append(error_event(self.scanner.error_flavor, self.error_body()))
+            if self.framing and self.direction == Direction.RESPONSE:
+                rpc = jsonrpc_request(self.flow)
+                out.append(error_event(self.scanner.error_flavor, self.error_body(), self.framing,
+                                       rpc[0] if rpc else None))
         except Exception:
             logger.error("dlproxy could not build the stream error event")
         try:
@@ -310,16 +315,16 @@ class StreamGuard:
         try:
             if flow.request.method.upper() == "HEAD" or resp.status_code < 200 or resp.status_code in (204, 304):
                 return
-            ctype = resp.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-            sse = ctype in SSE_TYPES
+            framing = event_framing(resp.headers)
+            always = framing in ("sse", "eventstream")  # event streams are streamed even with a length
             length = _length(resp.headers)
-            if length == 0 and not sse:
+            if length == 0 and not always:
                 return
             chunked = "chunked" in resp.headers.get("transfer-encoding", "").lower()
             large = self.large is not None and length is not None and length > self.large
-            if not (sse or chunked or length is None or large or resp.stream):
+            if not (always or chunked or length is None or large or resp.stream):
                 return  # buffered: ResponseInspector
-            self.install(flow, Direction.RESPONSE, sse)
+            self.install(flow, Direction.RESPONSE, framing)
         except Exception as exc:
             self.fail_head(flow, Direction.RESPONSE, exc)
 
@@ -331,7 +336,7 @@ class StreamGuard:
 
     # -- installing --
 
-    def install(self, flow: http.HTTPFlow, direction: Direction, sse: bool = False) -> None:
+    def install(self, flow: http.HTTPFlow, direction: Direction, framing: str | None = None) -> None:
         active = self.state.active_for(flow)
         verdict, incident_id = self.inspect_head(flow, direction, active)
         if verdict is None:
@@ -343,7 +348,7 @@ class StreamGuard:
         except DecodeError as e:
             self.undecodable(flow, direction, active, e.reason)
             return
-        fixed = decoder is None and not sse and _length(msg.headers) is not None
+        fixed = decoder is None and not framing and _length(msg.headers) is not None
         if decoder is not None:
             msg.headers.pop("content-encoding", None)
         if not fixed:
@@ -352,9 +357,9 @@ class StreamGuard:
                     flow.request.http_version != "HTTP/1.0":
                 msg.headers["transfer-encoding"] = "chunked"  # HTTP/2 output drops it
         ctx_ = flow_context(flow, direction)
-        msg.stream = FlowStream(self, flow, direction, active, ctx_, decoder, sse, fixed, verdict, incident_id)
+        msg.stream = FlowStream(self, flow, direction, active, ctx_, decoder, framing, fixed, verdict, incident_id)
         if direction == Direction.RESPONSE:
-            flow.metadata[STREAMED] = "sse" if sse else "body"
+            flow.metadata[STREAMED] = framing or "body"
 
     def inspect_head(self, flow: http.HTTPFlow, direction: Direction, active: Active) -> tuple[str | None, str | None]:
         """URL (requests) and headers, which the buffered inspectors will not see for a streamed message.
@@ -390,7 +395,7 @@ class StreamGuard:
     def block_head(self, flow: http.HTTPFlow, direction: Direction, decision: Decision,
                    incident_id: str | None) -> None:
         """Block before any body byte is forwarded: the 403 in place of the request or the response."""
-        block = block_response(decision, incident_id or "", direction)
+        block = api_block_response(flow, decision, incident_id or "", direction)
         if direction == Direction.REQUEST:
             flow.request.stream = False
             flow.response = block
