@@ -23,7 +23,16 @@ from sse_upstream import start_reverse
 
 from conftest import GHP
 from evasion.support import carries
-from test_stream_shapes import bedrock, gemini, mcp, ollama_chat, ollama_generate, pieces, vercel_v4, vercel_v5
+from test_stream_shapes import (
+    bedrock,
+    gemini,
+    mcp,
+    ollama_chat,
+    ollama_generate,
+    pieces,
+    vercel_v4,
+    vercel_v5,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
