@@ -346,6 +346,10 @@ def test_history_finds_a_secret_added_then_removed(capsys, repo):
     code, out, err = scan(capsys, "git", str(r), "--range", "nope..HEAD")
     assert code == 2 and "nope" in err
     assert scan(capsys, "git", str(r.parent))[0] == 2  # not a repository
+    empty = r.parent / "empty"
+    empty.mkdir()
+    git(empty, "init", "-q")
+    assert scan(capsys, "git", str(empty))[0] == 0  # no commits yet: an empty history
     assert info["added"] not in json.dumps(report)
 
 

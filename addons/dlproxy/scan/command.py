@@ -84,7 +84,8 @@ def run(args: argparse.Namespace, profile, detector) -> int:
             diff.check_repo(repo)
             git_args = (diff.history_args(args.since, args.range, args.all) if history
                         else diff.diff_args(args.staged, args.diff))
-            for batch in diff.added_lines(diff.run_git(repo, git_args)):
+            empty = history and not args.all and not args.range and not diff.has_head(repo)
+            for batch in () if empty else diff.added_lines(diff.run_git(repo, git_args)):
                 scanner.scan_lines(batch.lines, batch.where)
                 if progress:
                     progress.step(batch.where[-1][2] or batch.where[-1][0], 0)

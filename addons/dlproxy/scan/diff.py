@@ -152,6 +152,13 @@ def check_repo(cwd: str) -> None:
         raise GitError(f"{cwd}: not a git repository")
 
 
+def has_head(cwd: str) -> bool:
+    """False in a repository without commits yet (an empty history: nothing to scan, not an error)."""
+    proc = subprocess.run(["git", "-C", cwd, "rev-parse", "-q", "--verify", "HEAD"], capture_output=True,
+                          timeout=60)
+    return proc.returncode == 0
+
+
 _DIFF_OPTS = ("--no-color", "--no-ext-diff", "--no-textconv", "-U0", "--no-renames", "--diff-filter=d")
 
 
