@@ -45,6 +45,9 @@ CONTRACT_METRICS = {
     "dlproxy_unscannable_total": {"reason"},
     # incident delivery
     "dlproxy_webhook_dropped_total": {"reason"},
+    # closing the loop (docs/revocation.md)
+    "dlproxy_revocations_total": {"revoker", "result"},
+    "dlproxy_revocation_queue_depth": set(),
 }
 SWITCHES = {"--dry-run"}  # `dlproxy run` flags that take no value
 TARGET_LABELS = {"namespace", "pod", "job", "instance", "service", "container"}  # added by the scrape
@@ -292,6 +295,26 @@ def test_base_proxy_arguments_and_ca():
     for pem in ("mitmproxy-ca.pem", "mitmproxy-ca-cert.pem", "mitmproxy-dhparam.pem"):
         assert f"{init_mounts[ca_volume['name']]}/{pem}" in script, f"init container does not copy {pem}"
     assert confdir in script
+
+
+@pytest.mark.parametrize("name", [BASE, SIDECAR])
+def test_revocation_state_dir_is_a_writable_disk_volume(name):
+    """dlp_state_dir holds the revocation queue: a mounted emptyDir on disk (not memory: it should outlive a
+    container restart) or a PVC, writable by the proxy."""
+    docs = render(name)
+    for doc in docs:
+        if doc["kind"] != "Deployment":
+            continue
+        spec = doc["spec"]["template"]["spec"]
+        volumes = {v["name"]: v for v in spec.get("volumes", [])}
+        for proxy in proxy_containers(spec):
+            sets = dict(s.split("=", 1) for s in flags(proxy)["--set"])
+            mounts = {m["mountPath"]: m for m in proxy["volumeMounts"]}
+            mount = mounts[sets["dlp_state_dir"]]
+            assert not mount.get("readOnly")
+            volume = volumes[mount["name"]]
+            assert "persistentVolumeClaim" in volume or (
+                "emptyDir" in volume and volume["emptyDir"].get("medium") != "Memory"), volume
 
 
 def test_base_service_hpa_pdb_and_network_policy_fit_the_pods():

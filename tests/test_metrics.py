@@ -33,6 +33,8 @@ ADDITIVE = {
     "dlproxy_webhook_dropped": ("counter", {"reason"}),
     "dlproxy_policy_decisions": ("counter", {"policy", "action"}),
     "dlproxy_principal_refusals": ("counter", {"source", "reason"}),
+    "dlproxy_revocations": ("counter", {"revoker", "result"}),
+    "dlproxy_revocation_queue_depth": ("gauge", set()),
 }
 ATTRIBUTES = ["flows_total", "detections_total", "scanned_bytes_total", "scan_duration_seconds",
               "inspection_errors_total", "profile_entries", "profile_reloads_total", "candidates_total",
@@ -58,6 +60,7 @@ def test_names_types_and_labels_are_the_contract():
     m.unscannable_total.labels(reason="encrypted_archive").inc()
     m.policy_decisions_total.labels(policy="ci-publishes-to-npm", action="allow").inc()
     m.principal_refusals_total.labels(source="jwt-header", reason="expired").inc()
+    m.revocations_total.labels(revoker="github", result="revoked").inc()
     got = families(m)
     for name, spec in {**CONTRACT, **ADDITIVE}.items():
         assert got.get(name) == spec, name

@@ -18,8 +18,8 @@ from typing import Any
 
 import yaml
 
+from . import closing, validators
 from . import principals as principals_mod
-from . import validators
 from .vocab import PROFILE_ACTIONS, Direction
 
 SEVERITIES = ("critical", "high", "medium", "low")
@@ -52,6 +52,7 @@ class Settings:
     max_archive_members: int = 10000
     max_base64_depth: int = 2
     max_findings: int = 100  # findings per message located exactly and reported one by one; the rest are counted
+    evidence: closing.Evidence | None = None  # settings.evidence (closing.py)
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,7 @@ class Entry:
     examples: tuple[str, ...] = ()
     counterexamples: tuple[str, ...] = ()
     notes: str = ""
+    revocation_when: str | None = None  # `revocation: {when: …}`; None: the profile's (closing.py)
     source: str = ""  # FILE:LINE of the entry, for messages
 
     def action_for(self, direction: str, default: str) -> str:
@@ -93,6 +95,7 @@ class Profile:
     allow: tuple[tuple[str, str], ...] = ()  # (fingerprint, reason): known secrets nobody acts on
     principals: principals_mod.Principals = principals_mod.Principals()  # who sent it (principals.py)
     policies: tuple[principals_mod.Policy, ...] = ()  # first match wins, before the entry's action
+    revocation: closing.RevocationPolicy = closing.NO_REVOCATION
 
     @property
     def enabled_entries(self) -> tuple[Entry, ...]:
@@ -174,15 +177,16 @@ def _convert(node: yaml.Node, file: str) -> _Node:
 
 # --- merging and validation ------------------------------------------------------------------------
 
-_TOP_KEYS = {"profile", "name", "settings", "entries", "allow", "principals", "policies"}
+_TOP_KEYS = {"profile", "name", "settings", "entries", "allow", "principals", "policies", "revocation"}
 FINGERPRINT_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
 _ENTRY_KEYS = {"id", "name", "vendor", "severity", "prefixes", "pattern", "before", "checksum", "issuers",
-               "action", "enabled", "case_insensitive", "boundary", "examples", "counterexamples", "notes"}
+               "action", "enabled", "case_insensitive", "boundary", "examples", "counterexamples", "notes",
+               "revocation"}
 _SETTINGS_TYPES: dict[str, Any] = {
     "default_action": PROFILE_ACTIONS, "allow_to_issuer": bool, "min_matches": (int, 1),
     "max_inspect_bytes": (int, 1), "on_oversize": ON_OVERSIZE, "on_error": ON_ERROR,
     "max_expansion_ratio": (int, 1), "max_archive_depth": (int, 0), "max_archive_members": (int, 1),
-    "max_base64_depth": (int, 0), "max_findings": (int, 1),
+    "max_base64_depth": (int, 0), "max_findings": (int, 1), "evidence": "mapping",
 }
 
 
@@ -195,6 +199,7 @@ class _Merged:
         self.sources: list[str] = []
         self.sections: dict[str, _Node] = {}  # principals, policies: a later file replaces the whole section
         self.allow: dict[str, str] = {}
+        self.revocation: _Node | None = None  # the last file's section wins
 
     def add(self, path: Path, doc: _Node, problems: list[str]) -> None:
         self.sources.append(str(path))
@@ -225,7 +230,9 @@ class _Merged:
         for key in ("principals", "policies"):
             if key in top:
                 self.sections[key] = top[key]
-        if "entries" not in top and not {"settings", "allow", "principals", "policies"} & set(top):
+        if "revocation" in top:
+            self.revocation = top["revocation"]
+        if "entries" not in top and not {"settings", "allow", "principals", "policies", "revocation"} & set(top):
             problems.append(f"{doc.where()}: entries: required key missing")
         if "entries" in top:
             node = top["entries"]
@@ -310,7 +317,9 @@ class _Merged:
         merged["__item__"].label = label  # type: ignore[attr-defined]
 
     def build(self, problems: list[str]) -> Profile:
-        settings_kwargs = {k: v.value for k, v in self.settings.items()}
+        settings_kwargs = {k: v.value for k, v in self.settings.items() if k != "evidence"}
+        if "evidence" in self.settings:
+            settings_kwargs["evidence"] = closing.parse_evidence(self.settings["evidence"], problems)
         settings = Settings(**settings_kwargs)
         entries = []
         for fields in self.entries.values():
@@ -325,8 +334,9 @@ class _Merged:
         policies: tuple = ()
         if "policies" in self.sections:
             policies = principals_mod.parse_policies(self.sections["policies"], problems, set(self.entries))
+        revocation = closing.parse_revocation(self.revocation, set(self.entries), problems)
         return Profile(profile_id, name, settings, tuple(entries), tuple(self.sources), tuple(self.allow.items()),
-                       principals, policies)
+                       principals, policies, revocation)
 
 
 def _key_where(node: _Node) -> str:
@@ -457,6 +467,9 @@ def _build_entry(fields: dict[str, _Node], problems: list[str]) -> Entry | None:
     for j, host in enumerate(issuers):
         if not host or "/" in host or " " in host:
             problems.append(f"{where('issuers')}[{j}]: must be a host name or .suffix, got {host!r}")
+    revocation_when = None
+    if "revocation" in fields:
+        revocation_when = closing.parse_entry_revocation(fields["revocation"], item.label, problems)  # type: ignore[attr-defined]
     if len(problems) > n_before:
         return None
     return Entry(
@@ -464,7 +477,7 @@ def _build_entry(fields: dict[str, _Node], problems: list[str]) -> Entry | None:
         before=before, checksum=checksum, checksum_params=params, issuers=tuple(h.lower() for h in issuers),
         action=action, actions=actions, enabled=enabled, case_insensitive=case_insensitive, boundary=boundary,
         examples=string_list("examples"), counterexamples=string_list("counterexamples"), notes=notes,
-        source=item.where(),
+        revocation_when=revocation_when, source=item.where(),
     )
 
 

@@ -17,7 +17,7 @@ import collections
 import concurrent.futures
 import multiprocessing
 import pickle
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..engine.detector import Detector
 from ..engine.findings import Finding
@@ -35,6 +35,7 @@ class Scan:
     secrets: dict[str, Finding]  # secret text → its finding; only filled when something was found
     decoded_bytes: int
     stats: collections.Counter
+    context: dict[str, str] = field(default_factory=dict)  # secret → text around it (for sealed evidence only)
 
 
 def scan_message(active: Active, url: str | None, headers, body: bytes, blob_free: bool = False) -> Scan:
@@ -51,6 +52,9 @@ def scan_message(active: Active, url: str | None, headers, body: bytes, blob_fre
     findings: list[Finding] = []
     secrets: dict[str, Finding] = {}
     seen: set[tuple[str, str]] = set()
+    evidence = getattr(active.profile.settings, "evidence", None)
+    window = evidence.context if evidence is not None else -1
+    context: dict[str, str] = {}
     for segment in extraction.segments:
         data = segment.data
         hits = detector.scan(data, stats)
@@ -66,10 +70,13 @@ def scan_message(active: Active, url: str | None, headers, body: bytes, blob_fre
                 continue
             seen.add(key)
             findings.append(located)
-            secrets.setdefault(data[f.start:f.end].decode("latin-1"), located)
+            secret = data[f.start:f.end].decode("latin-1")
+            secrets.setdefault(secret, located)
+            if window >= 0 and secret not in context:
+                context[secret] = data[max(0, f.start - window):f.end + window].decode("latin-1")
     if secrets:
         findings, secrets = _safe_locations(findings, secrets)
-    return Scan(findings, list(extraction.unscannable), secrets, extraction.decoded_bytes, stats)
+    return Scan(findings, list(extraction.unscannable), secrets, extraction.decoded_bytes, stats, context)
 
 
 def _safe_locations(findings: list[Finding], secrets: dict[str, Finding]):

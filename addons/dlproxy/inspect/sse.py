@@ -591,7 +591,7 @@ class SSEScanner:
         findings = self.detector.scan(ev.raw)
         if not findings:
             return True
-        blocked, redact = self.verdicts.check([f.at("sse:event") for f in findings])
+        blocked, redact = self.verdicts.check([f.at("sse:event") for f in findings], ev.raw)
         if blocked is not None:
             self._stop()
             return False

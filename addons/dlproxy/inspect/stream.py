@@ -56,15 +56,29 @@ class Verdicts:
     """One judgement per secret per flow: the judge sees each (entry, fingerprint) once; later sightings of the
     same secret (in another channel, in an event's raw bytes, again in the text) reuse its action."""
 
-    __slots__ = ("judge", "known")
+    __slots__ = ("judge", "known", "secrets", "context", "context_chars")
 
-    def __init__(self, judge: Judge):
+    def __init__(self, judge: Judge, context_chars: int = -1):
         self.judge = judge
         self.known: dict[tuple[str, str], str] = {}
+        # fingerprint → secret text (and the text around it) of every secret judged: what the judge needs to
+        # seal evidence and queue a revocation; in memory for the flow's lifetime only.
+        self.secrets: dict[str, str] = {}
+        self.context: dict[str, str] = {}
+        self.context_chars = context_chars  # -1: keep no context
 
-    def check(self, findings: list[Finding]) -> tuple[Finding | None, list[Finding]]:
-        """(the first finding to block at, or None; the findings to redact)."""
+    def check(self, findings: list[Finding], data: bytes = b"", shift: int = 0) -> tuple[Finding | None, list[Finding]]:
+        """(the first finding to block at, or None; the findings to redact). `data` is the buffer the findings
+        were found in, at stream offset `shift` (findings carry stream offsets)."""
         new = [f for f in findings if (f.entry_id, f.fingerprint) not in self.known]
+        if new and data:
+            for f in new:
+                start, end = f.start - shift, f.end - shift
+                if 0 <= start < end <= len(data):
+                    self.secrets[f.fingerprint] = data[start:end].decode("latin-1")
+                    if self.context_chars >= 0:
+                        w = self.context_chars
+                        self.context[f.fingerprint] = data[max(0, start - w):end + w].decode("latin-1")
         if new:
             action, targets = self.judge(new)
             target_keys = {(t.entry_id, t.fingerprint) for t in targets}
@@ -135,7 +149,7 @@ class ScanWindow:
         if limit is not None and not final:
             cut = max(min(cut, limit - base), lo)
         if findings:
-            cut = self._judge(findings, base, lo, cut)
+            cut = self._judge(findings, buf, base, lo, cut)
             if self.stopped:
                 released = self._release(buf, base, lo, cut)
                 self._buf, self._base, self._released = b"", base + cut, base + cut
@@ -167,7 +181,7 @@ class ScanWindow:
         if end > start:
             self._redactions[start] = (end, marker(entry_id, end - start if self.fixed_length else None))
 
-    def _judge(self, findings: list[Finding], base: int, lo: int, cut: int) -> int:
+    def _judge(self, findings: list[Finding], buf: bytes, base: int, lo: int, cut: int) -> int:
         """Policy for findings not handled before; returns the (possibly extended) release offset."""
         fresh = []
         for f in findings:
@@ -179,7 +193,7 @@ class ScanWindow:
                 fresh.append(f.at(self.location, base))
         if not fresh:
             return cut
-        blocked, redact = self.verdicts.check(fresh)
+        blocked, redact = self.verdicts.check(fresh, buf, base)
         if blocked is not None:
             self.stopped = True
             self.blocked_at = blocked.start

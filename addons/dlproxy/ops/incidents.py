@@ -141,6 +141,11 @@ class Incident:
     policy: str = ""  # the profile policy that decided ("" when the entry's own action did)
     incident_id: str = field(default_factory=_new_id)
     time: str = field(default_factory=_now)
+    # Closing the loop (ops/revocation.py), present only when set: one {revoker, fingerprint, status, at} per
+    # revocation; the armored age ciphertext of the secrets; the incident a follow-up record updates.
+    revocation: list[dict] | None = None
+    evidence: str | None = None
+    follows: str = ""
 
     @classmethod
     def from_decision(cls, decision: DecisionRecord, ctx: FlowWhere, *, incident_id: str | None = None) -> Incident:
@@ -168,7 +173,18 @@ class Incident:
             out["principal"] = self.principal
         if self.policy:
             out["policy"] = self.policy
+        out.update(self._closing())
         return out
+
+    def _closing(self) -> dict:
+        extra: dict[str, object] = {}
+        if self.revocation is not None:
+            extra["revocation"] = self.revocation
+        if self.evidence is not None:
+            extra["evidence"] = self.evidence
+        if self.follows:
+            extra["follows"] = self.follows
+        return extra
 
     def to_json(self) -> str:
         """One line of JSON, no trailing newline."""
@@ -177,6 +193,8 @@ class Incident:
     def describe(self) -> str:
         """A sentence for the log: `blocked POST api.example.com/upload: GitHub Personal Access Token in
         multipart file notes.txt (incident 7f3c…)`. Built from masked fields only."""
+        if self.follows:
+            return f"revocation update for incident {self.follows}: {describe_findings(self.findings)}: {self.reason}"
         done = VERDICT_OF_ACTION.get(self.action, self.action)
         verb = f"would have {done} (dry-run)" if self.dry_run else done
         where = f"{self.method} {self.host}{self.path.split('?', 1)[0]}".strip()
@@ -196,11 +214,36 @@ class Incident:
         rule = f", policy {self.policy}" if self.policy else ""
         return f"{verb} {subject}{who}: {what} (incident {self.incident_id}{rule})"
 
+    def summary(self) -> str:
+        """The chat/SOC sentence: principal (when known), entry, destination host, action, revocation status.
+        `dlproxy: logged GitHub Personal Access Token (github-classic-pat) from alice to api.example.com
+        [leaked]; revocation: github queued (incident 7f3c…)`. Built from masked fields only."""
+        done = VERDICT_OF_ACTION.get(self.action, self.action)
+        verb = f"would have {done} (dry-run)" if self.dry_run else done
+        if self.follows:
+            verb = f"revocation update for incident {self.follows} ({done})"
+        what = ", ".join(dict.fromkeys(f"{f.get('name') or f.get('entry')} ({f.get('entry')})"
+                                       for f in self.findings)) or self.reason or "policy decision"
+        who = f" from {self.principal}" if self.principal else ""
+        arrow = "from" if self.direction == Direction.RESPONSE else "to"
+        exposure = sorted({f["exposure"] for f in self.findings if f.get("exposure")})
+        text = f"dlproxy: {verb} {what}{who} {arrow} {self.host or 'unknown host'}"
+        if exposure:
+            text += f" [{', '.join(exposure)}]"
+        if self.revocation:
+            text += "; revocation: " + ", ".join(f"{r.get('revoker')} {r.get('status')}" for r in self.revocation)
+        elif exposure:
+            text += "; not revoked"
+        return f"{text} (incident {self.incident_id})"
+
 
 def _finding_dict(f: Recordable) -> dict:
     d = f.to_dict()
     keep = ("entry", "name", "severity", "location", "masked", "fingerprint", "validated")
-    return {k: d.get(k, "") for k in keep}
+    out = {k: d.get(k, "") for k in keep}
+    if d.get("exposure"):
+        out["exposure"] = d["exposure"]
+    return out
 
 
 _LOC_SIMPLE = {"url": "in the URL", "url:path": "in the URL path", "path": "in the URL path",
@@ -281,9 +324,21 @@ def parse_webhook(url: str) -> WebhookTarget:
     return WebhookTarget(u.scheme, u.hostname, port, target, auth, shown)
 
 
-async def post_json(t: WebhookTarget, body: bytes, timeout: float) -> int:
+async def post_json(t: WebhookTarget, body: bytes, timeout: float,
+                    headers: tuple[tuple[str, str], ...] = ()) -> int:
     """One HTTP/1.1 POST; returns the status code. Raises OSError/TimeoutError/ValueError on failure."""
-    async def go() -> int:
+    return (await post(t, body, timeout, headers))[0]
+
+
+async def post(t: WebhookTarget, body: bytes, timeout: float, headers: tuple[tuple[str, str], ...] = (),
+               content_type: str = "application/json") -> tuple[int, dict[str, str]]:
+    """One HTTP/1.1 POST; returns (status, response headers with lower-case names). `headers` are extra request
+    headers (a `Content-Type` among them replaces `content_type`). Raises OSError/TimeoutError/ValueError."""
+    extra = [(n, v) for n, v in headers if n.lower() not in ("host", "content-length", "connection")]
+    if any(n.lower() == "content-type" for n, _ in extra):
+        content_type = ""
+
+    async def go() -> tuple[int, dict[str, str]]:
         ssl_ctx = ssl.create_default_context() if t.scheme == "https" else None
         reader, writer = await asyncio.open_connection(t.host, t.port, ssl=ssl_ctx,
                                                        server_hostname=t.host if ssl_ctx else None)
@@ -291,21 +346,40 @@ async def post_json(t: WebhookTarget, body: bytes, timeout: float) -> int:
             host_hdr = f"[{t.host}]" if ":" in t.host else t.host
             if t.port != (443 if t.scheme == "https" else 80):
                 host_hdr += f":{t.port}"
-            head = (f"POST {t.target} HTTP/1.1\r\nHost: {host_hdr}\r\nUser-Agent: dlproxy\r\n"
-                    f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\nConnection: close\r\n")
-            if t.auth:
+            head = (f"POST {t.target} HTTP/1.1\r\nHost: {host_hdr}\r\n"
+                    f"Content-Length: {len(body)}\r\nConnection: close\r\n")
+            if content_type:
+                head += f"Content-Type: {content_type}\r\n"
+            if not any(n.lower() == "user-agent" for n, _ in extra):
+                head += "User-Agent: dlproxy\r\n"
+            if t.auth and not any(n.lower() == "authorization" for n, _ in extra):
                 head += f"Authorization: {t.auth}\r\n"
+            for name, value in extra:
+                head += f"{name}: {value}\r\n"
             writer.write(head.encode("latin-1") + b"\r\n" + body)
             await writer.drain()
             status_line = await reader.readline()
             parts = status_line.split(None, 2)
             if len(parts) < 2 or not parts[0].startswith(b"HTTP/") or not parts[1].isdigit():
                 raise ValueError(f"bad HTTP status line {status_line[:40]!r}")
-            return int(parts[1])
+            response_headers: dict[str, str] = {}
+            for _ in range(100):
+                line = await reader.readline()
+                if line in (b"\r\n", b"\n", b""):
+                    break
+                name, _, value = line.decode("latin-1").partition(":")
+                response_headers[name.strip().lower()] = value.strip()
+            return int(parts[1]), response_headers
         finally:
             writer.close()
 
     return await asyncio.wait_for(go(), timeout)
+
+
+class Closer(Protocol):
+    """Seals the evidence and queues the revocations of an incident whose secrets are known (ops.revocation)."""
+
+    def close(self, incident: Incident, sighting: object) -> None: ...
 
 
 class IncidentLog:
@@ -333,6 +407,9 @@ class IncidentLog:
         self._task: asyncio.Task | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._dropping = False
+        self.webhook_headers: tuple[tuple[str, str], ...] = ()
+        self.webhook_format = "json"
+        self.closer: Closer | None = None  # ops.revocation.Revocations
 
     # --- mitmproxy hooks ---
     def load(self, loader) -> None:
@@ -341,6 +418,13 @@ class IncidentLog:
         loader.add_option("dlp_incident_webhook", str, "",
                           "URL to POST each incident to as JSON (http or https; empty: none). Bounded queue, "
                           "retries with backoff; drops (counted) rather than slow traffic down.")
+        loader.add_option("dlp_incident_webhook_headers", Sequence[str], [],
+                          "Extra headers for the incident webhook, each 'Name: value'; ${env:NAME} in a value is "
+                          "replaced by that environment variable (e.g. 'Authorization: Bearer ${env:SOC_TOKEN}').")
+        loader.add_option("dlp_incident_webhook_format", str, "json",
+                          "Incident webhook payload: json (the incident record), slack ({\"text\": …}) or "
+                          "cloudevents (a CloudEvents 1.0 structured-mode envelope around the record).",
+                          choices=list(WEBHOOK_FORMATS))
 
     def configure(self, updated) -> None:
         from mitmproxy import ctx, exceptions
@@ -360,6 +444,13 @@ class IncidentLog:
             if self._task is not None:
                 self._stop_sender()
                 self._start_sender()
+        if "dlp_incident_webhook_headers" in updated:
+            try:
+                self.webhook_headers = parse_headers(ctx.options.dlp_incident_webhook_headers, os.environ)
+            except ValueError as e:
+                raise exceptions.OptionsError(f"dlp_incident_webhook_headers: {e}") from None
+        if "dlp_incident_webhook_format" in updated:
+            self.webhook_format = ctx.options.dlp_incident_webhook_format
 
     def running(self) -> None:
         self._start_sender()
@@ -433,15 +524,24 @@ class IncidentLog:
                 stream.flush()
 
     # --- recording ---
-    def record(self, incident: Incident) -> None:
-        """Write the JSON line, log the sentence, count it, queue the webhook POST. Never raises."""
+    def record(self, incident: Incident, sighting: object = None) -> None:
+        """Write the JSON line, log the sentence, count it, queue the webhook POST. Never raises.
+
+        `sighting` (ops.revocation.Sighting) holds the secrets behind the findings: the closer seals them as
+        evidence and queues their revocation (durably) before the incident is written."""
         try:
+            if sighting is not None and self.closer is not None:
+                try:
+                    self.closer.close(incident, sighting)
+                except Exception as e:  # the incident is still written, without evidence/revocation
+                    logger.error(f"dlproxy could not seal or queue revocation for incident {incident.incident_id} "
+                                 f"({type(e).__name__})")
             line = incident.to_json()
             try:
                 self.write_line(line)
             except OSError as e:
                 logger.error(f"dlproxy could not write incident {incident.incident_id}: {e.strerror}")
-            if self.metrics is not None:
+            if self.metrics is not None and not incident.follows:  # a follow-up updates an incident counted once
                 self.metrics.incidents_total.labels(action=incident.action).inc()
             text = "dlproxy " + incident.describe()
             if incident.action in (Enforcement.BLOCK, Enforcement.REDACT) and not incident.dry_run:
@@ -449,7 +549,7 @@ class IncidentLog:
             else:
                 logger.info(text)
             if self.webhook is not None:
-                self._submit(line.encode("utf-8"))
+                self._submit(render(incident, self.webhook_format))
         except Exception:  # an incident sink must never break the flow that produced it
             logger.exception("dlproxy incident recording failed")
 
@@ -516,7 +616,8 @@ class IncidentLog:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.max_backoff)
             try:
-                status = await post_json(target, body, self.timeout)
+                status, _ = await post(target, body, self.timeout, self.webhook_headers,
+                                       WEBHOOK_FORMATS[self.webhook_format])
             except (OSError, TimeoutError, ValueError, asyncio.IncompleteReadError) as e:
                 problem = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
                 continue
@@ -533,6 +634,43 @@ class IncidentLog:
         self._drop("failed")
         logger.warning(f"dlproxy incident webhook {target.shown}: gave up on an incident ({problem})")
         return False
+
+
+WEBHOOK_FORMATS = {"json": "application/json", "slack": "application/json",
+                   "cloudevents": "application/cloudevents+json"}
+CLOUDEVENT_TYPE = "io.github.dlproxy.incident"
+
+
+def render(incident: Incident, fmt: str = "json") -> bytes:
+    """The webhook body: the incident record (json), Slack's `{"text": …}`, or a CloudEvents 1.0 envelope."""
+    if fmt == "slack":
+        return json.dumps({"text": incident.summary()}, ensure_ascii=False).encode("utf-8")
+    if fmt == "cloudevents":
+        event = {"specversion": "1.0", "type": CLOUDEVENT_TYPE, "source": "dlproxy", "id": incident.incident_id,
+                 "time": incident.time, "subject": incident.host, "datacontenttype": "application/json",
+                 "data": {**incident.to_dict(), "summary": incident.summary()}}
+        return json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return incident.to_json().encode("utf-8")
+
+
+def parse_headers(lines, environ) -> tuple[tuple[str, str], ...]:
+    """`["Name: value", …]` with `${env:NAME}` expanded; ValueError naming the bad line or missing variable."""
+    from ..engine.closing import expand_env
+
+    out = []
+    for line in lines:
+        name, sep, value = line.partition(":")
+        name, value = name.strip(), value.strip()
+        if not sep or not name or not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", name):
+            raise ValueError(f"expected 'Name: value', got {line[:40]!r}")
+        try:
+            value = expand_env(value, environ)
+        except KeyError as e:
+            raise ValueError(f"header {name} uses ${{env:{e.args[0]}}}, which is not set") from None
+        if any(c in value for c in "\r\n\0"):
+            raise ValueError(f"header {name}: the value must be one line")
+        out.append((name, value))
+    return tuple(out)
 
 
 def _write_all(fd: int, data: bytes) -> None:

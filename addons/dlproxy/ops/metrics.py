@@ -87,6 +87,15 @@ class Metrics:
             "dlproxy_principal_refusals_total",
             "Clients refused for their identity, by source kind and reason (missing, invalid, expired, ...).",
             ["source", "reason"], registry=r)
+        # --- closing the loop: revocation at the issuer (ops/revocation.py) ---
+        self.revocations_total = Counter(
+            "dlproxy_revocations_total",
+            "Revocation outcomes by revoker: queued, revoked (accepted by the revoker), retry (transient failure, "
+            "kept), rejected (permanent error, dropped), error (could not be queued).",
+            ["revoker", "result"], registry=r)
+        self.revocation_queue_depth = Gauge(
+            "dlproxy_revocation_queue_depth", "Revocations waiting in the durable queue (dlp_state_dir).",
+            registry=r)
         self._profile_label: str | None = None
         self._preinit()
 

@@ -304,7 +304,7 @@ class _Inspector:
                           self.state.issuer_binding)
         if decision.enforcement == Enforcement.REDACT:
             decision = self.redact(flow, msg, active, scan, decision)
-        self.finish(flow, decision, ctx_)
+        self.finish(flow, decision, ctx_, scan)
 
     def context(self, flow: http.HTTPFlow, secrets: dict[str, Finding] | None = None,
                 scanned: bool = True) -> FlowContext:
@@ -361,9 +361,10 @@ class _Inspector:
             return "the credential is encoded where it cannot be rewritten"
         return None
 
-    def finish(self, flow: http.HTTPFlow, decision: Decision, ctx_: FlowContext) -> None:
+    def finish(self, flow: http.HTTPFlow, decision: Decision, ctx_: FlowContext,
+               scan: Scan | None = None) -> None:
         """Record (metrics, incident) and enforce a decision."""
-        incident_id = record_decision(self.metrics, self.incidents, decision, ctx_)
+        incident_id = record_decision(self.metrics, self.incidents, decision, ctx_, scan=scan)
         if not decision.incident_worthy and decision.verdict == Verdict.ALLOWED:
             logger.debug(f"dlproxy allowed {ctx_.describe()}: {decision.reason}")
         self.enforce(flow, decision, incident_id)

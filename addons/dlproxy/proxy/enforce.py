@@ -22,8 +22,10 @@ from ..engine.findings import Finding
 from ..engine.vocab import Direction, Reason
 from ..inspect import redact
 from ..inspect.policy import Decision, FlowContext, decide_error, normalize_host
+from ..inspect.scanning import Scan
 from ..ops.incidents import Incident, IncidentLog, mask_path
 from ..ops.metrics import Metrics
+from ..ops.revocation import Sighting
 
 logger = logging.getLogger(__name__)
 
@@ -64,11 +66,14 @@ def flow_context(flow: http.HTTPFlow, direction: Direction, secrets: Mapping[str
 
 
 def record_decision(metrics: Metrics | None, incidents: IncidentLog | None, decision: Decision,
-                    ctx_: FlowContext, log: logging.Logger = logger) -> str | None:
+                    ctx_: FlowContext, log: logging.Logger = logger, scan: Scan | None = None,
+                    sighting: Sighting | None = None) -> str | None:
     """Count one decision's detections and unscannable parts, and record its incident when it is worth one
     (flows_total is the caller's: a streamed flow is counted once, however many decisions it took).
 
-    Returns the incident id, or None. Without an incident log the incident is logged as a warning on `log`."""
+    Returns the incident id, or None. Without an incident log the incident is logged as a warning on `log`.
+    With the `scan` behind the decision (or a stream's `sighting`), the incident log also gets the secrets to
+    seal as evidence and to queue for revocation; they go nowhere else."""
     if metrics is not None:
         for f, action in decision.outcomes:
             metrics.detections_total.labels(entry=f.entry_id, direction=ctx_.direction, action=action).inc()
@@ -80,7 +85,12 @@ def record_decision(metrics: Metrics | None, incidents: IncidentLog | None, deci
         return None
     incident = Incident.from_decision(decision, ctx_)
     if incidents is not None:
-        incidents.record(incident)
+        if sighting is None and scan is not None and scan.secrets:
+            sighting = Sighting.of(decision, ctx_.direction, scan.secrets, scan.context)
+        if sighting is not None:
+            incidents.record(incident, sighting)
+        else:
+            incidents.record(incident)
     else:
         log.warning("dlproxy " + incident.describe())
     return incident.incident_id

@@ -33,10 +33,12 @@ from mitmproxy.utils import human
 from ..engine.vocab import VERDICT_SEVERITY, Direction, Enforcement, Verdict
 from ..extract.core import Limits, Unscannable
 from ..inspect.policy import Active, Decision, FlowContext, decide, decide_error
+from ..inspect.scanning import Scan
 from ..inspect.sse import MAX_EVENT_BYTES, SSEScanner, error_event
 from ..inspect.stream import REDACT, ByteStreamScanner, DecodeError, StreamDecoder, Uninspectable
 from ..ops.incidents import IncidentLog
 from ..ops.metrics import Metrics
+from ..ops.revocation import Sighting
 from . import internals
 from .addon import ProfileState, RequestInspector, ResponseInspector, scan_message
 from .apis import api_block_response, api_of, jsonrpc_request
@@ -117,11 +119,15 @@ class FlowStream:
         if framing:
             hold = min(active.settings.max_inspect_bytes, MAX_EVENT_BYTES)
             self.scanner = SSEScanner(detector, self.judge, api_of(flow), max_hold=hold, framing=framing)
+            self.verdicts = self.scanner.verdicts
         else:
             msg = flow.request if direction == "request" else flow.response
             self.scanner = ByteStreamScanner(detector, self.judge, "body:stream", fixed_length,
                                              Limits.from_settings(active.settings),
                                              msg.headers.get("content-type", ""))
+            self.verdicts = self.scanner.window.verdicts
+        evidence = getattr(active.settings, "evidence", None)
+        self.verdicts.context_chars = evidence.context if evidence is not None else -1
         self.verdict = verdict
         self.incident_id = incident_id
         self.block_decision: Decision | None = None
@@ -180,14 +186,14 @@ class FlowStream:
     def judge(self, findings) -> tuple[str, list]:
         state = self.guard.state
         decision = decide(findings, [], self.ctx, self.active, state.dry_run, state.issuer_binding)
-        self.note(decision)
+        self.note(decision, Sighting.judged(decision, self.direction, self.verdicts))
         enforcement = decision.enforcement
         targets = [f for f, a in decision.outcomes if a == REDACT] if enforcement == REDACT else []
         return enforcement, targets
 
-    def note(self, decision: Decision) -> None:
+    def note(self, decision: Decision, sighting: Sighting | None = None) -> None:
         """Record one decision (detections, incident) and keep the strongest verdict for flows_total."""
-        self.keep(decision, self.guard.record(decision, self.ctx))
+        self.keep(decision, self.guard.record(decision, self.ctx, sighting=sighting))
 
     def keep(self, decision: Decision, incident_id: str | None) -> None:
         if incident_id and (self.incident_id is None or decision.enforcement == Enforcement.BLOCK):
@@ -375,7 +381,7 @@ class StreamGuard:
         decision = decide(scan.findings, scan.unscannable, ctx_, active, state.dry_run, state.issuer_binding)
         if decision.enforcement == REDACT:
             decision = inspector.redact(flow, msg, active, scan, decision)
-        incident_id = self.record(decision, ctx_)
+        incident_id = self.record(decision, ctx_, scan)
         if decision.enforcement == Enforcement.BLOCK:
             self.block_head(flow, direction, decision, incident_id)
             return None, incident_id
@@ -421,9 +427,10 @@ class StreamGuard:
 
     # -- recording --
 
-    def record(self, decision: Decision, ctx_: FlowContext) -> str | None:
+    def record(self, decision: Decision, ctx_: FlowContext, scan: Scan | None = None,
+               sighting: Sighting | None = None) -> str | None:
         """Detections, unscannable parts and the incident of one decision (flows_total is counted per flow)."""
-        return record_decision(self.metrics, self.incidents, decision, ctx_, logger)
+        return record_decision(self.metrics, self.incidents, decision, ctx_, logger, scan, sighting)
 
     @staticmethod
     def _account(flow: http.HTTPFlow) -> None:

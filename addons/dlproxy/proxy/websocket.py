@@ -32,6 +32,7 @@ from ..inspect.sse import extract_deltas
 from ..inspect.stream import BLOCK, REDACT, ScanWindow, Verdicts, marker
 from ..ops.incidents import IncidentLog
 from ..ops.metrics import Metrics
+from ..ops.revocation import Sighting
 from . import internals
 from .addon import ProfileState
 from .enforce import fail_closed, flow_context, record_decision
@@ -53,7 +54,7 @@ class _Side:
 
 
 class _WSFlow:
-    __slots__ = ("active", "ctx", "verdicts", "sides", "closed", "incident_id", "split", "verdict")
+    __slots__ = ("active", "ctx", "verdicts", "sides", "closed", "incident_id", "split", "verdict", "from_client")
 
     def __init__(self, active: Active, ctx_: FlowContext, judge):
         self.active = active
@@ -66,6 +67,9 @@ class _WSFlow:
         self.incident_id: str | None = None
         self.split = False  # the findings being judged span messages (cannot be redacted)
         self.verdict = Verdict.CLEAN
+        self.from_client = True  # the side of the message being inspected (server → client: inbound)
+        evidence = getattr(active.settings, "evidence", None) if active is not None else None
+        self.verdicts.context_chars = evidence.context if evidence is not None else -1
 
 
 class WebSocketGuard:
@@ -122,11 +126,12 @@ class WebSocketGuard:
         where = f"websocket:{'client' if message.from_client else 'server'}"
         detector = st.active.detector
         st.verdict = Verdict.CLEAN
+        st.from_client = message.from_client
 
         # 1. the message itself
         findings = detector.scan(content)
         if findings:
-            blocked, redact = st.verdicts.check([f.at(where) for f in findings])
+            blocked, redact = st.verdicts.check([f.at(where) for f in findings], content)
             if blocked is not None:
                 return self._block(flow, st, message)
             if redact:
@@ -172,12 +177,14 @@ class WebSocketGuard:
         if st.split and decision.enforcement == REDACT:
             decision = with_action(decision, Action.BLOCK, "split across messages, the part already sent cannot be "
                                                       "redacted")
-        self._note(st, decision)
+        sighting = Sighting.judged(decision, Direction.REQUEST if st.from_client else Direction.RESPONSE,
+                                   st.verdicts)
+        self._note(st, decision, sighting)
         targets = [f for f, a in decision.outcomes if a == REDACT] if decision.enforcement == REDACT else []
         return decision.enforcement, targets
 
-    def _note(self, st: _WSFlow, decision: Decision) -> None:
-        incident_id = self.record(decision, st.ctx)
+    def _note(self, st: _WSFlow, decision: Decision, sighting: Sighting | None = None) -> None:
+        incident_id = self.record(decision, st.ctx, sighting)
         if incident_id and (st.incident_id is None or decision.enforcement == Enforcement.BLOCK):
             st.incident_id = incident_id
         if decision.verdict != Verdict.CLEAN:
@@ -213,7 +220,7 @@ class WebSocketGuard:
                     self.state.dry_run, self.metrics, self.incidents, close)
         return Verdict.ERROR
 
-    def record(self, decision: Decision, ctx_: FlowContext) -> str | None:
+    def record(self, decision: Decision, ctx_: FlowContext, sighting: Sighting | None = None) -> str | None:
         # WebSocket decisions never carry unscannable parts (decide(findings, []), decide_error, with_action):
         # the shared counting of them is a no-op here.
-        return record_decision(self.metrics, self.incidents, decision, ctx_, logger)
+        return record_decision(self.metrics, self.incidents, decision, ctx_, logger, sighting=sighting)

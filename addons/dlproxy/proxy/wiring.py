@@ -14,6 +14,7 @@ from __future__ import annotations
 from ..ops.incidents import IncidentLog
 from ..ops.metrics import Metrics, MetricsServer
 from ..ops.reload import ProfileWatcher
+from ..ops.revocation import Revocations
 from . import internals
 from .addon import ProfileState, QuietFlowLog, RequestInspector, ResponseInspector
 from .principals import PrincipalSources
@@ -26,10 +27,13 @@ def make_addons(metrics: Metrics | None = None) -> list:
     metrics = metrics or Metrics()
     state = ProfileState(metrics)
     incidents = IncidentLog(metrics)
+    revocations = Revocations(state, metrics, incidents)
+    incidents.closer = revocations
     return [
         state,
         incidents,
         PrincipalSources(state, metrics),
+        revocations,
         RequestInspector(state, metrics, incidents),
         ResponseInspector(state, metrics, incidents),
         StreamGuard(state, metrics, incidents),
