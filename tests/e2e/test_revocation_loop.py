@@ -37,11 +37,12 @@ def fake():
     f.close()
 
 
-def start(start_proxy, tmp_path: Path, fake: FakeRevoker, state: Path):
+def start(start_proxy, tmp_path: Path, fake: FakeRevoker, state: Path | None):
+    """A private proxy revoking at `fake`; `state` None: the default state directory, <confdir>/dlproxy-state."""
     overlay = tmp_path / "revoke.yaml"
     overlay.write_text(OVERLAY.format(url=fake.url))
-    return start_proxy("--set", f"dlp_state_dir={state}", "--set", "dlp_revocation_backoff_ms=200",
-                       profiles=[builtin_profile_path(), overlay])
+    args = ("--set", f"dlp_state_dir={state}") if state is not None else ()
+    return start_proxy(*args, "--set", "dlp_revocation_backoff_ms=200", profiles=[builtin_profile_path(), overlay])
 
 
 def wait_until(cond, what: str, timeout: float = 30.0):
@@ -54,8 +55,8 @@ def wait_until(cond, what: str, timeout: float = 30.0):
 
 
 def test_logged_and_inbound_tokens_are_revoked_once_blocked_ones_are_not(start_proxy, upstream, fake, tmp_path):
-    state = tmp_path / "state"
-    proxy = start(start_proxy, tmp_path, fake, state)
+    proxy = start(start_proxy, tmp_path, fake, None)
+    state = proxy.confdir / "dlproxy-state"
     logged = [make_token("gho_", f"rev-log-{i}") for i in range(2)]
     blocked = make_token("ghp_", "rev-blocked")
     inbound = make_token("ghp_", "rev-inbound")
@@ -82,7 +83,7 @@ def test_logged_and_inbound_tokens_are_revoked_once_blocked_ones_are_not(start_p
     assert by_exposure["inbound"]["direction"] == "response"
     assert proxy.metric("dlproxy_revocations_total", revoker="github", result="revoked") == 3
     assert proxy.metric("dlproxy_revocation_queue_depth") == 0
-    assert "generated the revocation queue key" in proxy.output()
+    assert "generated the revocation queue key" in proxy.output() and (state / "state.key").exists()
     disk = b"".join(p.read_bytes() for p in state.rglob("*") if p.is_file())
     for token in logged + [blocked, inbound]:
         proxy.assert_no_leak(token)

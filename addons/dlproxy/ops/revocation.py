@@ -344,14 +344,20 @@ class Revocations:
                 raise exceptions.OptionsError("dlp_revocation_backoff_ms must be > 0")
             self.backoff = ctx.options.dlp_revocation_backoff_ms / 1000
         if {"dlp_state_dir", "confdir", "dlp_state_key_file"} & set(updated):
-            path = ctx.options.dlp_state_dir or os.path.join(os.path.expanduser(ctx.options.confdir),
-                                                             "dlproxy-state")
-            new = Path(os.path.expanduser(path))
-            if new != self.state_dir or ctx.options.dlp_state_key_file != self.key_file:
-                self.state_dir, self.key_file = new, ctx.options.dlp_state_key_file
-                self.queue, self._queue_failed = None, False
+            self._locate(ctx.options)
+
+    def _locate(self, options) -> None:
+        path = options.dlp_state_dir or os.path.join(os.path.expanduser(options.confdir), "dlproxy-state")
+        new = Path(os.path.expanduser(path))
+        if new != self.state_dir or options.dlp_state_key_file != self.key_file:
+            self.state_dir, self.key_file = new, options.dlp_state_key_file
+            self.queue, self._queue_failed = None, False
 
     def running(self) -> None:
+        from mitmproxy import ctx
+
+        if self.state_dir is None:  # preloaded addons get no configure() for options left at their defaults
+            self._locate(ctx.options)
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
         if self._revokers() or self._has_pending_files():
@@ -575,7 +581,7 @@ class Revocations:
         """The queue, opened on first need; None (logged once) when the state directory is unusable."""
         if self.queue is not None or self._queue_failed:
             return self.queue
-        if self.state_dir is None:
+        if self.state_dir is None:  # outside mitmproxy (tests, tools) and never configured
             self.state_dir = Path(os.path.expanduser("~/.mitmproxy/dlproxy-state"))
         try:
             self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
