@@ -247,3 +247,22 @@ def test_an_escalated_decision_keeps_its_policy_and_principal(tmp_path):
     assert (d.action, d.policy) == ("redact", "agents-redact")
     e = with_action(d, Action.BLOCK, "cannot rewrite")
     assert (e.action, e.policy, e.principal, e.policies) == ("block", "agents-redact", "agent-2", d.policies)
+
+
+def test_proxy_auth_tunnels_survive_a_profile_reload(tmp_path):
+    """A CONNECT tunnel authenticated before a reload stays authenticated: its requests carry no credentials."""
+    from types import SimpleNamespace
+
+    from dlproxy.proxy.principals import PrincipalSources
+
+    (tmp_path / "htpasswd").write_text("u:$2b$04$abcdefghijklmnopqrstuu5Hf3C3l9bdFkm3YbA1cE/4p8nHYb1Im\n")
+    profile = load(tmp_path, "principals:\n  sources: [{kind: proxy-auth, htpasswd: htpasswd}]\n")
+    state = SimpleNamespace(current=SimpleNamespace(generation=1, profile=profile))
+    sources = PrincipalSources(state)
+    before = sources.runtime()
+    client = type("Client", (), {})()
+    before.auth.authenticated[client] = ("u", "pw")
+    state.current = SimpleNamespace(generation=2, profile=profile)
+    after = sources.runtime()
+    assert after is not before and after.auth is not before.auth
+    assert after.auth.authenticated[client] == ("u", "pw")

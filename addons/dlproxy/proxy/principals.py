@@ -248,7 +248,7 @@ class JwtAssertion:
 class _Runtime:
     """The sources of one profile generation, ready to use."""
 
-    def __init__(self, principals: Principals):
+    def __init__(self, principals: Principals, tunnels: collections.abc.MutableMapping):
         self.principals = principals
         self.auth: proxyauth.ProxyAuth | None = None
         self.cert: ClientCertVerifier | None = None
@@ -258,6 +258,7 @@ class _Runtime:
             if s.kind == "proxy-auth" and (s.htpasswd or s.ldap):
                 auth = proxyauth.ProxyAuth()
                 auth.validator = proxyauth.Htpasswd("@" + s.htpasswd) if s.htpasswd else proxyauth.Ldap(s.ldap)
+                auth.authenticated = tunnels  # CONNECT tunnels stay authenticated across profile reloads
                 self.auth = auth
             elif s.kind == "client-cert":
                 self.cert = ClientCertVerifier(s)
@@ -277,6 +278,7 @@ class PrincipalSources:
         self.metrics = metrics
         self._runtime: tuple[int, _Runtime | None] = (-1, None)
         self._certs: weakref.WeakKeyDictionary[connection.Client, str] = weakref.WeakKeyDictionary()
+        self._tunnels: weakref.WeakKeyDictionary[connection.Client, tuple[str, str]] = weakref.WeakKeyDictionary()
 
     def runtime(self) -> _Runtime | None:
         active = self.state.current
@@ -285,7 +287,7 @@ class PrincipalSources:
         gen, rt = self._runtime
         if gen != active.generation:
             principals = getattr(active.profile, "principals", None)
-            rt = _Runtime(principals) if principals is not None and principals.sources else None
+            rt = _Runtime(principals, self._tunnels) if principals is not None and principals.sources else None
             self._runtime = (active.generation, rt)
         return rt
 
