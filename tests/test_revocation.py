@@ -589,3 +589,24 @@ def test_a_stream_window_keeps_the_secret_it_judged_even_when_split_across_chunk
     sighting = Sighting.judged(decision, "response", verdicts)
     assert sighting.secrets == {fp: secret} and sighting.exposures == {fp: "inbound"}
     assert Sighting.judged(Decision("clean"), "request", verdicts) is None
+
+
+def test_an_overlay_may_hold_only_a_revocation_section(tmp_path, fake):
+    path = overlay(tmp_path, f"profile: revoke-only\nrevocation:\n  revokers:\n    - id: soc\n      kind: webhook\n"
+                             f"      url: {fake.url}\n")
+    p = load_profiles([base_profile(), path])
+    assert [r.id for r in p.revocation.revokers] == ["soc"] and len(p.entries) == len(USED)
+
+
+def test_a_stream_keeps_the_decoded_secret_of_a_base64_carrier():
+    import base64
+
+    from dlproxy.inspect.stream import PASS, ByteStreamScanner
+
+    secret = gho(22)
+    scanner = ByteStreamScanner(builtin_detector(), lambda findings: (PASS, []), "body:stream", False,
+                                Limits.from_settings(load_profiles([base_profile()]).settings), "text/plain")
+    blob = base64.b64encode(f"config token={secret} end".encode())
+    out = scanner.feed(b"payload " + blob[:20]) + scanner.feed(blob[20:] + b" done") + scanner.finish()
+    assert b"".join(out) == b"payload " + blob + b" done"  # passed on unchanged (action: pass)
+    assert list(scanner.verdicts.secrets.values()) == [secret]

@@ -72,13 +72,7 @@ class Verdicts:
         were found in, at stream offset `shift` (findings carry stream offsets)."""
         new = [f for f in findings if (f.entry_id, f.fingerprint) not in self.known]
         if new and data:
-            for f in new:
-                start, end = f.start - shift, f.end - shift
-                if 0 <= start < end <= len(data):
-                    self.secrets[f.fingerprint] = data[start:end].decode("latin-1")
-                    if self.context_chars >= 0:
-                        w = self.context_chars
-                        self.context[f.fingerprint] = data[max(0, start - w):end + w].decode("latin-1")
+            self.remember(new, data, shift)
         if new:
             action, targets = self.judge(new)
             target_keys = {(t.entry_id, t.fingerprint) for t in targets}
@@ -89,6 +83,16 @@ class Verdicts:
         if blocked:
             return min(blocked, key=lambda f: f.start), []
         return None, [f for f in findings if self.known[(f.entry_id, f.fingerprint)] == REDACT]
+
+    def remember(self, findings: list[Finding], data: bytes, shift: int = 0) -> None:
+        """Keep the secret text of findings made in `data` (at offset `shift`), and the text around it."""
+        for f in findings:
+            start, end = f.start - shift, f.end - shift
+            if f.fingerprint not in self.secrets and 0 <= start < end <= len(data):
+                self.secrets[f.fingerprint] = data[start:end].decode("latin-1")
+                if self.context_chars >= 0:
+                    w = self.context_chars
+                    self.context[f.fingerprint] = data[max(0, start - w):end + w].decode("latin-1")
 
     def action_of(self, f: Finding) -> str | None:
         return self.known.get((f.entry_id, f.fingerprint))
@@ -402,7 +406,9 @@ class ByteStreamScanner:
             for seg in ext.segments:
                 if seg.location == "body":
                     continue  # the run itself: the other views scan it
-                found += [f.at(self.location + ":base64") for f in self.detector.scan(seg.data)]
+                hits = self.detector.scan(seg.data)
+                self.verdicts.remember(hits, seg.data)
+                found += [f.at(self.location + ":base64") for f in hits]
             if found:
                 blocked, redact = self.verdicts.check(found)
                 if blocked is not None or redact:  # an encoded secret cannot be redacted in place: cut
@@ -422,7 +428,9 @@ class ByteStreamScanner:
                            limits=self.limits)
         found = []
         for seg in ext.segments:
-            found += [f.at(self.location + ":" + seg.location, 0) for f in self.detector.scan(seg.data)]
+            hits = self.detector.scan(seg.data)
+            self.verdicts.remember(hits, seg.data)
+            found += [f.at(self.location + ":" + seg.location, 0) for f in hits]
         if found:
             blocked, redact = self.verdicts.check(found)
             if blocked is not None or redact:  # inside an archive: cannot be redacted in place
