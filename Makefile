@@ -15,7 +15,7 @@ for c in "$(PYTHON)" python3.13 python3.12 python3 \
 done; echo "no Python >= 3.12 found; set PYTHON=/path/to/python3.12+" >&2; exit 1
 endef
 
-.PHONY: install run test bench lint clean sync-deploy-profile
+.PHONY: install run test bench lint clean
 install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
@@ -46,5 +46,3 @@ clean:
 
 # The kustomize component keeps a copy of the built-in profile (kustomize reads no file outside its root);
 # tests/test_deploy.py fails until the copy matches.
-sync-deploy-profile:
-	cp addons/dlproxy/engine/credentials-and-secrets.yaml deploy/kubernetes/components/profile/credentials-and-secrets.yaml

@@ -74,7 +74,7 @@ def make_env(profile_paths, **options):
     req = RequestInspector(state, metrics, incidents)
     resp = ResponseInspector(state, metrics, incidents)
     tctx = taddons.context(state, incidents, req, resp)
-    tctx.configure(state, dlp_profile=[str(p) for p in profile_paths], **options)
+    tctx.configure(state, dlp_profile=[str(p) for p in profile_paths], dlp_builtin=not profile_paths, **options)
     return Env(tctx, state, req, resp, metrics, incidents, out)
 
 

@@ -28,8 +28,7 @@ SIDECAR = "overlays/ai-gateway-sidecar"
 CLIENT = "examples/egress-client"
 KUSTOMIZATIONS = [BASE, FORWARD, SIDECAR, CLIENT]
 
-PROFILE = ROOT / "addons" / "dlproxy" / "engine" / "credentials-and-secrets.yaml"
-PROFILE_COPY = K8S / "components" / "profile" / "credentials-and-secrets.yaml"
+SITE_OVERLAY = K8S / "components" / "profile" / "site.yaml"
 PROFILE_CONFIGMAP = "dlproxy-profile"
 
 # The metrics contract (docs/contracts.md "Metrics"), with each metric's labels.
@@ -247,23 +246,31 @@ def test_proxy_reads_the_profile_configmap(name):
     docs = render(name)
     cm = one(docs, "ConfigMap", PROFILE_CONFIGMAP)  # fixed name: no hash suffix (hot reload in place)
     (key,) = cm["data"]
-    assert key == PROFILE_COPY.name
-    assert cm["data"][key] == PROFILE_COPY.read_text(encoding="utf-8"), "ConfigMap does not carry the profile copy"
-    assert yaml.safe_load(cm["data"][key])["profile"] == "credentials-and-secrets"
-    assert len(cm["data"][key].encode()) < 1 << 20, "ConfigMaps are limited to 1 MiB"
+    assert key == SITE_OVERLAY.name
+    assert cm["data"][key] == SITE_OVERLAY.read_text(encoding="utf-8")
     for d in of_kind(docs, "Deployment"):
         spec = d["spec"]["template"]["spec"]
         for c in proxy_containers(spec):
             profiles = flags(c)["--profile"]
             assert profiles == [f"{mount}/{key}" for mount in profile_mount_dirs(spec, c)]
+            assert "--no-builtin" not in flags(c), "the site overlay goes on top of the image's built-in profile"
 
 
-def test_profile_copy_matches_the_top_level_profile():
-    assert PROFILE_COPY.is_file(), f"{PROFILE_COPY.relative_to(ROOT)} is missing (kustomize cannot read {PROFILE})"
-    if not PROFILE.is_file():
-        pytest.skip(f"{PROFILE.relative_to(ROOT)} does not exist yet")
-    assert PROFILE_COPY.read_bytes() == PROFILE.read_bytes(), (
-        f"{PROFILE_COPY.relative_to(ROOT)} differs from {PROFILE.relative_to(ROOT)}: copy the profile over it")
+def test_the_configmap_carries_a_site_overlay_not_a_copy_of_the_builtin():
+    """The built-in profile comes from the image; the ConfigMap holds only the site's differences, and they
+    load (with their examples) on top of the built-in exactly as the proxy loads them."""
+    from dlproxy.engine.detector import Detector
+    from dlproxy.engine.profile import builtin_profile_path, load_profiles, profile_sources
+    from dlproxy.engine.selfcheck import check_examples
+
+    assert sorted(p.name for p in SITE_OVERLAY.parent.glob("*.yaml")) == ["kustomization.yaml", "site.yaml"]
+    builtin_ids = {e.id for e in load_profiles([builtin_profile_path()]).entries}
+    doc = yaml.safe_load(SITE_OVERLAY.read_text(encoding="utf-8"))
+    assert doc["profile"] != "credentials-and-secrets"
+    assert len(doc.get("entries") or []) < len(builtin_ids) // 4, "a copy of the built-in entries"
+    merged = load_profiles(profile_sources([SITE_OVERLAY]))
+    assert builtin_ids <= {e.id for e in merged.entries}
+    assert check_examples(Detector(merged)) == []
 
 
 # ---------------------------------------------------------------- the forward proxy (base and overlay)
@@ -335,7 +342,8 @@ def test_base_service_hpa_pdb_and_network_policy_fit_the_pods():
     assert hpa["apiVersion"] == "autoscaling/v2"
     assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "dlproxy"}
     assert [m["resource"]["name"] for m in hpa["spec"]["metrics"] if m["type"] == "Resource"] == ["cpu"]
-    assert hpa["spec"]["minReplicas"] <= deployment["spec"]["replicas"] <= hpa["spec"]["maxReplicas"]
+    assert "replicas" not in deployment["spec"], "the HPA owns the scale: `replicas` resets it on every apply"
+    assert 2 <= hpa["spec"]["minReplicas"] <= hpa["spec"]["maxReplicas"]
 
     pdb = one(docs, "PodDisruptionBudget", "dlproxy")
     assert matches(pdb["spec"]["selector"]["matchLabels"], labels)
@@ -359,7 +367,7 @@ def test_forward_proxy_overlay_and_its_example_client():
             assert d["metadata"].get("namespace") == namespace, f"{d['kind']}/{d['metadata']['name']}"
     deployment = one(docs, "Deployment", "dlproxy")
     hpa = one(docs, "HorizontalPodAutoscaler", "dlproxy")
-    assert deployment["spec"]["replicas"] == 3 == hpa["spec"]["minReplicas"]
+    assert "replicas" not in deployment["spec"] and hpa["spec"]["minReplicas"] == 3
 
     client = render(CLIENT)
     env = one(client, "ConfigMap", "dlproxy-client-env")["data"]

@@ -97,7 +97,7 @@ def test_invalid_yaml_and_missing_file(tmp_path):
     (problem,) = problems_of(path)
     assert problem.startswith(f"{path}:") and "invalid YAML" in problem
     missing = tmp_path / "nope.yaml"
-    assert problems_of(missing) == [f"{missing}:0: profile: file not found"]
+    assert problems_of(missing) == [f"{missing}: no such file"]
 
 
 def test_later_files_override_fields_and_add_entries(tmp_path):

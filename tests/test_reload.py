@@ -255,7 +255,7 @@ def run_with_real_state(path, body):
         state = ProfileState(m)
         watcher = ProfileWatcher(m, state)
         with taddons.context(state, watcher) as tctx:
-            tctx.configure(state, dlp_profile=[str(path)], dlp_backend="pyahocorasick")
+            tctx.configure(state, dlp_profile=[str(path)], dlp_backend="pyahocorasick", dlp_builtin=False)
             tctx.configure(watcher, dlp_reload_interval=0)
             watcher.running()
             try:

@@ -57,7 +57,7 @@ def env(tmp_path, monkeypatch):
     with taddons.context(state, incidents, guard, ws) as tctx:
         # proxyserver's options, which StreamGuard reads (the proxyserver addon itself is not needed here)
         tctx.options.add_option("stream_large_bodies", typing.Optional[str], None, "")  # noqa: UP045
-        tctx.configure(state, dlp_profile=[str(path)])
+        tctx.configure(state, dlp_profile=[str(path)], dlp_builtin=False)
         e = Env(tctx, guard, ws, metrics, out)
         e.closed, e.ws_closed = closed, ws_closed
         yield e

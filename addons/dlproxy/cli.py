@@ -3,6 +3,9 @@
 Exit codes for scan: 0 no findings, 1 findings, 2 usage or profile error, 3 not fully scanned (scan/command.py).
 `profile check` prints one
 `FILE:LINE: field: message` line per problem and exits 2, or exits 0.
+
+`--profile FILE` (all three commands) is an overlay on the built-in profile; `--profile builtin` places the
+built-in explicitly; `--no-builtin` leaves it out (the files then replace it).
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import os
 import sys
 
 from . import __version__
-from .engine.profile import ProfileError, builtin_profile_path, load_profiles
+from .engine.profile import ProfileError, load_profiles, profile_sources, sort_problems
 
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
 
@@ -30,8 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="start the proxy (mitmproxy with the dlproxy addons)",
                          description="Start the proxy. Unknown options are passed to mitmproxy unchanged.")
-    run.add_argument("--profile", action="append", default=[], metavar="FILE",
-                     help="profile file; repeat to merge (default: the built-in profile)")
+    _profile_arguments(run)
     run.add_argument("--listen-host", default="127.0.0.1")
     run.add_argument("--listen-port", type=int, default=8080)
     run.add_argument("--mode", action="append", default=[], help="mitmproxy mode, e.g. reverse:https://api.openai.com")
@@ -46,15 +48,20 @@ def build_parser() -> argparse.ArgumentParser:
     scan = sub.add_parser("scan", help="scan files, directories, stdin, staged changes or git history",
                           description="Scan for credentials. `dlproxy scan git [REPO]` scans every commit's "
                                       "added lines. Exit: 0 clean, 1 findings, 2 usage error, 3 not fully scanned.")
-    scan.add_argument("--profile", action="append", default=[], metavar="FILE")
+    _profile_arguments(scan)
     scan.add_argument("--backend", default="auto", choices=("auto", "hyperscan", "pyahocorasick"))
     scan.add_argument("--no-cache", action="store_true", help="build the detector afresh (no cache)")
     scan_command_module().add_arguments(scan)
 
     profile = sub.add_parser("profile", help="profile tools")
     psub = profile.add_subparsers(dest="profile_command", required=True, parser_class=_Parser)
-    check = psub.add_parser("check", help="validate profile files")
-    check.add_argument("files", nargs="+", metavar="FILE")
+    check = psub.add_parser("check", help="validate profile files (overlays, merged as `run --profile` would)",
+                            description="Validate the files merged in order onto the built-in profile (as "
+                                        "`run --profile A --profile B` merges them), and run every entry's "
+                                        "examples and counterexamples.")
+    check.add_argument("files", nargs="+", metavar="FILE", help="profile file, or `builtin`")
+    check.add_argument("--no-builtin", action="store_true",
+                       help="check the files alone: the first one must be a complete profile")
     return parser
 
 
@@ -62,6 +69,14 @@ def scan_command_module():
     from .scan import command
 
     return command
+
+
+def _profile_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--profile", action="append", default=[], metavar="FILE",
+                        help="profile overlay on the built-in profile (adds entries, overrides fields by id, "
+                             "`enabled: false` disables); repeat to merge; `builtin` names the built-in")
+    parser.add_argument("--no-builtin", action="store_true",
+                        help="do not start from the built-in profile: the --profile files replace it")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -87,6 +102,8 @@ def mitmproxy_argv(args: argparse.Namespace, extra: list[str]) -> list[str]:
         argv += ["--mode", mode]
     for profile in args.profile:
         argv += ["--set", f"dlp_profile={profile}"]
+    if args.no_builtin:
+        argv += ["--set", "dlp_builtin=false"]
     argv += ["--set", f"dlp_metrics_host={args.metrics_host}", "--set", f"dlp_metrics_port={args.metrics_port}"]
     if args.incident_log:
         argv += ["--set", f"dlp_incident_log={args.incident_log}"]
@@ -109,18 +126,22 @@ def run_command(args: argparse.Namespace, extra: list[str]) -> int:
 
 
 def profile_check_command(args: argparse.Namespace) -> int:
-    status = EXIT_CLEAN
-    for file in args.files:
-        try:
-            profile = load_profiles([file])
-        except ProfileError as exc:
-            for line in exc.problems:
-                print(line)
-            status = EXIT_USAGE
-        else:
-            print(f"{file}: ok, {len(profile.enabled_entries)} enabled entries "
-                  f"({len(profile.entries)} in all)", file=sys.stderr)
-    return status
+    from .engine.detector import Detector
+    from .engine.selfcheck import check_examples
+
+    try:
+        paths = profile_sources(args.files, builtin=not args.no_builtin)
+        profile = load_profiles(paths)
+        problems = sort_problems(check_examples(Detector(profile)), paths)
+    except ProfileError as exc:
+        problems = exc.problems
+    if problems:
+        for line in problems:
+            print(line)
+        return EXIT_USAGE
+    print(f"{', '.join(args.files)}: ok, {len(profile.enabled_entries)} enabled entries "
+          f"({len(profile.entries)} in all; merged: {' + '.join(map(str, paths))})", file=sys.stderr)
+    return EXIT_CLEAN
 
 
 # --- scan ------------------------------------------------------------------------------------------
@@ -130,7 +151,7 @@ def scan_command(args: argparse.Namespace) -> int:
     from .engine.detector import Detector
     from .scan import cache, command
 
-    paths = args.profile or [builtin_profile_path()]
+    paths: list = []
 
     def build():
         profile = load_profiles(paths)
@@ -138,8 +159,8 @@ def scan_command(args: argparse.Namespace) -> int:
 
     backend = f"{args.backend} {os.environ.get('DLPROXY_BACKEND', '')}"
     try:
-        profile, detector = build() if args.no_cache else cache.cached([builtin_profile_path(), *paths], backend,
-                                                                        build)
+        paths = profile_sources(args.profile, builtin=not args.no_builtin)
+        profile, detector = build() if args.no_cache else cache.cached(paths, backend, build)
     except ProfileError as exc:
         for line in exc.problems:
             print(line, file=sys.stderr)

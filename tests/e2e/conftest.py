@@ -17,6 +17,7 @@ Fixtures
   process for the whole session (so tests share proxies); `name=None` → a fresh, private one stopped at the
   end of the session. `profiles=None` → the e2e profile below; `()` → the built-in profile.
   `cmd="run"` runs `dlproxy run ...`; `cmd="mitmdump"` runs `mitmdump -s addons/dlp.py --set dlp_profile=...`.
+  The profiles given replace the built-in one (`--no-builtin`), so each test sees exactly its profile.
   Every proxy gets its own confdir (CA), its own incident log, `--set ssl_verify_upstream_trusted_ca=`
   the TLS upstream's CA, metrics on port 0.
 - `proxy` (regular/forward mode) and `reverse_proxy` (`--mode reverse:<upstream.url>`): shared instances.
@@ -467,9 +468,11 @@ def proxy_argv(workdir: Path, args: tuple[str, ...], profiles, cmd: str, upstrea
         argv = mitmdump_cmd() + ["-s", str(ROOT / "addons" / "dlp.py"), "--listen-host", "127.0.0.1",
                                  "--listen-port", "0", "--set", "dlp_metrics_port=0", "--set", "flow_detail=0"]
         argv += [x for p in profiles for x in ("--set", f"dlp_profile={p}")]
+        argv += ["--set", "dlp_builtin=false"] if profiles else []
     else:
         argv = dlproxy_cmd() + ["run", "--listen-host", "127.0.0.1", "--listen-port", "0", "--metrics-port", "0"]
         argv += [x for p in profiles for x in ("--profile", str(p))]
+        argv += ["--no-builtin"] if profiles else []
     return argv + common + list(args)
 
 

@@ -157,7 +157,7 @@ def test_broken_profile_refuses_to_start(tmp_path):
 
 def test_missing_profile_refuses_to_start(tmp_path):
     r = run_to_exit(["--profile", str(tmp_path / "nope.yaml")], tmp_path)
-    assert r.returncode != 0 and f"{tmp_path / 'nope.yaml'}:0: profile: file not found" in r.stdout + r.stderr
+    assert r.returncode != 0 and f"{tmp_path / 'nope.yaml'}: no such file" in r.stdout + r.stderr
 
 
 @pytest.mark.parametrize("setting", ["dlp_backend=nope", "dlp_dry_run=maybe", "dlp_metrics_port=abc"])

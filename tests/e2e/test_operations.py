@@ -169,7 +169,7 @@ def test_hot_reload_invalid_profile_sighup_and_log_rotation(tmp_path, upstream):
     log = tmp_path / "incidents.jsonl"
     p = own_proxy(tmp_path, dlproxy_cmd() + [
         "run", "--listen-host", "127.0.0.1", "--listen-port", "0", "--metrics-port", "0",
-        "--profile", str(profile), "--incident-log", str(log), "--set", "dlp_reload_interval=1"])
+        "--profile", str(profile), "--no-builtin", "--incident-log", str(log), "--set", "dlp_reload_interval=1"])
     try:
         with client(p) as c:
             def status(token: str) -> int:

@@ -2,12 +2,15 @@
 
 Everything is checked at load time so the hot path never meets a bad pattern: unknown keys, duplicate ids,
 short prefixes, unknown validators or parameters, patterns that do not compile or could run away (unbounded
-repeats). Every problem is reported, not just the first. Several files merge: a later file adds entries or
-overrides fields of an entry with the same `id`, and overrides settings key by key.
+repeats). Every problem is reported, not just the first, sorted by file and line. Several files merge: a later
+file adds entries, overrides fields of an entry with the same `id` (`enabled: false` turns one off), and overrides
+settings key by key. `profile_sources` turns a `--profile` list into files: overlays on the built-in profile
+unless the built-in is opted out of (`--no-builtin`) or placed explicitly with the name `builtin`.
 """
 
 from __future__ import annotations
 
+import difflib
 import re
 import re._constants as sre_c
 import re._parser as sre_parse
@@ -77,6 +80,8 @@ class Entry:
     notes: str = ""
     revocation_when: str | None = None  # `revocation: {when: …}`; None: the profile's (closing.py)
     source: str = ""  # FILE:LINE of the entry, for messages
+    example_sources: tuple[str, ...] = ()  # FILE:LINE of each example
+    counterexample_sources: tuple[str, ...] = ()  # ... and of each counterexample
 
     def action_for(self, direction: str, default: str) -> str:
         for d, a in self.actions:
@@ -107,8 +112,26 @@ def builtin_profile_path() -> Path:
     return Path(str(resources.files("dlproxy.engine") / "credentials-and-secrets.yaml"))
 
 
+BUILTIN = "builtin"  # the name that stands for the built-in profile in a --profile list
+
+
+def profile_sources(paths, builtin: bool = True) -> list[Path]:
+    """The files a `--profile` list stands for, in merge order.
+
+    Each file is an overlay on the built-in profile, which comes first unless the list names it (`builtin`, at
+    the position given) or `builtin` is False (the files replace it: the first one must then be complete).
+    """
+    here = builtin_profile_path()
+    out = [here if str(p) == BUILTIN else Path(p) for p in paths]
+    if builtin and here not in out:
+        out.insert(0, here)
+    if not out:
+        raise ProfileError(["profile: no profile: without the built-in profile, name at least one profile file"])
+    return out
+
+
 def load_profiles(paths) -> Profile:
-    """Load and merge profile files in order; raise ProfileError listing every problem."""
+    """Load and merge profile files in order (none: the built-in); raise ProfileError listing every problem."""
     paths = [Path(p) for p in paths] or [builtin_profile_path()]
     problems: list[str] = []
     merged = _Merged()
@@ -118,8 +141,24 @@ def load_profiles(paths) -> Profile:
             merged.add(path, doc, problems)
     profile = merged.build(problems)
     if problems:
-        raise ProfileError(problems)
+        raise ProfileError(sort_problems(problems, paths))
     return profile
+
+
+_WHERE = re.compile(r"^(.*?):(\d+):")
+
+
+def sort_problems(problems: list[str], paths) -> list[str]:
+    """By file (in merge order), then line; messages without a FILE:LINE keep their place at the end."""
+    order = {str(p): i for i, p in enumerate(paths)}
+
+    def key(item: tuple[int, str]):
+        m = _WHERE.match(item[1])
+        if m is None:
+            return (len(order) + 1, 0, item[0])
+        return (order.get(m.group(1), len(order)), int(m.group(2)), item[0])
+
+    return [text for _, text in sorted(enumerate(problems), key=key)]
 
 
 # --- reading YAML with line numbers ---------------------------------------------------------------
@@ -141,7 +180,7 @@ def _read(path: Path, problems: list[str]) -> _Node | None:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        problems.append(f"{path}:0: profile: file not found")
+        problems.append(f"{path}: no such file")
         return None
     except (OSError, UnicodeDecodeError) as exc:
         problems.append(f"{path}:0: profile: cannot read file ({exc.__class__.__name__})")
@@ -211,7 +250,8 @@ class _Merged:
             if key not in _TOP_KEYS:
                 problems.append(f"{_key_where(node)}: {key}: unknown key (expected one of {', '.join(sorted(_TOP_KEYS))})")
         if "profile" not in top:
-            problems.append(f"{doc.where()}: profile: required key missing")
+            if len(self.sources) == 1:  # an overlay may leave the id to the profile it overlays
+                problems.append(f"{doc.where()}: profile: required key missing")
         else:
             node = top["profile"]
             if not isinstance(node.value, str) or not ID_RE.match(node.value):
@@ -315,6 +355,7 @@ class _Merged:
                 merged[key] = node
         merged.setdefault("__item__", item)
         merged["__item__"].label = label  # type: ignore[attr-defined]
+        merged.setdefault("__files__", _Node(set(), item.file, item.line)).value.add(item.file)
 
     def build(self, problems: list[str]) -> Profile:
         settings_kwargs = {k: v.value for k, v in self.settings.items() if k != "evidence"}
@@ -322,8 +363,14 @@ class _Merged:
             settings_kwargs["evidence"] = closing.parse_evidence(self.settings["evidence"], problems)
         settings = Settings(**settings_kwargs)
         entries = []
-        for fields in self.entries.values():
-            entry = _build_entry(fields, problems)
+        for entry_id, fields in self.entries.items():
+            hint = ""
+            if len(self.sources) > 1 and len(fields["__files__"].value) == 1:
+                others = [i for i, f in self.entries.items() if fields["__files__"].value != f["__files__"].value]
+                close = difflib.get_close_matches(entry_id, others, n=1)
+                hint = f" (a new entry: no entry {entry_id!r} to override" + (
+                    f"; did you mean {close[0]!r}?)" if close else ")")
+            entry = _build_entry(fields, problems, hint)
             if entry is not None:
                 entries.append(entry)
         profile_id = "+".join(dict.fromkeys(n.value for n in self.ids)) or "unnamed"
@@ -355,7 +402,7 @@ def _check_type(value: Any, spec: Any) -> str | None:
     return None
 
 
-def _build_entry(fields: dict[str, _Node], problems: list[str]) -> Entry | None:
+def _build_entry(fields: dict[str, _Node], problems: list[str], hint: str = "") -> Entry | None:
     item = fields["__item__"]
     n_before = len(problems)
 
@@ -368,7 +415,7 @@ def _build_entry(fields: dict[str, _Node], problems: list[str]) -> Entry | None:
 
     for key in ("name", "prefixes", "pattern"):
         if key not in fields:
-            problems.append(f"{item.where()}: {item.label}.{key}: required key missing")  # type: ignore[attr-defined]
+            problems.append(f"{item.where()}: {item.label}.{key}: required key missing{hint}")  # type: ignore[attr-defined]
     if len(problems) > n_before:
         return None
 
@@ -395,6 +442,12 @@ def _build_entry(fields: dict[str, _Node], problems: list[str]) -> Entry | None:
             else:
                 out.append(sub.value)
         return tuple(out)
+
+    def sources(key: str) -> tuple[str, ...]:
+        node = fields.get(key)
+        if node is None or not isinstance(node.value, list):
+            return ()
+        return tuple(sub.where() for sub in node.value if isinstance(sub.value, str))
 
     def boolean(key: str, default: bool) -> bool:
         value = get(key, default)
@@ -477,7 +530,8 @@ def _build_entry(fields: dict[str, _Node], problems: list[str]) -> Entry | None:
         before=before, checksum=checksum, checksum_params=params, issuers=tuple(h.lower() for h in issuers),
         action=action, actions=actions, enabled=enabled, case_insensitive=case_insensitive, boundary=boundary,
         examples=string_list("examples"), counterexamples=string_list("counterexamples"), notes=notes,
-        revocation_when=revocation_when, source=item.where(),
+        revocation_when=revocation_when, source=item.where(), example_sources=sources("examples"),
+        counterexample_sources=sources("counterexamples"),
     )
 
 

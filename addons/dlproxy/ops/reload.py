@@ -102,7 +102,8 @@ class ProfileWatcher:
     def _paths() -> list[str]:
         from mitmproxy import ctx
 
-        return list(ctx.options.dlp_profile) if "dlp_profile" in ctx.options else []
+        paths = list(ctx.options.dlp_profile) if "dlp_profile" in ctx.options else []
+        return [p for p in paths if p != "builtin"]
 
     def _start_polling(self) -> None:
         from mitmproxy import ctx

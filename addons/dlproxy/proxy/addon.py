@@ -1,6 +1,6 @@
 """The mitmproxy addons for buffered HTTP: the active profile, and the request/response inspectors.
 
-    ProfileState       options dlp_profile, dlp_backend, dlp_dry_run, dlp_issuer_binding; `.current` (Active)
+    ProfileState       options dlp_profile, dlp_builtin, dlp_backend, dlp_dry_run, dlp_issuer_binding; `.current`
     RequestInspector   `request`: extract → detect → decide → enforce (403 / redact / log) → record
     ResponseInspector  `response`: the same for buffered responses (replaced by a 403)
 
@@ -23,7 +23,7 @@ from mitmproxy import ctx, exceptions, http
 
 from ..engine.detector import Detector
 from ..engine.findings import Finding
-from ..engine.profile import ProfileError, builtin_profile_path, load_profiles
+from ..engine.profile import ProfileError, load_profiles, profile_sources
 from ..engine.vocab import Action, Direction, Enforcement, Reason, Verdict
 from ..extract import Limits, plain_text_body
 from ..inspect import redact
@@ -63,7 +63,7 @@ class ProfileState:
         self.current: Active | None = None
         self._recent: dict[int, Active] = {}
         self._generation = 0
-        self._source: tuple[tuple[str, ...], str] | None = None
+        self._source: tuple[tuple[str, ...], str, bool] | None = None
         self.dry_run = False
         self.issuer_binding = True
         self.pool = ScanPool(0)  # big bodies: see scanning.py
@@ -76,8 +76,11 @@ class ProfileState:
     def load(self, loader) -> None:
         loader.add_option(
             "dlp_profile", collections.abc.Sequence[str], [],
-            "Profile YAML file(s); repeat to merge (later files add or override entries by id). "
-            "Empty: the built-in credentials-and-secrets profile.")
+            "Profile overlay file(s) on the built-in profile; repeat to merge (later files add entries, "
+            "override fields by id, `enabled: false` disables). `builtin` places the built-in explicitly.")
+        loader.add_option(
+            "dlp_builtin", bool, True,
+            "Start from the built-in credentials-and-secrets profile; false: the dlp_profile files replace it.")
         loader.add_option(
             "dlp_backend", str, "auto", "Prefilter backend: auto (Hyperscan when installed), hyperscan, pyahocorasick.",
             choices=["auto", "hyperscan", "pyahocorasick"])
@@ -115,9 +118,9 @@ class ProfileState:
                 self.pool.shutdown()
                 self.pool = ScanPool(workers)
         # Preloaded addons get no initial all-options configure: without a dlp_* option, running() loads.
-        if "dlp_profile" in updated or "dlp_backend" in updated:
-            source = (tuple(ctx.options.dlp_profile), ctx.options.dlp_backend)
-            if self._source is None and source == ((), "auto"):
+        if "dlp_profile" in updated or "dlp_backend" in updated or "dlp_builtin" in updated:
+            source = self._wanted()
+            if self._source is None and source == ((), "auto", True):
                 return  # defaults at startup (or a rollback to them): running() loads once, after all options
             self._load(source)
 
@@ -127,7 +130,7 @@ class ProfileState:
             if self.pool.workers:
                 self.pool.start()
             if self.current is None:
-                self._load((tuple(ctx.options.dlp_profile), ctx.options.dlp_backend))
+                self._load(self._wanted())
         except exceptions.OptionsError as e:
             for line in str(e).splitlines():
                 logger.error(line)
@@ -137,7 +140,11 @@ class ProfileState:
     def done(self) -> None:
         self.pool.shutdown()
 
-    def _load(self, source: tuple[tuple[str, ...], str]) -> None:
+    @staticmethod
+    def _wanted() -> tuple[tuple[str, ...], str, bool]:
+        return tuple(ctx.options.dlp_profile), ctx.options.dlp_backend, ctx.options.dlp_builtin
+
+    def _load(self, source: tuple[tuple[str, ...], str, bool]) -> None:
         if source == self._source and self.current is not None:
             return
         try:
@@ -147,10 +154,11 @@ class ProfileState:
         self._source = source
         self._swap(active, "configure")
 
-    def build(self, paths: tuple[str, ...], backend: str) -> Active:
-        """Load, validate and compile; raises ProfileError listing every problem."""
+    def build(self, paths: tuple[str, ...], backend: str, builtin: bool = True) -> Active:
+        """Load (overlays on the built-in profile unless `builtin` is False), validate and compile; raises
+        ProfileError listing every problem."""
         try:
-            profile = load_profiles(list(paths) or [builtin_profile_path()])
+            profile = load_profiles(profile_sources(paths, builtin))
             detector = Detector(profile, backend=backend)
         except ProfileError:  # a ValueError too: keep its FILE:LINE problems as they are
             raise
