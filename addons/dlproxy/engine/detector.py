@@ -15,10 +15,11 @@ from dataclasses import dataclass
 
 from . import validators
 from .findings import Finding, fingerprint, mask
+from .linear import KW_GROUP as _KW_GROUP
+from .linear import compile_shape, shape_source
 from .prefilter import Keyword, make_prefilter
 from .profile import Entry, Profile, pattern_width
 
-_KW_GROUP = "dlproxy_kw"
 OPEN_RUN_MIN = 12  # see Detector.undecided_from
 
 
@@ -28,7 +29,9 @@ class _Target:
 
     entry: Entry
     prefix: str
-    regex: re.Pattern
+    regex: re.Pattern  # or linear.Re2Shape: same .match(data, pos)
+    kw_group: int  # group numbers, the same for both engines
+    secret_group: int | None
     max_before: int  # > 0: the token may start before the keyword (mid-token keyword)
     max_len: int  # longest match, keyword included
     boundary: bytes  # 256 flags: token characters
@@ -183,10 +186,10 @@ class Detector:
         m = target.regex.match(data, token_start)
         if m is None or (m.end() < len(data) and boundary[data[m.end()]]):
             return _count(stats, entry.id, "shape_failed")
-        if target.max_before and m.start(_KW_GROUP) != start:
+        if target.max_before and m.start(target.kw_group) != start:
             return None  # another occurrence of the keyword inside this token: counted there
-        if "secret" in m.re.groupindex and m.start("secret") >= 0:
-            s, e = m.span("secret")
+        if target.secret_group is not None and m.start(target.secret_group) >= 0:
+            s, e = m.span(target.secret_group)
         else:
             s, e = m.span()
         secret = data[s:e].decode("latin-1")
@@ -238,12 +241,8 @@ def _resolve_overlaps(found: list[Finding]) -> list[Finding]:
 
 
 def _compile_target(entry: Entry, prefix: str) -> _Target:
-    literal = re.escape(prefix)
-    if entry.case_insensitive:
-        literal = f"(?i:{literal})"
     before = entry.before or ""
-    source = f"(?:{before})(?P<{_KW_GROUP}>{literal})(?:{entry.pattern})"
-    regex = re.compile(source.encode("ascii"), re.ASCII)
+    regex = compile_shape(shape_source(before, prefix, entry.pattern, entry.case_insensitive))  # linear time
     max_before = pattern_width(before)[1] if before else 0
     max_len = max_before + len(prefix) + pattern_width(entry.pattern)[1]
     boundary = _flags_from_class(entry.boundary)
@@ -257,7 +256,8 @@ def _compile_target(entry: Entry, prefix: str) -> _Target:
     validator = validators.get(entry.checksum) if entry.checksum else None
     run_back = re.compile(b"[" + _class_from_flags(boundary) + b"]{0,%d}" % (max_before + 1))
     min_before = pattern_width(before)[0] if before else 0
-    return _Target(entry, prefix, regex, max_before, max_len, boundary, span_regex, run_back, min_before,
+    return _Target(entry, prefix, regex, regex.groupindex[_KW_GROUP], regex.groupindex.get("secret"), max_before,
+                   max_len, boundary, span_regex, run_back, min_before,
                    _literal_lead(before) if before else b"", validator,
                    dict(entry.checksum_params), bool(validator and "prefix" in validator.params))
 

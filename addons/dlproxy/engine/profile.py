@@ -1,11 +1,12 @@
 """Profiles: YAML → validated, immutable Profile/Entry objects, with `FILE:LINE: field: message` errors.
 
 Everything is checked at load time so the hot path never meets a bad pattern: unknown keys, duplicate ids,
-short prefixes, unknown validators or parameters, patterns that do not compile or could run away (unbounded
-repeats). Every problem is reported, not just the first, sorted by file and line. Several files merge: a later
-file adds entries, overrides fields of an entry with the same `id` (`enabled: false` turns one off), and overrides
-settings key by key. `profile_sources` turns a `--profile` list into files: overlays on the built-in profile
-unless the built-in is opted out of (`--no-builtin`) or placed explicitly with the name `builtin`.
+short prefixes, unknown validators or parameters, patterns that do not compile, have unbounded repeats, or cannot
+be matched in guaranteed linear time (linear.py). Every problem is reported, not just the first, sorted by file
+and line. Several files merge: a later file adds entries, overrides fields of an entry with the same `id`
+(`enabled: false` turns one off), and overrides settings key by key. `profile_sources` turns a `--profile` list
+into files: overlays on the built-in profile unless the built-in is opted out of (`--no-builtin`) or placed
+explicitly with the name `builtin`.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import yaml
 
 from . import closing, validators
 from . import principals as principals_mod
+from .linear import check_shape, shape_source
 from .vocab import PROFILE_ACTIONS, Direction
 
 SEVERITIES = ("critical", "high", "medium", "low")
@@ -483,6 +485,12 @@ def _build_entry(fields: dict[str, _Node], problems: list[str], hint: str = "") 
         msg = check_pattern(before)
         if msg:
             problems.append(f"{where('before')}: {msg}")
+    if len(problems) == n_before:  # each prefix's whole shape must run in linear time (linear.py)
+        for prefix in prefixes:
+            msg = check_shape(shape_source(before, prefix, pattern, case_insensitive))
+            if msg:
+                problems.append(f"{where('pattern')}: cannot be matched in linear time: {msg}")
+                break
     boundary = string("boundary") or DEFAULT_BOUNDARY
     if "boundary" in fields:
         try:

@@ -244,7 +244,7 @@ class MetricsServer:
     def not_ready(self) -> str:
         """Why the proxy is not ready ("" when it is): the profile is loaded and the proxy server listens."""
         if self.state is None or not self.state.ready:
-            return "profile not loaded"
+            return getattr(self.state, "not_ready_reason", "profile not loaded")
         if self.listening is None:
             return "proxy not running"
         return self.listening()

@@ -68,10 +68,25 @@ class ProfileState:
         self.issuer_binding = True
         self.pool = ScanPool(0)  # big bodies: see scanning.py
         self.offload_bytes = OFFLOAD_BYTES  # dlp_offload_bytes
+        self.option_problems: list[str] = []  # set by options.OptionCheck
 
     @property
     def ready(self) -> bool:
-        return self.current is not None
+        return self.current is not None and not self.option_problems
+
+    @property
+    def not_ready_reason(self) -> str:
+        return "invalid options" if self.option_problems else "profile not loaded"
+
+    def set_option_problems(self, problems: list[str]) -> None:
+        """Bad or unknown dlp_* options (options.OptionCheck): until there are none, every flow is blocked."""
+        if problems == self.option_problems:
+            return
+        self.option_problems = list(problems)
+        for line in problems:
+            logger.error(f"dlproxy option error: {line}; every flow is blocked until it is fixed")
+        if not problems:
+            logger.info("dlproxy options are valid again: inspecting")
 
     def load(self, loader) -> None:
         loader.add_option(
@@ -199,6 +214,8 @@ class ProfileState:
 
     def active_for(self, flow: http.HTTPFlow) -> Active:
         """The profile this flow is inspected with: the one current when it was first inspected."""
+        if self.option_problems:
+            raise NotReady("invalid options")
         gen = flow.metadata.get(GENERATION)
         if gen is not None and (active := self._recent.get(gen)) is not None:
             return active

@@ -29,6 +29,7 @@ from mitmproxy.tools.dump import DumpMaster
 from mitmproxy.tools.main import run
 
 from .hookindex import IndexedAddonManager
+from .options import unknown_options
 from .wiring import make_addons
 
 logger = logging.getLogger(__name__)
@@ -54,6 +55,12 @@ class DLPMaster(DumpMaster):
     def dlp_addons(self) -> list:
         """The dlproxy addons this master runs (bench/proxy.py's "no-dlp" baseline overrides it to run none)."""
         return make_addons()
+
+    async def run(self) -> None:
+        """Refuse to start on a `--set` that no addon declared (a typo would otherwise be ignored silently)."""
+        for problem in unknown_options(self.options):
+            logger.error(f"dlproxy: {problem}")  # mitmproxy's startup check exits 1 on it
+        await super().run()
 
     async def running(self) -> None:
         await super().running()

@@ -17,6 +17,7 @@ from ..ops.reload import ProfileWatcher
 from ..ops.revocation import Revocations
 from . import internals
 from .addon import ProfileState, QuietFlowLog, RequestInspector, ResponseInspector
+from .options import OptionCheck
 from .principals import PrincipalSources
 from .streamguard import StreamGuard
 from .websocket import WebSocketGuard
@@ -41,5 +42,6 @@ def make_addons(metrics: Metrics | None = None) -> list:
         MetricsServer(metrics, state, internals.proxy_listening),
         ProfileWatcher(metrics, state, incidents),
         QuietFlowLog(),
+        OptionCheck(state),  # last: every dlp_* option is declared by then
     ]
 
