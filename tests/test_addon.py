@@ -100,8 +100,8 @@ def chat(text: str) -> str:
     return json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": text}]})
 
 
-def error_of(flow) -> dict:
-    assert flow.response is not None and flow.response.status_code == 403
+def error_of(flow, status: int = 403) -> dict:
+    assert flow.response is not None and flow.response.status_code == status
     assert flow.response.headers["content-type"] == "application/json"
     return json.loads(flow.response.content)["error"]
 
@@ -250,7 +250,17 @@ def test_dry_run_forwards_and_reports(profile_file):
         assert f.response is None and f.request.content == body.encode()
         [incident] = e.incident_lines()
         assert incident["dry_run"] is True and incident["action"] == "block"
+        # what was done (passed, under dry-run), and separately what would have been: an alert on blocks is quiet
+        assert e.sample("dlproxy_flows_total", direction="request", verdict="blocked") == 0
+        assert e.sample("dlproxy_flows_total", direction="request", verdict="dry_run") == 1
+        assert e.sample("dlproxy_dry_run_total", direction="request", verdict="blocked") == 1
+        assert e.sample("dlproxy_dry_run_enabled") == 1
+        # off again: blocks count as blocks
+        e.tctx.configure(e.state, dlp_dry_run=False)
+        assert e.request(post(body)).response.status_code == 403
         assert e.sample("dlproxy_flows_total", direction="request", verdict="blocked") == 1
+        assert e.sample("dlproxy_dry_run_total", direction="request", verdict="blocked") == 1
+        assert e.sample("dlproxy_dry_run_enabled") == 0
 
 
 def test_min_matches(tmp_path):
@@ -399,16 +409,22 @@ def test_clean_response_passes(env):
     assert f.response.status_code == 200 and f.response.content == b"all good"
 
 
-def test_secret_in_response_is_replaced_by_403(env):
+def test_secret_in_response_is_withheld_with_a_502_that_says_so(env):
+    """Not a 403 (AI SDKs read it as a bad API key) and not "remove the credential": the request did go out."""
     f = env.response(with_response(f"here is your token: {GHP}"))
-    err = error_of(f)
-    assert "response" in err["message"] and err["findings"][0]["location"].startswith("body")
+    err = error_of(f, 502)
+    assert f.response.headers["x-dlp-incident"] == err["incident_id"] and err["code"] == "credential_detected"
+    assert err["message"].startswith("dlproxy withheld the upstream's response: it contained a GitHub Personal "
+                                     "Access Token in body")
+    assert "The request was sent; the reply was withheld." in err["message"]
+    assert "Remove the credential" not in err["message"]
+    assert err["findings"][0]["location"].startswith("body")
     assert env.sample("dlproxy_flows_total", direction="response", verdict="blocked") == 1
     assert_secret_absent(env, f, GHP)
 
 
 def test_response_from_issuer_is_not_exempt(env):
-    assert error_of(env.response(with_response(GHP, host="api.github.com")))
+    assert error_of(env.response(with_response(GHP, host="api.github.com")), 502)
 
 
 def test_our_own_block_is_not_inspected_again(env):

@@ -47,6 +47,9 @@ CONTRACT_METRICS = {
     # closing the loop (docs/revocation.md)
     "dlproxy_revocations_total": {"revoker", "result"},
     "dlproxy_revocation_queue_depth": set(),
+    # additive: dry-run (flows it let through count as verdict "dry_run")
+    "dlproxy_dry_run_total": {"direction", "verdict"},
+    "dlproxy_dry_run_enabled": set(),
 }
 SWITCHES = {"--dry-run"}  # `dlproxy run` flags that take no value
 TARGET_LABELS = {"namespace", "pod", "job", "instance", "service", "container"}  # added by the scrape

@@ -35,6 +35,8 @@ ADDITIVE = {
     "dlproxy_principal_refusals": ("counter", {"source", "reason"}),
     "dlproxy_revocations": ("counter", {"revoker", "result"}),
     "dlproxy_revocation_queue_depth": ("gauge", set()),
+    "dlproxy_dry_run": ("counter", {"direction", "verdict"}),
+    "dlproxy_dry_run_enabled": ("gauge", set()),
 }
 ATTRIBUTES = ["flows_total", "detections_total", "scanned_bytes_total", "scan_duration_seconds",
               "inspection_errors_total", "profile_entries", "profile_reloads_total", "candidates_total",

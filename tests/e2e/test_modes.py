@@ -214,7 +214,10 @@ def test_dry_run_forwards_but_reports(start_proxy, upstream):
     assert upstream.bodies() == [body]
     [incident] = proxy.incidents(wait=5)
     assert incident["dry_run"] is True and incident["action"] == "block"
-    assert proxy.metric("dlproxy_flows_total", direction="request", verdict="blocked") == 1
+    # flows_total says what was done (passed under dry-run): an alert on blocks stays quiet
+    assert proxy.metric("dlproxy_flows_total", direction="request", verdict="blocked") == 0
+    assert proxy.metric("dlproxy_flows_total", direction="request", verdict="dry_run") == 1
+    assert proxy.metric("dlproxy_dry_run_total", direction="request", verdict="blocked") == 1
     proxy.assert_no_leak(GHP)
 
 

@@ -228,7 +228,9 @@ def test_dry_run_forwards_and_reports_what_it_would_have_done(start_proxy, upstr
             r = c.post(upstream.url + "/upload", json={"content": f"here: {token}"})
         assert r.status_code == 200 and "X-DLP-Incident" not in r.headers
         assert upstream.saw(token), "dry-run must forward the request unchanged"
-        assert p.metric("dlproxy_flows_total", direction="request", verdict="blocked") == 1
+        assert p.metric("dlproxy_flows_total", direction="request", verdict="blocked") == 0
+        assert p.metric("dlproxy_flows_total", direction="request", verdict="dry_run") == 1
+        assert p.metric("dlproxy_dry_run_total", direction="request", verdict="blocked") == 1
         assert p.metric("dlproxy_detections_total", entry="github-pat", direction="request", action="block") == 1
         rec = p.incidents(wait=5)[0]
         assert rec["dry_run"] is True and rec["action"] == "block" and rec["direction"] == "request"

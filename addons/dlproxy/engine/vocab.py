@@ -53,6 +53,7 @@ class Verdict(StrEnum):
     ALLOWED = "allowed"
     SKIPPED = "skipped"  # something could not be inspected, and policy let it through
     ERROR = "error"  # the inspection itself failed
+    DRY_RUN = "dry_run"  # flows_total only: would have been blocked or redacted, passed under --dry-run
 
 
 VERDICT_OF_ACTION = {Action.BLOCK: Verdict.BLOCKED, Action.REDACT: Verdict.REDACTED, Action.LOG: Verdict.LOGGED,
@@ -60,7 +61,7 @@ VERDICT_OF_ACTION = {Action.BLOCK: Verdict.BLOCKED, Action.REDACT: Verdict.REDAC
 
 # A streamed flow takes several decisions but is counted once in flows_total: with the most severe verdict.
 VERDICT_SEVERITY = {Verdict.CLEAN: 0, Verdict.SKIPPED: 1, Verdict.ALLOWED: 2, Verdict.LOGGED: 3,
-                    Verdict.REDACTED: 4, Verdict.ERROR: 5, Verdict.BLOCKED: 6}
+                    Verdict.DRY_RUN: 3, Verdict.REDACTED: 4, Verdict.ERROR: 5, Verdict.BLOCKED: 6}
 
 
 class Reason(StrEnum):

@@ -33,6 +33,36 @@ DEFAULT_PORT = 9464
 prometheus_client.disable_created_metrics()
 
 
+class FlowsTotal:
+    """dlproxy_flows_total counts what was done: under dry-run a flow that would have been blocked or redacted
+    passed, so it counts as verdict `dry_run` (an alert on `verdict="blocked"` stays quiet during a dry-run
+    rollout), and dlproxy_dry_run_total{direction,verdict} keeps what would have happened. Otherwise the plain
+    Counter (every other attribute is the Counter's)."""
+
+    def __init__(self, counter: Counter, dry_run_total: Counter) -> None:
+        self.counter = counter
+        self.dry_run_total = dry_run_total
+        self.dry_run = False  # set by Metrics.set_dry_run
+
+    def labels(self, direction: str, verdict: str):
+        if self.dry_run and verdict in (Verdict.BLOCKED, Verdict.REDACTED):
+            return _Both(self.counter.labels(direction=direction, verdict=Verdict.DRY_RUN),
+                         self.dry_run_total.labels(direction=direction, verdict=verdict))
+        return self.counter.labels(direction=direction, verdict=verdict)
+
+    def __getattr__(self, name: str):
+        return getattr(self.counter, name)
+
+
+class _Both:
+    def __init__(self, *children) -> None:
+        self.children = children
+
+    def inc(self, amount: float = 1) -> None:
+        for child in self.children:
+            child.inc(amount)
+
+
 class Metrics:
     """Every dlproxy metric. Prometheus name = `dlproxy_` + attribute name."""
 
@@ -40,9 +70,17 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         # --- the first contract metrics ---
-        self.flows_total = Counter(
-            "dlproxy_flows_total", "Inspected flows (messages for websocket) by direction and verdict.",
+        self.dry_run_total = Counter(
+            "dlproxy_dry_run_total",
+            "Flows dry-run let through that would have been blocked or redacted, by direction and that verdict.",
             ["direction", "verdict"], registry=r)
+        self.dry_run_enabled = Gauge(
+            "dlproxy_dry_run_enabled", "1 while --dry-run is on (nothing is blocked or redacted), else 0.",
+            registry=r)
+        self.flows_total = FlowsTotal(Counter(
+            "dlproxy_flows_total", "Inspected flows (messages for websocket) by direction and verdict "
+            "(dry_run: would have been blocked or redacted, passed under dry-run).",
+            ["direction", "verdict"], registry=r), self.dry_run_total)
         self.detections_total = Counter(
             "dlproxy_detections_total", "Validated credentials found, by profile entry, direction and action taken.",
             ["entry", "direction", "action"], registry=r)
@@ -106,6 +144,9 @@ class Metrics:
                 self.flows_total.labels(direction=d, verdict=v)
             self.scanned_bytes_total.labels(direction=d)
             self.scan_duration_seconds.labels(direction=d)
+        for d in (Direction.REQUEST, Direction.RESPONSE, Direction.WEBSOCKET):
+            for v in (Verdict.BLOCKED, Verdict.REDACTED):
+                self.dry_run_total.labels(direction=d, verdict=v)
         for res in RELOAD_RESULTS:
             self.profile_reloads_total.labels(result=res)
         for a in PROFILE_ACTIONS:
@@ -114,6 +155,10 @@ class Metrics:
             self.webhook_dropped_total.labels(reason=reason)
 
     # --- small helpers, so callers need not know label names ---
+    def set_dry_run(self, on: bool) -> None:
+        self.flows_total.dry_run = on
+        self.dry_run_enabled.set(1 if on else 0)
+
     def count_candidates(self, stats: collections.abc.Mapping[tuple[str, str], int]) -> None:
         """Add the engine's `Detector.scan(data, stats=Counter())` tallies: `{(entry_id, result): n}`."""
         for (entry, result), n in stats.items():
@@ -202,6 +247,16 @@ class MetricsServer:
             return
         self._start_task = asyncio.get_running_loop().create_task(
             self._start(ctx.options.dlp_metrics_host, ctx.options.dlp_metrics_port))
+
+    async def started(self) -> bool:
+        """Wait for the server started by running(); False when it was asked for and could not listen."""
+        task = self._start_task
+        if task is not None and not task.done():
+            try:
+                await asyncio.shield(task)
+            except asyncio.CancelledError:
+                pass
+        return self._bound is not None or task is None
 
     async def _start(self, host: str, port: int) -> None:
         try:

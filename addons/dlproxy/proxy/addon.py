@@ -2,7 +2,7 @@
 
     ProfileState       options dlp_profile, dlp_builtin, dlp_backend, dlp_dry_run, dlp_issuer_binding; `.current`
     RequestInspector   `request`: extract → detect → decide → enforce (403 / redact / log) → record
-    ResponseInspector  `response`: the same for buffered responses (replaced by a 403)
+    ResponseInspector  `response`: the same for buffered responses (withheld: replaced by a 502)
 
 Every hook fails closed: mitmproxy forwards a flow whose hook raised (it only logs the exception), so each
 hook catches everything and hands it to enforce.fail_closed (count, apply the profile's `on_error`). Bodies
@@ -118,6 +118,8 @@ class ProfileState:
     def configure(self, updated) -> None:
         if "dlp_dry_run" in updated:
             self.dry_run = ctx.options.dlp_dry_run
+            if self.metrics is not None:
+                self.metrics.set_dry_run(self.dry_run)  # flows it lets through count as dry_run, not blocked
         if "dlp_issuer_binding" in updated:
             self.issuer_binding = ctx.options.dlp_issuer_binding
         if "dlp_offload_bytes" in updated:
@@ -395,7 +397,7 @@ class _Inspector:
         self.enforce(flow, decision, incident_id)
 
     def enforce(self, flow: http.HTTPFlow, decision: Decision, incident_id: str | None) -> None:
-        """Count the flow, mark it, and answer it with a 403 when the decision blocks."""
+        """Count the flow, mark it, and answer it with the block response when the decision blocks."""
         if self.metrics is not None:
             self.metrics.flows_total.labels(direction=self.direction, verdict=decision.verdict).inc()
         flow.metadata[VERDICT] = str(decision.verdict)
@@ -454,7 +456,7 @@ class RequestInspector(_Inspector):
 
 
 class ResponseInspector(_Inspector):
-    """Inspects each buffered response before it reaches the client; a block replaces it by a 403."""
+    """Inspects each buffered response before it reaches the client; a block replaces it by a 502 (withheld)."""
 
     name = "dlp-response-inspector"
     direction = Direction.RESPONSE

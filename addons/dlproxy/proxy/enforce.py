@@ -1,7 +1,7 @@
 """What every inspector does with a decision: the flow's context, the block response, recording, failing closed.
 
     flow_context(flow, direction, secrets, scanned)   who/where, with secrets masked (policy.FlowContext)
-    block_body / block_response / block_message       the 403 of docs/contracts.md
+    block_body / block_response / block_message       the block of docs/contracts.md (403; 502 for a response)
     record_decision(metrics, incidents, decision, ctx) detections, unscannable parts, the incident
     fail_closed(exc, ...)                              an inspection that raised: count, on_error, block
 
@@ -155,16 +155,33 @@ def block_body(decision: Decision, incident_id: str, direction: str = Direction.
     return body
 
 
+REQUEST_BLOCK_STATUS = 403  # the client's own request is refused: "forbidden" is what happened
+# A withheld upstream response is not the caller's doing, and 401/403 read as "your API key is wrong or lacks
+# permission" to AI SDKs (openai.PermissionDeniedError). 502 says what happened: the gateway would not pass on
+# what the upstream returned. SDKs treat it as a server error and may retry it (a bounded number of times).
+RESPONSE_BLOCK_STATUS = 502
+
+
+def block_status(direction: str) -> int:
+    return RESPONSE_BLOCK_STATUS if direction == Direction.RESPONSE else REQUEST_BLOCK_STATUS
+
+
 def block_response(decision: Decision, incident_id: str, direction: str = Direction.REQUEST) -> http.Response:
-    """HTTP 403 with block_body as JSON and the `X-DLP-Incident` header."""
+    """block_body as JSON with the `X-DLP-Incident` header: 403 for a request, 502 for a withheld response."""
     return http.Response.make(
-        403, json.dumps(block_body(decision, incident_id, direction), ensure_ascii=False).encode(),
+        block_status(direction), json.dumps(block_body(decision, incident_id, direction), ensure_ascii=False).encode(),
         {"Content-Type": "application/json", "X-DLP-Incident": incident_id,
          "Server": f"dlproxy (mitmproxy {version.VERSION})", "Cache-Control": "no-store"})
 
 
 def block_message(decision: Decision, incident_id: str, direction: str = Direction.REQUEST) -> str:
-    what = "request" if direction == Direction.REQUEST else "response"
+    """What happened, in the terms of the direction: a refused request (remove the credential, try again), or a
+    withheld response (the request did reach the upstream; only its reply was kept back)."""
+    if direction == Direction.RESPONSE:
+        head, tail = "dlproxy withheld the upstream's response", " The request was sent; the reply was withheld."
+        verb = "contained"
+    else:
+        head, tail, verb = "dlproxy blocked this request", "", "contains"
     if decision.acted:
         first = decision.acted[0]
         names = list(dict.fromkeys(f.name for f in decision.acted))
@@ -173,14 +190,12 @@ def block_message(decision: Decision, incident_id: str, direction: str = Directi
         where = first.location or "the content"
         more = f" (and {others} more)" if others > 0 else ""
         rule = f", and policy {decision.policy} does not allow that" if decision.policy else ""
-        text = (f"dlproxy blocked this {what}: it contains a {kinds} in {where}{more}{rule}. "
-                f"Remove the credential and try again.")
+        fix = tail if tail else " Remove the credential and try again."
+        text = f"{head}: it {verb} a {kinds} in {where}{more}{rule}.{fix}"
     elif decision.unscannable:
         u = decision.unscannable[0]
         why = "is too large to inspect" if u.reason == Reason.TOO_LARGE else f"could not be inspected ({u.reason})"
-        text = (f"dlproxy blocked this {what}: {u.location or 'its content'} {why}, and policy blocks what it "
-                f"cannot inspect.")
+        text = f"{head}: {u.location or 'its content'} {why}, and policy blocks what it cannot inspect.{tail}"
     else:
-        text = (f"dlproxy blocked this {what}: its content could not be inspected, and policy blocks what it "
-                f"cannot inspect.")
+        text = f"{head}: its content could not be inspected, and policy blocks what it cannot inspect.{tail}"
     return f"{text} (incident {incident_id})" if incident_id else text

@@ -64,8 +64,22 @@ class DLPMaster(DumpMaster):
 
     async def running(self) -> None:
         await super().running()
-        ca = os.path.join(os.path.expanduser(self.options.confdir), "mitmproxy-ca-cert.pem")
-        logger.info(f"dlproxy ready; HTTPS clients must trust {ca}")
+        metrics = self.addons.get("dlp-metrics-server")
+        if metrics is not None and not await metrics.started():
+            return  # its error is logged: mitmproxy's startup check exits 1, never "ready"
+        hint = ca_hint(self.options.mode, os.path.join(os.path.expanduser(self.options.confdir),
+                                                      "mitmproxy-ca-cert.pem"))
+        logger.info(f"dlproxy ready{'; ' + hint if hint else ''}")
+
+
+def ca_hint(modes, ca: str) -> str:
+    """Who must trust the proxy's CA: nobody when every listener is a reverse proxy to a plain-HTTP upstream
+    (the client speaks HTTP to it; the CA signs only certificates the proxy presents to clients)."""
+    if all(m.startswith("reverse:http://") for m in modes):
+        return ""
+    if all(m.startswith("reverse:") for m in modes):
+        return f"clients that connect to it with TLS must trust {ca}"
+    return f"HTTPS clients must trust {ca}"
 
 
 def _extra(args) -> dict:

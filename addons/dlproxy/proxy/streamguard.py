@@ -84,8 +84,8 @@ def _length(headers) -> int | None:
 
 
 class _Discard:
-    """The stream callable of a streamed response replaced by our 403 at responseheaders: the upstream body is
-    dropped (its connection closed) and the 403's own body goes out instead."""
+    """The stream callable of a streamed response replaced by our block (502) at responseheaders: the upstream
+    body is dropped (its connection closed) and the block's own body goes out instead."""
 
     def __init__(self, flow: http.HTTPFlow, body: bytes):
         self.flow = flow
@@ -400,7 +400,7 @@ class StreamGuard:
 
     def block_head(self, flow: http.HTTPFlow, direction: Direction, decision: Decision,
                    incident_id: str | None) -> None:
-        """Block before any body byte is forwarded: the 403 in place of the request or the response."""
+        """Block before any body byte is forwarded: the block response (403; 502 for a response) in its place."""
         block = api_block_response(flow, decision, incident_id or "", direction)
         if direction == Direction.REQUEST:
             flow.request.stream = False
