@@ -377,14 +377,74 @@ def test_forward_proxy_overlay_and_its_example_client():
     service = one(docs, "Service", "dlproxy")
     proxy_port = next(p["port"] for p in service["spec"]["ports"] if p["name"] == "proxy")
     assert env["HTTPS_PROXY"] == f"http://{service['metadata']['name']}.{namespace}.svc:{proxy_port}"
-    for var in ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "NODE_EXTRA_CA_CERTS"):
-        assert env[var].endswith("/mitmproxy-ca-cert.pem")
+    # SSL_CERT_FILE / REQUESTS_CA_BUNDLE replace the trust store: a combined bundle (system CAs + proxy CA),
+    # built by an init container, so hosts that do not go through the proxy still verify. Node adds its extra.
+    assert env["NODE_EXTRA_CA_CERTS"].endswith("/mitmproxy-ca-cert.pem")
+    bundle = env["SSL_CERT_FILE"]
+    assert env["REQUESTS_CA_BUNDLE"] == bundle and not bundle.endswith("/mitmproxy-ca-cert.pem")
+    pod = one(client, "Deployment")["spec"]["template"]["spec"]
+    (init,) = pod["initContainers"]
+    script = " ".join(init["args"])
+    assert "/etc/ssl/certs/ca-certificates.crt" in script and env["NODE_EXTRA_CA_CERTS"] in script
+    assert script.rstrip().endswith(f"> {bundle}")
+    bundle_dir = bundle.rsplit("/", 1)[0]
+    volume_of = {m["mountPath"]: m["name"] for c in pod["containers"] for m in c["volumeMounts"]}
+    assert volume_of[bundle_dir] in {m["name"] for m in init["volumeMounts"] if m["mountPath"] == bundle_dir}
     # The client namespace carries the label the proxy's NetworkPolicy admits on port 8080.
     policy = one(docs, "NetworkPolicy", "dlproxy")["spec"]
     admitted = [peer["namespaceSelector"]["matchLabels"] for rule in policy["ingress"]
                 if any(p["port"] == proxy_port for p in rule["ports"]) for peer in rule["from"]]
     client_ns = one(client, "Namespace")["metadata"]["labels"]
     assert any(matches(sel, client_ns) for sel in admitted)
+
+
+def dns_and_metadata_rules(policy: dict) -> None:
+    """DNS only to the cluster DNS (a rule to any resolver is a way out); no cloud metadata address."""
+    for rule in policy["egress"]:
+        ports = {p["port"] for p in rule.get("ports", [])}
+        if 53 in ports:
+            assert rule.get("to"), "DNS egress to anywhere"
+            for peer in rule["to"]:
+                assert peer.get("namespaceSelector", {}).get("matchLabels") == {
+                    "kubernetes.io/metadata.name": "kube-system"}, peer
+                assert peer.get("podSelector", {}).get("matchLabels") == {"k8s-app": "kube-dns"}, peer
+        for peer in rule.get("to", []):
+            block = peer.get("ipBlock")
+            if block and block["cidr"] == "0.0.0.0/0":
+                assert "169.254.0.0/16" in block.get("except", [])
+            if block and block["cidr"] == "::/0":
+                assert {"fe80::/10"} <= set(block.get("except", []))
+                assert {"fd00:ec2::254/128", "fc00::/7"} & set(block.get("except", [])), "IPv6 metadata reachable"
+
+
+@pytest.mark.parametrize(("name", "policy"), [(BASE, "dlproxy"), (SIDECAR, "ai-app"), (CLIENT, None)])
+def test_network_policies_restrict_dns_and_metadata(name, policy):
+    docs = render(name)
+    policies = of_kind(docs, "NetworkPolicy")
+    if policy is not None:
+        assert {p["metadata"]["name"] for p in policies} >= {policy}
+    for p in policies:
+        dns_and_metadata_rules(p["spec"])
+
+
+def test_sidecar_pod_egress_is_narrowed_by_a_network_policy():
+    """Per pod (Kubernetes cannot tell containers apart): only cluster DNS and HTTPS to outside addresses."""
+    docs = render(SIDECAR)
+    pod = one(docs, "Deployment")["spec"]["template"]
+    policy = one(docs, "NetworkPolicy", "ai-app")["spec"]
+    assert matches(policy["podSelector"]["matchLabels"], pod["metadata"]["labels"])
+    assert set(policy["policyTypes"]) == {"Ingress", "Egress"}
+    ports = {(p["port"], p.get("protocol", "TCP")) for rule in policy["egress"] for p in rule["ports"]}
+    assert ports == {(443, "TCP"), (53, "UDP"), (53, "TCP")}
+    private = {"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"}
+    for rule in policy["egress"]:
+        for peer in rule.get("to", []):
+            if peer.get("ipBlock", {}).get("cidr") == "0.0.0.0/0":
+                assert private <= set(peer["ipBlock"]["except"]), "in-cluster services reachable"
+    ingress = {p["port"] for rule in policy["ingress"] for p in rule["ports"]}
+    assert ingress == {9464}
+    text = (K8S / SIDECAR / "networkpolicy.yaml").read_text()
+    assert "cannot give the dlproxy sidecar egress and deny it to the app container" in text
 
 
 # ---------------------------------------------------------------- the AI-gateway sidecar
