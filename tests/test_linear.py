@@ -163,6 +163,8 @@ def test_what_no_engine_can_run_is_rejected_with_file_and_line(tmp_path):
                for p in e.value.problems), e.value.problems
     with pytest.raises(NotLinear):
         compile_shape("(?:[ab]|bc)[a-c]{2}(?=c)")
+    with pytest.raises(NotLinear, match="anchors"):
+        compile_shape("[a-z]{4}$")
 
 
 def test_large_counts_are_split_for_re2_without_changing_the_language():

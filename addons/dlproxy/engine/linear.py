@@ -25,7 +25,7 @@ import re._constants as sre_c
 import re._parser as sre_parse
 
 RE2_MAX_REPEAT = 1000  # RE2's limit on a repeat count, and on the product of nested counts
-RE2_MAX_MEM = 64 << 20  # bytes of compiled program per shape (the largest built-in shapes need a few MB)
+RE2_MAX_MEM = 8 << 20  # RE2's default budget per shape (program + lazily built DFA); every built-in shape fits
 _END = 1 << 256  # "the match may end here" in a first/follow set (never conflicts: matching stops there)
 _ALL = (1 << 256) - 1
 KW_GROUP = "dlproxy_kw"
@@ -265,6 +265,9 @@ class _Re2Writer:
                             "(each choice decided by the next character); RE2 has none")
         if op in (sre_c.GROUPREF, sre_c.GROUPREF_EXISTS):
             raise NotLinear("backreferences and conditionals cannot run in linear time")
+        if op == sre_c.AT:
+            raise NotLinear("anchors other than \\b and \\B (^, $, \\A, \\Z) are not supported: the shape is "
+                            "matched where its prefix is found")
         raise NotLinear(f"{str(op).lower()} is not supported")
 
 
