@@ -131,25 +131,28 @@ def _item(op, arg, follow: int, flags: int) -> int:
 
 
 def _char_mask(op, arg, flags: int) -> int | None:
-    """Bytes matched by a one-character item, as a 256-bit mask; None for anything else."""
+    """Bytes matched by a one-character item, as a 256-bit mask (exact, case-insensitivity included: the RE2
+    writer turns it back into a class); None for anything else."""
+    negate = False
     if op == sre_c.LITERAL:
         mask = 1 << arg
     elif op == sre_c.NOT_LITERAL:
-        mask = _ALL & ~(1 << arg)
+        mask, negate = 1 << arg, True
     elif op == sre_c.ANY:
-        mask = _ALL if flags & sre_c.SRE_FLAG_DOTALL else _ALL & ~(1 << 10)
+        return _ALL if flags & sre_c.SRE_FLAG_DOTALL else _ALL & ~(1 << 10)
     elif op == sre_c.IN:
-        mask = _in_mask(arg)
+        mask, negate = _in_mask(arg)
     else:
         return None
-    if flags & sre_c.SRE_FLAG_IGNORECASE:
+    if flags & sre_c.SRE_FLAG_IGNORECASE:  # ASCII letters match either case (the set, before any negation)
         for c in range(65, 91):
             if mask >> c & 1 or mask >> (c + 32) & 1:
                 mask |= (1 << c) | (1 << (c + 32))
-    return mask
+    return (_ALL & ~mask) if negate else mask
 
 
-def _in_mask(items) -> int:
+def _in_mask(items) -> tuple[int, bool]:
+    """(the class's own set, negated?)."""
     negate = any(op == sre_c.NEGATE for op, _ in items)
     mask = 0
     for op, a in items:
@@ -162,7 +165,7 @@ def _in_mask(items) -> int:
             for c in range(256):
                 if _CATEGORY[a](c):
                     mask |= 1 << c
-    return (_ALL & ~mask) if negate else mask
+    return mask, negate
 
 
 _CATEGORY = {
