@@ -34,7 +34,8 @@ def test_values_are_pinned():
     assert [str(a) for a in Action] == ["block", "redact", "log", "allow", "below_min_matches"]
     assert list(PROFILE_ACTIONS) == ["block", "redact", "log"]
     assert [str(e) for e in Enforcement] == ["pass", "redact", "block"]
-    assert [str(v) for v in Verdict] == ["clean", "blocked", "redacted", "logged", "allowed", "skipped", "error"]
+    assert [str(v) for v in Verdict] == ["clean", "blocked", "redacted", "logged", "allowed", "skipped", "error",
+                                         "dry_run"]  # dry_run: flows_total only (ops.metrics.FlowsTotal)
     assert [str(r) for r in Reason] == ["too_large", "bomb", "depth", "members", "encrypted_archive",
                                         "corrupt_encoding", "unsupported_encoding", "truncated", "malformed",
                                         "error", "not_ready"]

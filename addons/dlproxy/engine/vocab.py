@@ -61,7 +61,7 @@ VERDICT_OF_ACTION = {Action.BLOCK: Verdict.BLOCKED, Action.REDACT: Verdict.REDAC
 
 # A streamed flow takes several decisions but is counted once in flows_total: with the most severe verdict.
 VERDICT_SEVERITY = {Verdict.CLEAN: 0, Verdict.SKIPPED: 1, Verdict.ALLOWED: 2, Verdict.LOGGED: 3,
-                    Verdict.DRY_RUN: 3, Verdict.REDACTED: 4, Verdict.ERROR: 5, Verdict.BLOCKED: 6}
+                    Verdict.REDACTED: 4, Verdict.ERROR: 5, Verdict.BLOCKED: 6}
 
 
 class Reason(StrEnum):
