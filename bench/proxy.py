@@ -17,7 +17,10 @@ Scenarios (each bounded in time and count):
                             each delta is held until the next one decides it when the profile has mid-token-keyword
                             entries (engine `undecided_from`), reported with the built-in profile and with those
                             entries disabled.
-Targets: dlproxy ≥ 90 % of mitmdump's req/s on (a) and (b); p99 per-event delay added to clean SSE < 1 ms.
+  d) 1 MB chunked download  4 keep-alive connections GET a 1 MB JSON body the upstream sends chunked (16 KiB chunks):
+                            dlproxy streams and inspects it (stream guard); compared with bare mitmdump streaming the
+                            same response (`stream_large_bodies=1`), rounds as in (a)/(b).
+Targets: dlproxy ≥ 90 % of mitmdump's req/s on (a), (b) and (d); p99 per-event delay added to clean SSE < 1 ms.
 
 `dlproxy run` dispatches hooks only to the addons that have them (dlproxy/dispatch.py), which mitmdump does not;
 (a) and (b) therefore also run "no-dlp": dlproxy's master with that dispatch and dlproxy's option defaults but
@@ -49,6 +52,8 @@ SMALL = json.dumps({"model": "gpt-4o-mini", "messages": [
     {"role": "system", "content": "You are a helpful assistant."},
     {"role": "user", "content": "Summarise the quarterly report in three bullet points, please."}]}).encode()
 RPS_TARGETS = ("mitmdump", "no-dlp", "dlproxy")
+DOWNLOAD_TARGETS = ("mitmdump-stream", "dlproxy")
+DOWNLOAD_CHUNK = 16 * 1024
 SENTENCE = ("Streaming proxies must forward every token of a reply as soon as it arrives, so that the user sees "
             "the answer appear word by word, while still checking that nothing secret slips through. ")
 
@@ -66,6 +71,8 @@ def sse_events(n: int, shape: str) -> list[str]:
 
 
 async def upstream_main(port_pipe: int) -> None:
+    download = big_body()
+
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while True:
@@ -83,7 +90,16 @@ async def upstream_main(port_pipe: int) -> None:
                         length = int(v)
                 if length:
                     await reader.readexactly(length)
-                if path.startswith(b"/sse"):
+                if path.startswith(b"/download"):
+                    writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                                 b"Transfer-Encoding: chunked\r\n\r\n")
+                    for i in range(0, len(download), DOWNLOAD_CHUNK):
+                        part = download[i:i + DOWNLOAD_CHUNK]
+                        writer.write(b"%x\r\n%s\r\n" % (len(part), part))
+                        await writer.drain()
+                    writer.write(b"0\r\n\r\n")
+                    await writer.drain()
+                elif path.startswith(b"/sse"):
                     q = dict(p.split("=") for p in path.decode().split("?", 1)[1].split("&"))
                     await stream_sse(writer, int(q["n"]), float(q["interval"]) / 1000, q["shape"])
                 else:
@@ -317,6 +333,12 @@ def main() -> int:
                 runs.append({name: client("rps", str(proxies[name].port), path, str(len(body)), str(conns),
                                           str(duration), "1" if body is big else "0") for name in order})
             results[scenario] = runs
+        runs = []
+        for rnd in range(rounds):
+            order = DOWNLOAD_TARGETS if rnd % 2 == 0 else DOWNLOAD_TARGETS[::-1]
+            runs.append({name: client("rps", str(proxies[name].port), "/download", "0", "4", str(duration), "0")
+                         for name in order})
+        results["d"] = runs
         for shape in ("boundary", "model"):
             targets = ["direct", "mitmdump", "mitmdump-stream", "dlproxy", "dlproxy-no-mid"]
             pooled: dict[str, list[float]] = {name: [] for name in targets}
@@ -363,6 +385,17 @@ def report(results: dict, duration: float, rounds: int, streams: int) -> None:
               f"(range {target[0] * 100:.0f}-{target[-1] * 100:.0f} %; {verdict} the 90 % target)")
         print(f"{'':<28}{'':<16}{statistics.median(own) * 100:>8.1f}%   dlproxy vs no-dlp (what the inspection itself "
               f"costs; range {own[0] * 100:.0f}-{own[-1] * 100:.0f} %)\n")
+    runs = results["d"]
+    for name in DOWNLOAD_TARGETS:
+        r = median_run(runs, name)
+        errors = sum(x[name]["errors"] for x in runs)
+        print(f"{'(d) 1 MB chunked download':<28}{name:<16}{r['rps']:>9.1f}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}"
+              f"{errors:>8}")
+    target = ratios(runs, "dlproxy", "mitmdump-stream")
+    mid = statistics.median(target)
+    print(f"{'':<28}{'ratio':<16}{mid * 100:>8.1f}%   dlproxy vs mitmdump streaming it, median round "
+          f"(range {target[0] * 100:.0f}-{target[-1] * 100:.0f} %; {'meets' if mid >= 0.9 else 'BELOW'} the 90 % "
+          f"target)\n")
     print(f"{'(c) SSE per-event latency':<28}{'target':<16}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'events':>8}")
     for shape in ("boundary", "model"):
         for name in ("direct", "mitmdump", "mitmdump-stream", "dlproxy", "dlproxy-no-mid"):

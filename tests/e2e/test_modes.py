@@ -241,3 +241,20 @@ def test_tls_client_must_trust_the_proxy_ca(proxy, tls_upstream):
     with httpx.Client(proxy=proxy.url, verify=ssl.create_default_context(), trust_env=False) as client:
         with pytest.raises(httpx.ConnectError):
             client.get(f"{tls_upstream.url}/")
+
+
+def test_http2_client_gets_a_streamed_response_without_hop_by_hop_framing(reverse_proxy, upstream):
+    """A streamed (re-framed) response to an HTTP/2 client: no `transfer-encoding` header goes out (it is illegal in
+    HTTP/2: curl exits 92, h2 raises ProtocolError), the body arrives whole, clean or cut."""
+    events = "".join(f"data: {json.dumps({'n': i, 'text': 'word ' * 5})}\n\n" for i in range(50))
+    upstream.respond("/events", events, headers={"Content-Type": "text/event-stream"})
+    r = curl("--http2", "--cacert", reverse_proxy.ca, "-sS", "-i", f"https://localhost:{reverse_proxy.port}/events")
+    assert r.returncode == 0, r.stderr
+    head, _, body = r.stdout.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/2 200") and b"transfer-encoding" not in head.lower()
+    assert body == events.encode()
+    context = _H2First(ssl.PROTOCOL_TLS_CLIENT)
+    context.load_verify_locations(reverse_proxy.ca)
+    with httpx.Client(http2=True, verify=context, trust_env=False, timeout=30) as client:
+        resp = client.get(f"https://localhost:{reverse_proxy.port}/events")
+    assert resp.http_version == "HTTP/2" and resp.text == events and "transfer-encoding" not in resp.headers

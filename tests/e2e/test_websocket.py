@@ -9,8 +9,11 @@ text, or the Realtime API's JSON `*.delta` events) closes the connection when it
 
 from __future__ import annotations
 
+import base64
+import gzip
 import json
 import threading
+import zlib
 
 import pytest
 from websockets.exceptions import ConnectionClosed
@@ -171,3 +174,32 @@ def test_realtime_style_json_deltas_are_reassembled(proxy, wsup):
     assert e.value.rcvd is not None and e.value.rcvd.code == 1008
     assert GHP not in "".join(got)  # the client never holds the whole token
     assert ("The key is " + GHP[:20]).startswith("".join(got))  # the deltas before the completing one, at most
+
+
+@pytest.mark.parametrize("encode", [
+    lambda t: zlib.compress(f"token {t}".encode()),  # pako.deflate
+    lambda t: gzip.compress(f"token {t}".encode()),  # pako.gzip
+    lambda t: json.dumps({"log": "x\n" + t}),  # a JSON escape glued to the token
+    lambda t: base64.b64encode(f"token {t}\n".encode()).decode(),
+], ids=["deflate", "gzip", "json_escape", "base64"])
+def test_encoded_token_in_a_message_is_dropped(proxy, wsup, encode):
+    with client(proxy, wsup) as ws:
+        ws.send(encode(GHP))
+        e = closed_with(ws)
+    assert e.rcvd is not None and e.rcvd.code == 1008
+    assert wsup.received == [] or all(GHP[-10:] not in str(m) for m in wsup.received)
+    proxy.assert_no_leak(GHP)
+
+
+def test_token_one_character_per_message_closes_before_it_can_be_rebuilt(proxy, wsup):
+    sent = ""
+    with client(proxy, wsup) as ws:
+        try:
+            for c in "key " + GHP:
+                ws.send(c)
+                assert ws.recv(timeout=5) == "echo:" + c
+                sent += c
+        except ConnectionClosed as e:
+            assert e.rcvd is not None and e.rcvd.code == 1008
+    got = "".join(m for m in wsup.received if isinstance(m, str))
+    assert got.startswith("key ghp_") and len(got) < len("key ghp_") + 8  # 30 random characters needed: not there

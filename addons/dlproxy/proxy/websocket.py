@@ -22,13 +22,17 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
+import zlib
 
 from mitmproxy import http
 
-from ..engine.vocab import Action, Direction, Enforcement, Verdict
+from ..engine.vocab import Action, Direction, Enforcement, Reason, Verdict
+from ..extract import Limits, Unscannable, extract_http
+from ..extract.base64blobs import find_blobs
 from ..inspect.policy import Active, Decision, FlowContext, decide, with_action
-from ..inspect.sse import extract_deltas
+from ..inspect.sse import NAMED, extract_deltas, flavor_of, generic_deltas
 from ..inspect.stream import BLOCK, REDACT, ScanWindow, Verdicts, marker
 from ..ops.incidents import IncidentLog
 from ..ops.metrics import Metrics
@@ -42,15 +46,20 @@ logger = logging.getLogger(__name__)
 KEEP_MESSAGES = 1
 
 
+SOCKETIO = re.compile(rb"\A[0-9]{1,4}(?=[\[{])")  # Engine.IO/Socket.IO packet type before the JSON: 42["chunk", …]
+SPLIT_REVEAL = 8  # characters past its keyword a token split across messages may show before the connection closes
+
+
 class _Side:
     """What one direction has sent so far (scan context and any undecided tail), for tokens split across
-    messages: the raw bytes, and the delta text of JSON events per channel."""
+    messages: the raw bytes, and the delta text of JSON events per channel (generic channels: per JSON path)."""
 
-    __slots__ = ("window", "channels")
+    __slots__ = ("window", "channels", "last")
 
     def __init__(self, window: ScanWindow):
         self.window = window
         self.channels: dict[tuple, ScanWindow] = {}
+        self.last: dict[tuple, str] = {}
 
 
 class _WSFlow:
@@ -65,7 +74,7 @@ class _WSFlow:
                       for c in (True, False)} if detector is not None else {}
         self.closed = False
         self.incident_id: str | None = None
-        self.split = False  # the findings being judged span messages (cannot be redacted)
+        self.split = ""  # why the findings being judged cannot be redacted (split across messages, encoded)
         self.verdict = Verdict.CLEAN
         self.from_client = True  # the side of the message being inspected (server → client: inbound)
         evidence = getattr(active.settings, "evidence", None) if active is not None else None
@@ -141,42 +150,62 @@ class WebSocketGuard:
                 if any(st.verdicts.action_of(f) in (BLOCK, REDACT) for f in detector.scan(content)):
                     return self._block(flow, st, message)  # something left that should not pass
 
-        # 2. a token completed across messages: what this side sent before, plus this message
+        # 2. what the receiver decodes: JSON escapes, HTML references, base64, compressed binary (pako), archives
+        decoded = decoded_findings(detector, content, message.is_text, Limits.from_settings(st.active.settings))
+        if decoded:
+            st.split = "encoded in the message, it cannot be redacted in place"
+            try:
+                blocked, redact = st.verdicts.check([f.at(where + ":" + f.location) for f in decoded])
+            finally:
+                st.split = ""
+            if blocked is not None or redact:
+                return self._block(flow, st, message)
+
+        # 3. a token completed across messages: what this side sent before, plus this message
         if self._push(st, side.window, message.content or b""):
             return self._block(flow, st, message)
 
-        # 3. JSON delta events (OpenAI Realtime and the like): reassembled text per channel
-        if message.is_text and content[:1] == b"{":
-            try:
-                obj = json.loads(content)
-            except ValueError:
-                obj = None
-            for delta in extract_deltas(obj):
+        # 4. JSON events (OpenAI Realtime, Socket.IO `42["chunk", …]`, `{"delta": …}`): text per channel
+        obj = json_message(content) if message.is_text else None
+        if obj is not None:
+            deltas = extract_deltas(obj)
+            if not deltas and flavor_of(obj) not in NAMED:
+                deltas = generic_deltas(obj, side.last)
+            for delta in deltas:
                 window = side.channels.get(delta.key)
                 if window is None:
                     window = side.channels[delta.key] = ScanWindow(detector, st.verdicts,
                                                                    "websocket:" + delta.location[4:] + ":split")
                 if self._push(st, window, delta.text.encode("utf-8", "surrogatepass")):
                     return self._block(flow, st, message)
+
+        # 5. a token still arriving a few characters per message: close before the peer holds enough to rebuild it
+        for window in (side.window, *side.channels.values()):
+            if split_in_flight(detector, window):
+                decision = decide([], [Unscannable(where + ":split", Reason.TRUNCATED)], st.ctx, st.active,
+                                  self.state.dry_run, self.state.issuer_binding)
+                self._note(st, decision)
+                if decision.enforcement == Enforcement.BLOCK:
+                    return self._block(flow, st, message)
+                break
         return st.verdict
 
     @staticmethod
     def _push(st: _WSFlow, window: ScanWindow, data: bytes) -> bool:
         """Scan `data` as the continuation of what this side sent; True when a token completed across messages
         must be blocked (findings inside this message alone were judged already: same secret, same verdict)."""
-        st.split = True
+        st.split = "split across messages, the part already sent cannot be redacted"
         try:
             window.push(data)
         finally:
-            st.split = False
+            st.split = ""
         return window.stopped
 
     def _judge(self, st: _WSFlow, findings) -> tuple[str, list]:
         state = self.state
         decision = decide(findings, [], st.ctx, st.active, state.dry_run, state.issuer_binding)
         if st.split and decision.enforcement == REDACT:
-            decision = with_action(decision, Action.BLOCK, "split across messages, the part already sent cannot be "
-                                                      "redacted")
+            decision = with_action(decision, Action.BLOCK, st.split)
         sighting = Sighting.judged(decision, Direction.REQUEST if st.from_client else Direction.RESPONSE,
                                    st.verdicts)
         self._note(st, decision, sighting)
@@ -221,6 +250,72 @@ class WebSocketGuard:
         return Verdict.ERROR
 
     def record(self, decision: Decision, ctx_: FlowContext, sighting: Sighting | None = None) -> str | None:
-        # WebSocket decisions never carry unscannable parts (decide(findings, []), decide_error, with_action):
-        # the shared counting of them is a no-op here.
+        # unscannable parts come only from a token still arriving across messages (websocket:<side>:split)
         return record_decision(self.metrics, self.incidents, decision, ctx_, logger, sighting=sighting)
+
+
+def json_message(content: bytes):
+    """The JSON of a text message (after a Socket.IO packet type), or None."""
+    m = SOCKETIO.match(content)
+    body = content[m.end():] if m else content
+    if body[:1] not in (b"{", b"["):
+        return None
+    try:
+        return json.loads(body)
+    except ValueError:
+        return None
+
+
+def inflate(content: bytes, limits: Limits) -> bytes | None:
+    """A binary message compressed with zlib or raw deflate (pako.deflate / deflateRaw), decoded within the
+    expansion limits; None when it is not one. gzip and archives are found by extract's own sniffing."""
+    cap = max(limits.max_expansion_ratio * len(content), limits.min_bomb_bytes)
+    for wbits in ((15, -15) if len(content) > 1 and content[0] & 0x0F == 8 and
+                  (content[0] << 8 | content[1]) % 31 == 0 else (-15,)):
+        d = zlib.decompressobj(wbits)
+        try:
+            out = d.decompress(content, cap)
+        except zlib.error:
+            continue
+        if d.eof and not d.unused_data:
+            return out
+        if len(out) >= cap:
+            return out  # capped: the decoded prefix is scanned
+    return None
+
+
+def decoded_findings(detector, content: bytes, is_text: bool, limits: Limits) -> list:
+    """Findings in what a receiver decodes from one message; their location says which view ("body:json", …)."""
+    if is_text:
+        m = SOCKETIO.match(content)
+        body = content[m.end():] if m else content
+        if b"\\" not in body and b"&" not in body and b"%" not in body and not find_blobs(body):
+            return []
+    else:
+        body = inflate(content, limits) or content
+    ext = extract_http(url=None, headers=[], body=body, limits=limits)
+    out = []
+    for seg in ext.segments:
+        if seg.data == content:
+            continue  # the message as it is: scanned already
+        out += [f.at(seg.locate(f.start, f.end)) for f in detector.scan(seg.data)]
+    return out
+
+
+def split_in_flight(detector, window: ScanWindow) -> bool:
+    """The undecided tail of what a side sent starts with a token keyword and already shows SPLIT_REVEAL characters
+    past it (or a third of what follows the keyword, for short tokens): one more message could complete all but
+    the token's checksum, from which the peer rebuilds the rest. Validation is impossible before that."""
+    buf = window._buf
+    if len(buf) - (window._released - window._base) <= 0:
+        return False  # nothing of the last message is undecided
+    tail = buf[detector.undecided_from(buf):]
+    if len(tail) <= SPLIT_REVEAL:
+        return False
+    for start, kw in detector.prefilter.find_literals(tail[:64]):
+        if start:
+            continue
+        keyword = len(detector.keywords[kw].literal)
+        longest = max((t.max_len for t in detector._targets[kw]), default=0)
+        return len(tail) - keyword >= max(1, min(SPLIT_REVEAL, (longest - keyword) // 3))
+    return False
