@@ -260,6 +260,7 @@ _B64_CLASS = bytes(0x61 if (chr(b).isascii() and (chr(b).isalnum() or chr(b) in 
                    for b in range(256))
 _MAGICS = (b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08", b"\x1f\x8b\x08", b"\x28\xb5\x2f\xfd", b"\xfd7zXZ\x00",
            b"BZh")
+_BLOB_RUN = b"a" * 24  # extract.base64blobs.MIN_BLOB base64 characters in a row
 HOLD_RUN = 8  # a trailing base64 run this long is held until it ends (it may be a blob); shorter runs flow
 
 
@@ -302,9 +303,7 @@ class ByteStreamScanner:
         self.window = ScanWindow(detector, self.verdicts, location, fixed_length)
         self.location = location
         self.view = EscapeView()
-        self.vwindow = ScanWindow(detector, self.verdicts, location + ":unescaped")
-        self.vwindow.on_redact = self._redact_escaped
-        self.vwindow.accept = self.view.touches  # a token without escapes in or around it: the raw window's
+        self.vwindow: ScanWindow | None = None  # made at the first escape: until then the view is the bytes
         self.limits = limits if limits is not None else Limits()
         self.max_hold = max(self.limits.max_inspect_bytes, 1)
         self.ctype = ctype
@@ -349,9 +348,12 @@ class ByteStreamScanner:
             return self._collected(data, final)
         view = self.view.feed(data, final)
         vwin = self.vwindow
-        vwin.push(view, final)
-        if vwin.stopped:
-            return self._out(self.window.stop_at(self.view.to_source(vwin.blocked_at)))
+        if vwin is None and self.view.escaped:
+            vwin = self._open_view(self.view.out - len(view))
+        if vwin is not None:
+            vwin.push(view, final)
+            if vwin.stopped:
+                return self._out(self.window.stop_at(self.view.to_source(vwin.blocked_at)))
         hold_from = self._blobs(view, final)
         if self.window.stopped:
             return []
@@ -359,14 +361,29 @@ class ByteStreamScanner:
             return []
         limit = None
         if not final:
-            undecided = min(vwin.decided, self.view.out if hold_from is None else hold_from)
+            undecided = vwin.decided if vwin is not None else self.view.out
+            if hold_from is not None:
+                undecided = min(undecided, hold_from)
             limit = self.view.to_source(undecided)
         released, _ = self.window.push(data, final, limit)
-        self.view.forget(vwin.decided)
+        if vwin is not None:
+            self.view.forget(vwin.decided)
         w = self.window
         if len(w._buf) - (w._released - w._base) > self.max_hold:
             raise HoldLimit()
         return self._out(released)
+
+    def _open_view(self, start: int) -> ScanWindow:
+        """The escape view's window, from the first escape on. Before view offset `start` the view is the bytes
+        themselves, so the raw window's context up to there (not an escape it holds undecoded) seeds it."""
+        w = self.window
+        vwin = ScanWindow(self.detector, self.verdicts, self.location + ":unescaped")
+        vwin.on_redact = self._redact_escaped
+        vwin.accept = self.view.touches  # a token without escapes in or around it: the raw window's
+        vwin._base = vwin._released = w._base
+        vwin.push(w._buf[:max(0, start - w._base)])
+        self.vwindow = vwin
+        return vwin
 
     def _redact_escaped(self, f: Finding) -> None:
         self.window.redact(self.view.to_source(f.start), self.view.to_source(f.end, end=True), f.entry_id)
@@ -384,7 +401,7 @@ class ByteStreamScanner:
         classes = text.translate(_B64_CLASS)
         k = len(text) if final else _open_run(text, classes)  # text[k:] is an open run
         closed = text[:k]
-        if len(closed) >= 24 and self._decoded_secret(closed, at):
+        if classes.find(_BLOB_RUN, 0, k) != -1 and self._decoded_secret(closed, at):  # a blob needs such a run
             return -1
         self._run, self._run_at = text[k:], at + k
         if len(self._run) > self.max_hold:
