@@ -4,8 +4,9 @@ setup) from a local upstream that streams a reply a few characters per event: go
 stream frames) and MCP streamable HTTP.
 
 A clean reply arrives intact. A reply carrying a valid token split over many events ends, for the client, with the
-error in its own API's format carrying the incident id; what the client received holds the token in no decodable
-form, and the upstream connection was closed.
+error in its own API's format carrying the incident id, and what the client received holds the token in no decodable
+form. (That the upstream connection is closed at the cut is pinned by test_streams.py and test_ai_sdks_streaming.py;
+here a loaded machine may let the short upstream finish first.)
 """
 
 from __future__ import annotations
@@ -123,7 +124,6 @@ def script(up: ShapeUpstream, build, framing: str, text: str, ctype: str, header
 def assert_cut(sidecar, up, received: bytes | str) -> dict:
     data = received.encode() if isinstance(received, str) else received
     assert not carries(data, GHP.encode()), "the client received the token"
-    assert up.aborted.wait(10), "the upstream was not closed"
     [incident] = [i for i in sidecar.incidents() if i.get("action") == "block"][-1:]
     sidecar.assert_no_leak(GHP)
     return incident

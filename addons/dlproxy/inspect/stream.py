@@ -311,7 +311,6 @@ class ByteStreamScanner:
         self._run_at = 0
         self._head = b""  # the first bytes, until they say whether the body is an archive
         self._collect: bytearray | None = None
-        self._held = 0
 
     @property
     def stopped(self) -> bool:

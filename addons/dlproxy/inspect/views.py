@@ -109,6 +109,5 @@ class EscapeView:
         """Marks before view offset `v` are no longer needed (that part is decided)."""
         i = bisect_right(self._vstarts, v) - 1
         if i > 64:
-            vs, ve, ss, se = self._marks[i - 1]
             del self._vstarts[:i - 1]
             del self._marks[:i - 1]
