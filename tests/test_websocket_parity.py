@@ -83,3 +83,13 @@ def test_clean_chat_one_character_per_message_flows(env):  # noqa: F811
     for c in CLEAN:
         assert not ws_message(env, f, c).dropped
     assert not env.ws_closed and env.incidents() == []
+
+
+def test_a_whole_valid_token_that_policy_logs_is_not_closed_on(env):  # noqa: F811
+    """A complete token is judged like any other (here: logged, so it passes); the early close is only for a token
+    still arriving."""
+    from e2e.conftest import NPM
+
+    f = tflow.twebsocketflow(messages=False)
+    assert not ws_message(env, f, NPM).dropped and not env.ws_closed
+    assert [i["action"] for i in env.incidents()] == ["log"]

@@ -317,5 +317,8 @@ def split_in_flight(detector, window: ScanWindow) -> bool:
             continue
         keyword = len(detector.keywords[kw].literal)
         longest = max((t.max_len for t in detector._targets[kw]), default=0)
-        return len(tail) - keyword >= max(1, min(SPLIT_REVEAL, (longest - keyword) // 3))
+        if len(tail) - keyword < max(1, min(SPLIT_REVEAL, (longest - keyword) // 3)):
+            return False
+        # a whole, valid token that could still grow (a variable-length pattern) was judged already, like any other
+        return not any(f.start == 0 for f in detector.scan(tail))
     return False
