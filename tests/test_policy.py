@@ -94,7 +94,7 @@ def test_strongest_action_wins():
     ("ghcr.io", True), ("x.ghcr.io", False), ("evilgithub.com", False), ("github.com.evil.example", False),
     ("api.example.com", False), ("", False)])
 def test_issuer_binding_hosts(host, allowed):
-    f = finding()
+    f = finding(location="header:authorization")
     d = decide([f], [], req(host), active())
     if allowed:
         assert (d.verdict, d.action, d.enforcement) == ("allowed", "allow", "pass")
@@ -105,18 +105,19 @@ def test_issuer_binding_hosts(host, allowed):
 
 
 def test_issuer_binding_can_be_switched_off():
-    assert decide([finding()], [], req("api.github.com"), active(), issuer_binding=False).verdict == "blocked"
-    assert decide([finding()], [], req("api.github.com"), active(allow_to_issuer=False)).verdict == "blocked"
+    used = finding(location="header:authorization")
+    assert decide([used], [], req("api.github.com"), active(), issuer_binding=False).verdict == "blocked"
+    assert decide([used], [], req("api.github.com"), active(allow_to_issuer=False)).verdict == "blocked"
 
 
 @pytest.mark.parametrize("direction", ["response", "websocket"])
 def test_issuer_exemption_is_for_requests_only(direction):
     ctx = replace(req("api.github.com"), direction=direction)
-    assert decide([finding()], [], ctx, active()).verdict == "blocked"
+    assert decide([finding(location="header:authorization")], [], ctx, active()).verdict == "blocked"
 
 
 def test_allowed_and_blocked_in_one_request():
-    gh, other = finding(), finding("npm", "2", name="npm token")
+    gh, other = finding(location="header:authorization"), finding("npm", "2", name="npm token")
     d = decide([gh, other], [], req("api.github.com"), active(entry(), entry(id="npm", name="npm token", issuers=())))
     assert d.verdict == "blocked" and d.acted == (other,) and d.allowed == (gh,)
     assert d.reason == "npm token in body"
@@ -134,7 +135,7 @@ def test_min_matches_counts_distinct_fingerprints():
 
 def test_min_matches_ignores_findings_sent_to_their_issuer():
     a = active(entry(), entry(id="npm", name="npm token", issuers=()), min_matches=2)
-    d = decide([finding(fp="1"), finding("npm", "2")], [], req("api.github.com"), a)
+    d = decide([finding(fp="1", location="header:authorization"), finding("npm", "2")], [], req("api.github.com"), a)
     assert d.verdict == "allowed" and len(d.allowed) == 1 and d.outcomes[1][1] == "below_min_matches"
 
 

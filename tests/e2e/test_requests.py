@@ -161,14 +161,19 @@ def test_large_bodies(proxy, upstream):
 
 
 def test_issuer_binding(proxy, upstream):
-    """localhost is a github-pat issuer in the e2e profile: the token may go there, and nowhere else."""
+    """localhost is a github-pat issuer in the e2e profile: the token may go there in its use position (the
+    Authorization header), and nowhere else: not to another host, not in the body of a request to the issuer."""
     issuer_url = upstream.url.replace("127.0.0.1", "localhost")
     body = json.dumps({"token": GHP}).encode()
+    auth = {"Authorization": f"Bearer {GHP}"}
     with proxied_client(proxy) as client:
-        ok = client.post(f"{issuer_url}/login/oauth", content=body)
-        blocked = client.post(f"{upstream.url}/login/oauth", content=body)
-    assert ok.status_code == 200 and upstream.bodies() == [body]
+        ok = client.post(f"{issuer_url}/login/oauth", content=b"{}", headers=auth)
+        blocked = client.post(f"{upstream.url}/login/oauth", content=b"{}", headers=auth)
+        in_body = client.post(f"{issuer_url}/gists", content=body)
+    assert ok.status_code == 200 and upstream.bodies() == [b"{}"]
+    assert upstream.received[0].header("authorization") == f"Bearer {GHP}"
     assert_blocked(blocked, proxy, GHP)
+    assert_blocked(in_body, proxy, GHP)
     assert proxy.metric("dlproxy_detections_total", entry="github-pat", direction="request", action="allow") >= 1
 
 

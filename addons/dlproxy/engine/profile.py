@@ -18,7 +18,7 @@ import re._parser as sre_parse
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 
@@ -60,6 +60,20 @@ class Settings:
     evidence: closing.Evidence | None = None  # settings.evidence (closing.py)
 
 
+POSITION_KINDS = ("header", "query", "form", "json", "cookie", "path")
+DEFAULT_POSITIONS = ("header:authorization",)
+SUFFIX_POSITION_KINDS = ("header", "query")  # what a `.suffix` issuer may name (see _check_positions)
+
+
+class Issuer(NamedTuple):
+    """A host (or `.suffix`) that issues an entry's credential, and where a request to it carries the credential
+    in legitimate use: `header:<name>`, `query:<param>`, `form:<field>`, `json:<top-level key>`,
+    `cookie:<name>`, `path`. The plain string form of `issuers` means the Authorization header only."""
+
+    host: str
+    positions: tuple[str, ...] = DEFAULT_POSITIONS
+
+
 @dataclass(frozen=True)
 class Entry:
     id: str
@@ -71,7 +85,7 @@ class Entry:
     before: str | None = None
     checksum: str | None = None
     checksum_params: tuple[tuple[str, Any], ...] = ()
-    issuers: tuple[str, ...] = ()
+    issuers: tuple[Issuer | str, ...] = ()  # a plain str is Issuer(str): the Authorization header only
     action: str | None = None  # None: settings.default_action
     actions: tuple[tuple[str, str], ...] = ()  # per-direction overrides
     enabled: bool = True
@@ -524,10 +538,7 @@ def _build_entry(fields: dict[str, _Node], problems: list[str], hint: str = "") 
         else:
             problems.append(f"{where('action')}: must be an action or a mapping of direction to action")
 
-    issuers = string_list("issuers")
-    for j, host in enumerate(issuers):
-        if not host or "/" in host or " " in host:
-            problems.append(f"{where('issuers')}[{j}]: must be a host name or .suffix, got {host!r}")
+    issuers = _issuers(fields["issuers"], problems) if "issuers" in fields else ()
     revocation_when = None
     if "revocation" in fields:
         revocation_when = closing.parse_entry_revocation(fields["revocation"], item.label, problems)  # type: ignore[attr-defined]
@@ -535,12 +546,75 @@ def _build_entry(fields: dict[str, _Node], problems: list[str], hint: str = "") 
         return None
     return Entry(
         id=get("id"), name=name, prefixes=prefixes, pattern=pattern, vendor=vendor, severity=severity,
-        before=before, checksum=checksum, checksum_params=params, issuers=tuple(h.lower() for h in issuers),
+        before=before, checksum=checksum, checksum_params=params, issuers=issuers,
         action=action, actions=actions, enabled=enabled, case_insensitive=case_insensitive, boundary=boundary,
         examples=string_list("examples"), counterexamples=string_list("counterexamples"), notes=notes,
         revocation_when=revocation_when, source=item.where(), example_sources=sources("examples"),
         counterexample_sources=sources("counterexamples"),
     )
+
+
+def _issuers(node: _Node, problems: list[str]) -> tuple[Issuer, ...]:
+    """`issuers`: host strings (Authorization header only) or `{host: …, in: [position, …]}` mappings."""
+    label = f"{getattr(node, 'label', '?')}.issuers"
+    if not isinstance(node.value, list):
+        problems.append(f"{node.where()}: {label}: must be a list of hosts or {{host, in}} mappings")
+        return ()
+    out = []
+    for j, item in enumerate(node.value):
+        where = f"{item.where()}: {label}[{j}]"
+        if isinstance(item.value, str):
+            host, positions = item.value, DEFAULT_POSITIONS
+        elif isinstance(item.value, dict):
+            unknown = sorted(set(item.value) - {"host", "in"})
+            if unknown:
+                problems.append(f"{where}: unknown key {unknown[0]!r} (expected host, in)")
+                continue
+            host = item.value["host"].value if "host" in item.value else None
+            spec = item.value.get("in")
+            if spec is None:
+                positions = DEFAULT_POSITIONS
+            elif not isinstance(spec.value, list) or not spec.value \
+                    or not all(isinstance(p.value, str) for p in spec.value):
+                problems.append(f"{spec.where()}: {label}[{j}].in: must be a non-empty list of positions")
+                continue
+            else:
+                positions = tuple(p.value for p in spec.value)
+        else:
+            problems.append(f"{where}: must be a host name, a .suffix, or a mapping {{host, in}}")
+            continue
+        if not isinstance(host, str) or not host or "/" in host or " " in host or host == ".":
+            problems.append(f"{where}: host must be a host name or .suffix, got {host!r}")
+            continue
+        host = host.lower()
+        bad = _check_positions(host, positions)
+        if bad:
+            problems.append(f"{where}: {bad}")
+            continue
+        out.append(Issuer(host, tuple(_normal_position(p) for p in positions)))
+    return tuple(out)
+
+
+def _normal_position(position: str) -> str:
+    kind, _, name = position.partition(":")
+    return f"{kind}:{name.lower()}" if kind in ("header", "cookie") else position
+
+
+def _check_positions(host: str, positions: tuple[str, ...]) -> str | None:
+    """None when every position is well formed. A `.suffix` issuer covers hosts that anyone can register
+    (tenants such as x.atlassian.net): it may name only header and query positions, never a place whose content
+    such a host stores (path, form or JSON fields, cookies)."""
+    for position in positions:
+        kind, sep, name = position.partition(":")
+        if kind not in POSITION_KINDS:
+            return f"unknown position {position!r} (expected {', '.join(k + ':<name>' for k in POSITION_KINDS[:-1])} or path)"
+        if (kind == "path") == bool(sep):
+            return f"position {position!r}: " + ("path takes no name" if kind == "path" else f"{kind}: needs a name")
+        if sep and (not name or any(c in name for c in " :/")):
+            return f"position {position!r}: bad name"
+        if host.startswith(".") and kind not in SUFFIX_POSITION_KINDS:
+            return f"position {position!r} on suffix {host!r}: a suffix issuer may name only header: and query: positions"
+    return None
 
 
 def _check_validator(node: _Node, where: str, problems: list[str]) -> tuple[str | None, tuple]:

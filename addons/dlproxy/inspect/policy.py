@@ -7,10 +7,13 @@
 Rules, per finding:
 - action: the entry's `action` (a string, or per direction `{request: block, response: log}`), else
   `settings.default_action`;
-- issuer binding: on a *request* whose destination host is one of the entry's `issuers` (`.suffix` matches the
-  bare domain and every subdomain; anything else is an exact name) the finding is `allowed`, when both
-  `settings.allow_to_issuer` and the `dlp_issuer_binding` option are on. Responses and WebSocket messages from
-  an issuer are never exempt;
+- issuer binding: a finding in its *use position* of a *request* to one of the entry's `issuers` is `allowed`,
+  when both `settings.allow_to_issuer` and the `dlp_issuer_binding` option are on. The host matches an issuer
+  (`.suffix` matches the bare domain and every subdomain; anything else is an exact name), and the finding's
+  location is one of that issuer's positions (`header:authorization` unless the profile says otherwise: a
+  documented auth header, query parameter, ...; see `use_locations`). The same credential in a body, the URL
+  path, another header or a cookie of that request is a leak like anywhere else. Responses and WebSocket
+  messages from an issuer are never exempt;
 - principal policies (profile `policies`, see engine/principals.py): the first policy that matches the
   flow's principal, the finding's entry and the destination decides that finding's action (`allow` included),
   before issuer binding and the entry's own action; the decision names it (`policy`);
@@ -28,11 +31,13 @@ No mitmproxy import here: `dlproxy scan`, the stream scanners and the tests call
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..engine.findings import Finding
+from ..engine.profile import Issuer
 from ..engine.vocab import (
     ACTION_STRENGTH,
     OVERSIZE_REASONS,
@@ -92,16 +97,23 @@ class Rules:
 
     __slots__ = ("_actions", "_exact", "_suffixes", "policies")
 
-    def __init__(self, actions: Mapping[str, Mapping[str, str]], issuers: Mapping[str, Iterable[str]],
+    def __init__(self, actions: Mapping[str, Mapping[str, str]], issuers: Mapping[str, Iterable[Issuer | str]],
                  policies: Sequence[Any] = ()):
         self.policies = tuple(policies)
         self._actions = {k: dict(v) for k, v in actions.items()}
-        self._exact: dict[str, frozenset[str]] = {}
-        self._suffixes: dict[str, tuple[str, ...]] = {}
-        for entry_id, hosts in issuers.items():
-            hosts = [normalize_host(h) for h in hosts]
-            self._exact[entry_id] = frozenset(h for h in hosts if not h.startswith("."))
-            self._suffixes[entry_id] = tuple(h for h in hosts if h.startswith("."))
+        # entry -> host -> locations that are a use position there; entry -> ((.suffix, locations), ...)
+        self._exact: dict[str, dict[str, frozenset[str]]] = {}
+        self._suffixes: dict[str, tuple[tuple[str, frozenset[str]], ...]] = {}
+        for entry_id, listed in issuers.items():
+            exact: dict[str, frozenset[str]] = {}
+            suffixes: dict[str, frozenset[str]] = {}
+            for issuer in listed:
+                issuer = issuer if isinstance(issuer, Issuer) else Issuer(issuer)
+                host = normalize_host(issuer.host)
+                table = suffixes if host.startswith(".") else exact
+                table[host] = table.get(host, frozenset()) | use_locations(issuer.positions)
+            self._exact[entry_id] = exact
+            self._suffixes[entry_id] = tuple(suffixes.items())
 
     @classmethod
     def from_profile(cls, profile) -> Rules:
@@ -116,12 +128,43 @@ class Rules:
 
     def issued_by(self, entry_id: str, host: str) -> bool:
         """True when `host` is one of the entry's issuers (`.example.com` = example.com and its subdomains)."""
+        return self._use_locations(entry_id, host) is not None
+
+    def in_use(self, entry_id: str, host: str, location: str) -> bool:
+        """True when a finding at `location` of a request to `host` sits where that issuer expects the
+        credential (its use position); anywhere else in the same request it is a leak, even to the issuer."""
+        accepted = self._use_locations(entry_id, host)
+        return accepted is not None and location in accepted
+
+    def _use_locations(self, entry_id: str, host: str) -> frozenset[str] | None:
         host = normalize_host(host)
         if not host:
-            return False
-        if host in self._exact.get(entry_id, ()):
-            return True
-        return any(host.endswith(s) or host == s[1:] for s in self._suffixes.get(entry_id, ()))
+            return None
+        found = self._exact.get(entry_id, {}).get(host)
+        for suffix, accepted in self._suffixes.get(entry_id, ()):
+            if host.endswith(suffix) or host == suffix[1:]:
+                found = accepted if found is None else found | accepted
+        return found
+
+
+def use_locations(positions: Iterable[str]) -> frozenset[str]:
+    """Finding locations (as the extractors name them) that the profile's issuer positions stand for."""
+    out: set[str] = set()
+    for position in positions:
+        kind, _, name = position.partition(":")
+        if kind == "header":
+            out |= {f"header:{name}", f"header:{name}:basic"}  # Basic credentials are found decoded
+        elif kind == "query":
+            out.add(f"url:query:{name}")
+        elif kind == "form":
+            out |= {f"body:form:{name}", f"body:multipart:{name}"}
+        elif kind == "json":
+            out.add(f"body:json:$.{name}" if name.isidentifier() else f"body:json:$[{json.dumps(name)}]")
+        elif kind == "cookie":
+            out.add(f"header:cookie:{name}")
+        elif kind == "path":
+            out.add("url:path")
+    return frozenset(out)
 
 
 def normalize_host(host: str) -> str:
@@ -190,7 +233,7 @@ def decide(findings: Sequence[Finding], unscannable: Sequence[Any], ctx: FlowCon
         if p is not None:
             (allowed if p[1] == Action.ALLOW else rest).append(f)
         else:
-            (allowed if binding and rules.issued_by(f.entry_id, ctx.host) else rest).append(f)
+            (allowed if binding and rules.in_use(f.entry_id, ctx.host, f.location) else rest).append(f)
 
     outcomes: dict[int, str] = {id(f): Action.ALLOW for f in allowed}
     acted: list[Finding] = []
