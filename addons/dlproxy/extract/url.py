@@ -1,7 +1,8 @@
 """URLs: userinfo, path, query and fragment, percent-decoded (the query also with '+' as space).
 
 `https://x-access-token:ghs_…@github.com/o/r.git` puts a token in the userinfo; API keys travel in query
-parameters (`?key=…`, located `url:query:key`) and sometimes in the path. The host is not scanned.
+parameters (`?key=…`, located `url:query:key`) and sometimes in the path. The host is scanned too (`url:host`):
+a token written as a DNS label leaves with the resolver's query.
 """
 
 from __future__ import annotations
@@ -29,9 +30,11 @@ def extract_url(ctx: Ctx, url: str) -> None:
     if scheme_end != -1 and not raw.startswith(b"/"):
         authority, slash, path = rest.partition(b"/")
         path = slash + path
-        userinfo, at, _host = authority.rpartition(b"@")
+        userinfo, at, host = authority.rpartition(b"@")
         if at and userinfo:
             _emit(ctx, Loc("url:userinfo"), percent_decode(userinfo))
+        if host:
+            ctx.emit(Loc("url:host"), percent_decode(host))
     if path:
         _emit(ctx, Loc("url:path"), percent_decode(path))
     if query:

@@ -141,6 +141,24 @@ class Scrubber:
         return b"".join(pieces).decode("utf-8", "surrogatepass")
 
 
+def mask_found(text: str, detector) -> str:
+    """`text` with every credential the detector finds in it replaced by its masked form (`text` itself, the same
+    object, when there is none). For text built from traffic whose secrets are not known in advance: log records,
+    locations made of decoded names."""
+    if not text or detector is None:
+        return text
+    data = text.encode("utf-8", "surrogateescape")
+    findings = detector.scan(data)
+    if not findings:
+        return text
+    pieces, pos = [], 0
+    for f in findings:
+        pieces += (data[pos:f.start], f.masked.encode("utf-8"))
+        pos = f.end
+    pieces.append(data[pos:])
+    return b"".join(pieces).decode("utf-8", "surrogateescape")
+
+
 def safe_path(path: str, masks: Mapping[str, str] | None = None, limit: int = 512) -> str:
     """A request path fit for a log line or an incident: query values masked as `…`, found secrets masked,
     control characters dropped, length bounded."""

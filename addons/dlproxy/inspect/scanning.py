@@ -74,21 +74,23 @@ def scan_message(active: Active, url: str | None, headers, body: bytes, blob_fre
             secrets.setdefault(secret, located)
             if window >= 0 and secret not in context:
                 context[secret] = data[max(0, f.start - window):f.end + window].decode("latin-1")
-    if secrets:
-        findings, secrets = _safe_locations(findings, secrets)
+    if findings:
+        findings, secrets = _safe_locations(findings, secrets, detector)
     return Scan(findings, list(extraction.unscannable), secrets, extraction.decoded_bytes, stats, context)
 
 
-def _safe_locations(findings: list[Finding], secrets: dict[str, Finding]):
+def _safe_locations(findings: list[Finding], secrets: dict[str, Finding], detector: Detector):
     """Locations name fields, files and keys taken from the traffic: a secret can be one (a form "field" that
-    is a whole keyless body, a JSON key). Mask every found secret in every location, and bound the length."""
+    is a whole keyless body, a JSON key, a multipart `filename*` or an archive member name decoded from an
+    encoding the scanned text did not show). Mask every found secret in every location, mask whatever else the
+    detector finds in it, and bound the length."""
     scrub = redact.Scrubber({s: f.masked for s, f in secrets.items()})
     cache: dict[str, str] = {}
 
     def safe(f: Finding) -> Finding:
         loc = cache.get(f.location)
         if loc is None:
-            loc = scrub(f.location)
+            loc = redact.mask_found(scrub(f.location), detector)
             if len(loc) > MAX_LOCATION:
                 loc = loc[:MAX_LOCATION] + "…"
             cache[f.location] = loc

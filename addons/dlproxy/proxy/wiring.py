@@ -11,12 +11,14 @@ guards (which decide in requestheaders/responseheaders what streams; the inspect
 
 from __future__ import annotations
 
+from ..ops import logscrub
 from ..ops.incidents import IncidentLog
 from ..ops.metrics import Metrics, MetricsServer
 from ..ops.reload import ProfileWatcher
 from ..ops.revocation import Revocations
 from . import internals
 from .addon import ProfileState, QuietFlowLog, RequestInspector, ResponseInspector
+from .hostguard import HostGuard
 from .options import OptionCheck
 from .principals import PrincipalSources
 from .streamguard import StreamGuard
@@ -27,6 +29,7 @@ def make_addons(metrics: Metrics | None = None) -> list:
     """A fresh set of addons sharing one Metrics instance (its own registry, so a script reload is safe)."""
     metrics = metrics or Metrics()
     state = ProfileState(metrics)
+    logscrub.install(lambda: state.current.detector if state.current is not None else None)
     incidents = IncidentLog(metrics)
     revocations = Revocations(state, metrics, incidents)
     incidents.closer = revocations
@@ -35,6 +38,7 @@ def make_addons(metrics: Metrics | None = None) -> list:
         incidents,
         PrincipalSources(state, metrics),
         revocations,
+        HostGuard(state, metrics, incidents),
         RequestInspector(state, metrics, incidents),
         ResponseInspector(state, metrics, incidents),
         StreamGuard(state, metrics, incidents),
