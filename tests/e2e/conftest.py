@@ -323,7 +323,7 @@ def tls_upstream(tls_upstream_server) -> _Server:
 
 # --- the proxy -----------------------------------------------------------------------------------------
 
-LISTEN_RE = re.compile(r"(?:HTTP\(S\) proxy|reverse proxy to \S+) listening at \[?([^\s\]]+?)\]?:(\d+)", re.I)
+LISTEN_RE = re.compile(r"(?:HTTP\(S\) proxy(?: \(upstream mode\))?|reverse proxy to \S+) listening at \[?([^\s\]]+?)\]?:(\d+)", re.I)
 METRICS_RE = re.compile(r"dlproxy metrics listening at \[?([^\s\]]+?)\]?:(\d+)")
 
 
