@@ -137,9 +137,10 @@ class Loop:
         self.log = Collector(self.closer)
         self.closer.incidents = self.log
 
-    def see(self, direction: str, body: str, host: str = "upload.example.com", dry_run: bool = False) -> dict | None:
+    def see(self, direction: str, body: str, host: str = "upload.example.com", dry_run: bool = False,
+            headers: tuple = ()) -> dict | None:
         """Scan → decide → record_decision, as the proxy does; returns the incident record (None: no incident)."""
-        scan = scan_message(self.active, None, [("content-type", "text/plain")], body.encode())
+        scan = scan_message(self.active, None, [("content-type", "text/plain"), *headers], body.encode())
         ctx = FlowContext(direction=direction, host=host, method="POST", scheme="https", path="/x")
         decision = decide(scan.findings, scan.unscannable, ctx, self.active, dry_run)
         before = len(self.log.lines)
@@ -250,7 +251,9 @@ def test_exposure_of_each_kind_of_decision(tmp_path, fake):
     assert loop.see("request", f"k={ghp(1)}")["findings"][0]["exposure"] == "blocked"
     assert loop.see("response", f"k={ghp(2)}")["findings"][0]["exposure"] == "inbound"  # a download
     assert loop.see("request", f"k={ghp(3)}", dry_run=True)["findings"][0]["exposure"] == "leaked"
-    assert loop.see("request", f"k={ghp(4)}", host="api.github.com") is None  # to its issuer: normal use
+    auth = (("Authorization", f"Bearer {ghp(4)}"),)
+    assert loop.see("request", "k=1", host="api.github.com", headers=auth) is None  # its use position: normal use
+    assert loop.see("request", f"k={ghp(5)}", host="api.github.com")["findings"][0]["exposure"] == "blocked"
     assert len(loop.closer.queue) == 3 and len(fake.requests) == 0  # leaked, inbound, dry-run
 
 
