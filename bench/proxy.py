@@ -281,14 +281,14 @@ class Proxy:
 
 
 def mid_token_override(directory: Path) -> Path:
-    """A profile that disables the built-in entries with mid-token keywords (`before`)."""
+    """An overlay that disables the built-in entries with mid-token keywords (`before`)."""
     sys.path.insert(0, str(ROOT / "addons"))
     from dlproxy.engine.profile import builtin_profile_path, load_profiles
 
     ids = [e.id for e in load_profiles([builtin_profile_path()]).entries if e.before]
     path = directory / "no-mid-token.yaml"
     body = "".join(f"  - id: {i}\n    enabled: false\n" for i in ids)
-    path.write_text(f"profile: credentials-and-secrets\nname: bench override\nentries:\n{body}")
+    path.write_text(f"entries:\n{body}")
     return path
 
 
@@ -322,8 +322,7 @@ def main() -> int:
                                                "--metrics-port", "0", "--set", f"confdir={tmp / 'c2'}"])
         proxies["dlproxy-no-mid"] = Proxy("dlproxy-no-mid", [
             str(BIN / "dlproxy"), "run", "--mode", reverse, *common, "--metrics-port", "0",
-            "--set", f"confdir={tmp / 'c3'}", "--profile", str(ROOT / "profiles" / "credentials-and-secrets.yaml"),
-            "--profile", str(mid_token_override(tmp))])
+            "--set", f"confdir={tmp / 'c3'}", "--profile", str(mid_token_override(tmp))])
         big = big_body()
         results: dict = {}
         for scenario, path, body, conns in (("a", "/v1/chat/completions", SMALL, 10), ("b", "/upload", big, 4)):
