@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from dlproxy.engine.detector import Detector
 from dlproxy.engine.prefilter import hyperscan_available
-from dlproxy.engine.profile import builtin_profile_path, load_profiles
+from dlproxy.engine.profile import builtin_profile_path, load_profiles, pattern_width
 from dlproxy.engine.validators import REGISTRY
 from dlproxy.engine.validators import checksums as cs
 from generators import (
@@ -780,15 +780,33 @@ def _glue_chars(entry_id: str) -> list[str]:
     return [c for c in "aZ7_-+/.~" if cls.fullmatch(c)]
 
 
+def _glued_rule(detector, entry_id: str) -> tuple[bool, bool]:
+    """(left glue found, right glue found): a strong checksum over a token of fixed extent is its own evidence."""
+    targets = [t for ts in detector._targets for t in ts if t.entry.id == entry_id]
+    glue_ok = all(t.glue_ok for t in targets)
+    left = glue_ok and all(not t.max_before or t.fixed_before for t in targets)
+    right = glue_ok and all(pattern_width(t.entry.pattern)[0] == pattern_width(t.entry.pattern)[1] for t in targets)
+    return left, right
+
+
 @pytest.mark.parametrize("entry_id", sorted(GENERATORS))
-def test_tokens_glued_to_more_token_characters_are_not_found(detector, entry_id):
+def test_tokens_glued_to_more_token_characters(detector, entry_id):
+    """Checksummed tokens are found whatever is glued to them (length bytes of binary formats, `\\n` of JSON
+    nobody unescaped); shape-only and weak-checksum matches still need a boundary."""
+    left_found, right_found = _glued_rule(detector, entry_id)
     rng = random.Random(f"glue:{entry_id}")
     for _ in range(4):
         token = GENERATORS[entry_id](rng)
         assert _findings(detector, " " + token + " ")
+        exact_left = [(entry_id, 2, 2 + len(token), kind(entry_id))]
+        exact_right = [(entry_id, 1, 1 + len(token), kind(entry_id))]
         for c in _glue_chars(entry_id):
-            assert _findings(detector, " " + c + token + " ") == [], ("left", c)
-            assert _findings(detector, " " + token + c + " ") == [], ("right", c)
+            assert _findings(detector, " " + c + token + " ") == (exact_left if left_found else []), ("left", c)
+            right = _findings(detector, " " + token + c + " ")
+            if right_found:
+                assert right == exact_right, ("right", c)
+            else:  # a longer match fails its checksum, or the token is found exactly
+                assert right in ([], exact_right) if kind(entry_id) == "checksum" else right == [], ("right", c)
 
 
 def test_boundaries_that_are_not_token_characters(detector):

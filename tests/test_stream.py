@@ -20,6 +20,8 @@ from hypothesis import strategies as st
 
 import dlproxy.inspect.stream as stream_mod
 import stream_support
+from dlproxy.engine.detector import Detector
+from dlproxy.engine.profile import load_profiles
 from dlproxy.inspect.stream import (
     BLOCK,
     PASS,
@@ -261,13 +263,36 @@ def test_a_token_longer_than_a_chunk_is_held_whole(ghp_only):
     assert b"".join(out) == b"ghp" and scanner.stopped  # a head of the public prefix, nothing past it
 
 
-def test_boundary_context_survives_release(ghp_only):
-    """A token glued to a token character is not a token, even when the glue was released long before."""
+def test_a_glued_checksummed_token_is_found_after_the_glue_was_released(ghp_only):
+    """The checksum is the evidence: a token glued to token characters released long before is still cut."""
     token = make_ghp("glue").encode()
-    data = b"x" * 5000 + token + b" tail"
+    before = b"x" * 5000
     judge = Judge(BLOCK)
-    out, _ = run(ByteStreamScanner(ghp_only, judge), chunked(data, random.Random(5), 64))
+    out, _ = run(ByteStreamScanner(ghp_only, judge), chunked(before + token + b" tail", random.Random(5), 64))
+    assert len(judge.calls) == 1
+    assert_cut_at_a_head(out, before)
+
+
+def test_boundary_context_survives_release(tmp_path):
+    """A shape-only token glued to a token character is not a token, even when the glue was released long before."""
+    path = tmp_path / "shape.yaml"
+    path.write_text(SHAPE_ONLY)
+    shape_only = Detector(load_profiles([path]))
+    data = b"x" * 5000 + b"tok_" + b"A1" * 18 + b" tail"
+    assert shape_only.scan(b" " + data[5000:])  # found when not glued
+    judge = Judge(BLOCK)
+    out, _ = run(ByteStreamScanner(shape_only, judge), chunked(data, random.Random(5), 64))
     assert out == data and judge.calls == []
+
+
+SHAPE_ONLY = """\
+profile: shape-test
+entries:
+  - id: shape-token
+    name: Shape-only token
+    prefixes: ["tok_"]
+    pattern: "[A-Za-z0-9]{36}"
+"""
 
 
 # --- decoding ----------------------------------------------------------------------------------------------------

@@ -42,6 +42,8 @@ class _Target:
     validator: validators.Validator | None
     params: dict
     passes_prefix: bool
+    glue_ok: bool  # a strong checksum proves the token: no boundary needed on either side
+    fixed_before: bool  # `before` has one width: the token starts exactly max_before before the keyword
 
 
 class Detector:
@@ -177,14 +179,39 @@ class Detector:
             return None  # the run of token characters is longer than any token
         return start - length
 
+    @classmethod
+    def _candidate_starts(cls, data: bytes, start: int, target: _Target) -> list[int]:
+        """Where the token may start for a keyword at `start`. A keyword that starts its token: there. A
+        checksummed entry with a fixed-width `before`: exactly that far back (whatever is glued before it).
+        Otherwise the start of the run of token characters, and, when that run begins with the tail of an escape
+        sequence (`\\n`, `%0A`, `\\u000a`), also just after it."""
+        if not target.max_before:
+            return [start]
+        if target.glue_ok and target.fixed_before:
+            return [start - target.max_before] if start >= target.max_before else []
+        behind = data[max(0, start - target.max_before - 6):start][::-1]
+        length = target.run_back.match(behind).end()
+        run_start = start - length
+        starts = []
+        skip = _escape_tail(data, run_start)
+        if skip and length - skip <= target.max_before:
+            starts.append(run_start + skip)
+        if length <= target.max_before:
+            starts.append(run_start)
+        return starts
+
     def _verify(self, data: bytes, start: int, target: _Target, stats: Counter | None) -> Finding | None:
         entry = target.entry
         boundary = target.boundary
-        token_start = self._token_start(data, start, target)
-        if token_start is None or (token_start > 0 and boundary[data[token_start - 1]]):
-            return _count(stats, entry.id, "shape_failed")
-        m = target.regex.match(data, token_start)
-        if m is None or (m.end() < len(data) and boundary[data[m.end()]]):
+        m = None
+        for token_start in self._candidate_starts(data, start, target):
+            if (token_start > 0 and boundary[data[token_start - 1]] and not target.glue_ok
+                    and not _escape_before(data, token_start)):
+                continue
+            m = target.regex.match(data, token_start)
+            if m is not None:
+                break
+        if m is None or (not target.glue_ok and m.end() < len(data) and boundary[data[m.end()]]):
             return _count(stats, entry.id, "shape_failed")
         if target.max_before and m.start(target.kw_group) != start:
             return None  # another occurrence of the keyword inside this token: counted there
@@ -208,6 +235,41 @@ class Detector:
         prefix = target.prefix if secret.startswith(target.prefix) else ""
         return Finding(entry.id, entry.name, entry.severity, s, e, validated, mask(secret, prefix),
                        fingerprint(secret))
+
+
+# Checksums too short to stand without boundaries (a 16-bit CRC matches one random candidate in 65536).
+WEAK_CHECKSUMS = frozenset({"crc16-nkey"})
+_HEX = frozenset(b"0123456789abcdefABCDEF")
+_ESCAPED = frozenset(b"ntrbf/\\\"'")
+
+
+def _escape_before(data: bytes, pos: int) -> bool:
+    """An escape sequence ends right before `pos` (`\\n`, `\\/`, `%0A`, `\\x0a`, `\\u000a`): in JSON nobody
+    unescaped, or a URL nobody decoded, its last characters are token characters, yet they end a word."""
+    if pos >= 2 and data[pos - 2] == 0x5C and data[pos - 1] in _ESCAPED:
+        return True
+    if pos >= 3 and data[pos - 3] == 0x25 and data[pos - 2] in _HEX and data[pos - 1] in _HEX:
+        return True
+    if pos >= 4 and data[pos - 4:pos - 2] == b"\\x" and data[pos - 2] in _HEX and data[pos - 1] in _HEX:
+        return True
+    return pos >= 6 and data[pos - 6:pos - 4] == b"\\u" and all(c in _HEX for c in data[pos - 4:pos])
+
+
+def _escape_tail(data: bytes, pos: int) -> int:
+    """How many characters at `pos` finish an escape sequence begun just before it (`n` of `\\n`, `0A` of
+    `%0A`, `u000a` of `\\u000a`); 0 when none does."""
+    if pos < 1:
+        return 0
+    lead, at = data[pos - 1], data[pos:pos + 5]
+    if lead == 0x25:
+        return 2 if len(at) >= 2 and at[0] in _HEX and at[1] in _HEX else 0
+    if lead != 0x5C or not at:
+        return 0
+    if at[:1] == b"u" and len(at) == 5 and all(c in _HEX for c in at[1:]):
+        return 5
+    if at[:1] == b"x" and len(at) >= 3 and at[1] in _HEX and at[2] in _HEX:
+        return 3
+    return 1 if at[0] in _ESCAPED else 0
 
 
 def _fits_lead(run: bytes, lead: bytes) -> bool:
@@ -254,12 +316,14 @@ def _compile_target(entry: Entry, prefix: str) -> _Target:
             consumable[c] = consumable[c + 32] = consumable[c] | consumable[c + 32]
     span_regex = re.compile(b"[" + _class_from_flags(consumable) + b"]{0,%d}" % max_len)
     validator = validators.get(entry.checksum) if entry.checksum else None
-    run_back = re.compile(b"[" + _class_from_flags(boundary) + b"]{0,%d}" % (max_before + 1))
+    run_back = re.compile(b"[" + _class_from_flags(boundary) + b"]{0,%d}" % (max_before + 6))
     min_before = pattern_width(before)[0] if before else 0
+    glue_ok = bool(validator and validator.kind == "checksum" and entry.checksum not in WEAK_CHECKSUMS)
     return _Target(entry, prefix, regex, regex.groupindex[_KW_GROUP], regex.groupindex.get("secret"), max_before,
                    max_len, boundary, span_regex, run_back, min_before,
                    _literal_lead(before) if before else b"", validator,
-                   dict(entry.checksum_params), bool(validator and "prefix" in validator.params))
+                   dict(entry.checksum_params), bool(validator and "prefix" in validator.params), glue_ok,
+                   bool(before) and min_before == max_before)
 
 
 HEAD_WIDTH = 16
