@@ -131,7 +131,7 @@ def _twin(token: str) -> str:
         i = len(line) // 2
         lines[mid] = line[:i] + ("B" if line[i] != "B" else "C") + line[i + 1:]
         return "\n".join(lines)
-    i = len(token) - 2
+    i = len(token.rstrip("=")) - 2  # padding is not key material: a changed `=` leaves the key itself intact
     return token[:i] + ("A" if token[i] != "A" else "B") + token[i + 1:]
 
 

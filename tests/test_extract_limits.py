@@ -7,6 +7,7 @@ import gzip
 import io
 import json
 import logging
+import random
 import tracemalloc
 import zipfile
 import zlib
@@ -210,7 +211,8 @@ def test_archive_depth():
 def test_broken_archives_are_reported_and_raw_scanned():
     stored = make_zip({"k.txt": "key " + TOKEN + " end", "other.txt": "x" * 5000}, method=zipfile.ZIP_STORED)
     ext = http(body=stored[:len(stored) // 2])  # no central directory
-    assert ("body", "truncated") in _reasons(ext) and found(ext) == [("body", TOKEN)]
+    # the local headers are read as a streaming unzip would (the member before the cut), and the raw bytes too
+    assert ("body", "truncated") in _reasons(ext) and found(ext) == [("body/k.txt", TOKEN), ("body", TOKEN)]
     crc = bytearray(make_zip({"a.txt": "hello " * 100}))
     crc[crc.find(b"PK\x03\x04") + 30 + 5 + 3] ^= 0xFF  # flip a byte of the compressed data
     ext = http(body=bytes(crc))
@@ -312,9 +314,18 @@ def test_base64_blobs_are_bounded_by_budget():
 
 
 def test_base64_binary_is_not_decoded_further():
-    blob = base64.b64encode(bytes(range(256)) * 400).decode()  # binary payload (an image, say)
+    """Binary with no run of 20 printable characters (compressed image data, say) holds no token: not decoded."""
+    blob = base64.b64encode(random.Random(3).randbytes(100_000)).decode()
     ext = http(body=json.dumps({"image": blob}).encode(), headers=[("Content-Type", "application/json")])
     assert [s.location for s in ext.segments] == ["header", "body:json"] and not ext.unscannable
+
+
+def test_base64_binary_with_text_inside_is_scanned_as_bytes():
+    """A sqlite page or an image's metadata: binary, but a receiver reads the printable runs in it."""
+    rng = random.Random(4)
+    blob = base64.b64encode(rng.randbytes(3000) + b"\x00" + TOKEN.encode() + b"\x00" + rng.randbytes(3000)).decode()
+    ext = http(body=json.dumps({"file": blob}).encode(), headers=[("Content-Type", "application/json")])
+    assert any(TOKEN.encode() in s.data for s in ext.segments if s.location.endswith(":base64"))
 
 
 def test_random_data_raises_no_false_alarms():

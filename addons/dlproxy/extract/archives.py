@@ -10,11 +10,14 @@ that cannot be parsed is still scanned as raw bytes (stored members are plain in
 from __future__ import annotations
 
 import io
+import re
 import struct
 import tarfile
 import zipfile
+import zlib
 
 from .core import (
+    CORRUPT_ENCODING,
     DEPTH,
     ENCRYPTED,
     MALFORMED,
@@ -48,28 +51,34 @@ def _zip_entries(data: bytes) -> int | None:
     return max(count, cd_size // _MIN_CD_ENTRY)
 
 
-def extract_zip(ctx: Ctx, data: bytes, loc: Loc, lv: Level) -> None:
+def extract_zip(ctx: Ctx, data: bytes, loc: Loc, lv: Level, raw_scanned: bool = False) -> None:
+    """`raw_scanned`: the bytes themselves were already emitted (a zip found behind a prefix)."""
     limit = ctx.limits.max_archive_members
     declared = _zip_entries(data)
-    if declared is None:
-        ctx.fail(loc, TRUNCATED)
-        ctx.emit(loc, data)
+    if declared is None:  # no central directory: what the local headers hold, as a streaming unzip reads it
+        if not _local_entries(ctx, data, loc, lv):
+            ctx.fail(loc, TRUNCATED)
+        if not raw_scanned:
+            ctx.emit(loc, data)
         return
     if declared > 4 * limit:  # parsing the directory alone would be unbounded work
         ctx.fail(loc, MEMBERS)
-        ctx.emit(loc, data)
+        if not raw_scanned:
+            ctx.emit(loc, data)
         return
     try:
         zf = zipfile.ZipFile(io.BytesIO(data))
         infos = zf.infolist()
     except Exception:  # BadZipFile, struct.error, ValueError, ...: a broken container
         ctx.fail(loc, MALFORMED)
-        ctx.emit(loc, data)
+        if not raw_scanned:
+            ctx.emit(loc, data)
         return
     if len(infos) > limit:
         ctx.fail(loc, MEMBERS)
         infos = infos[:limit]
     names = {i.filename for i in infos}
+    _names(ctx, loc, [i.filename for i in infos], zf.comment)
     office = "[Content_Types].xml" in names or ("mimetype" in names and "content.xml" in names)
     inner = lv._replace(archive=lv.archive + 1)
     for info in infos:
@@ -90,6 +99,62 @@ def extract_zip(ctx: Ctx, data: bytes, loc: Loc, lv: Level) -> None:
             extract_office_part(ctx, member, mloc, inner)
         else:
             ctx.content(member, mloc, inner, "", info.filename)
+
+
+def _names(ctx: Ctx, loc: Loc, names: list[str], comment: bytes = b"") -> None:
+    """Member names and the archive comment are content too (a token can be a file name)."""
+    text = "\n".join(names).encode("utf-8", "surrogateescape")
+    if comment:
+        text += b"\n" + comment
+    if text.strip():
+        ctx.emit(loc.child(":names"), ctx.take(text, loc))
+
+
+_LOCAL = struct.Struct("<4s5H3L2H")  # signature, version, flags, method, time, date, crc, sizes, name/extra lengths
+
+
+def _local_entries(ctx: Ctx, data: bytes, loc: Loc, lv: Level) -> bool:
+    """Walk the local file headers of a zip without a central directory; True when they parse to the end."""
+    pos, names, count = data.find(b"PK\x03\x04"), [], 0
+    inner = lv._replace(archive=lv.archive + 1)
+    if pos == -1:
+        return False
+    while pos != -1 and pos + _LOCAL.size <= len(data) and count < ctx.limits.max_archive_members:
+        _, _, flags, method, _, _, _, csize, _, nlen, elen = _LOCAL.unpack_from(data, pos)
+        start = pos + _LOCAL.size + nlen + elen
+        name = data[pos + _LOCAL.size:pos + _LOCAL.size + nlen].decode("utf-8", "replace")
+        names.append(name)
+        count += 1
+        if flags & 0x1:
+            ctx.fail(loc.child("/" + label(name, 200)), ENCRYPTED)
+            return True
+        if method == zipfile.ZIP_DEFLATED:
+            cap, over = ctx.cap(max(csize, 1))
+            d = zlib.decompressobj(-15)
+            try:
+                out = d.decompress(data[start:start + csize] if csize and not flags & 0x8 else data[start:], cap + 1)
+            except zlib.error:
+                _names(ctx, loc, names)
+                return False
+            end = start + (csize if csize and not flags & 0x8 else len(data) - start - len(d.unused_data))
+            if len(out) > cap:
+                ctx.fail(loc, over)
+                out = out[:cap]
+            whole = d.eof
+        elif method == zipfile.ZIP_STORED and csize and not flags & 0x8:
+            out, end = data[start:start + csize], start + csize
+            whole = end <= len(data)
+        else:
+            _names(ctx, loc, names)
+            return False
+        ctx.charge(len(out))
+        ctx.content(bytes(out), loc.child("/" + label(name, 200)), inner, "", name)
+        if not whole:  # cut off inside this member
+            _names(ctx, loc, names)
+            return False
+        pos = data.find(b"PK\x03\x04", end)
+    _names(ctx, loc, names)
+    return True
 
 
 def _read_member(ctx: Ctx, zf: zipfile.ZipFile, info: zipfile.ZipInfo, mloc: Loc) -> bytes:
@@ -127,6 +192,14 @@ def extract_tar(ctx: Ctx, data: bytes, loc: Loc, lv: Level) -> None:
         ctx.fail(loc, MALFORMED)
         ctx.emit(loc, data)
         return
+    names: list[str] = []
+    try:
+        _tar_members(ctx, tf, loc, inner, limit, names)
+    finally:
+        _names(ctx, loc, names)
+
+
+def _tar_members(ctx: Ctx, tf: tarfile.TarFile, loc: Loc, inner: Level, limit: int, names: list[str]) -> None:
     count = 0
     while True:
         try:
@@ -136,6 +209,7 @@ def extract_tar(ctx: Ctx, data: bytes, loc: Loc, lv: Level) -> None:
             return
         if member is None:
             return
+        names.append(member.name)
         count += 1
         if count > limit:
             ctx.fail(loc, MEMBERS)
@@ -159,6 +233,72 @@ def extract_tar(ctx: Ctx, data: bytes, loc: Loc, lv: Level) -> None:
         tf.members.clear()  # tarfile keeps every TarInfo; we do not need them
 
 
+WEAK_MAGIC = ("zlib", "lzma")
+# Archive formats no dependency-free library reads: named, never passed silently (on_error decides).
+UNREADABLE_MAGIC = ((b"7z\xbc\xaf\x27\x1c", "7z"), (b"Rar!\x1a\x07", "rar"), (b"MSCF\x00\x00\x00\x00", "cab"),
+                    (b"xar!", "xar"))
+# Compressed data after a prefix (self-extracting scripts, zipapps): searched for in binary content only.
+_EMBEDDED = ((b"\x1f\x8b\x08", "gzip"), (b"\xfd7zXZ\x00", "xz"), (b"BZh91AY&SY", "bz2"), (b"\x28\xb5\x2f\xfd", "zstd"))
+
+
+def unreadable_archive(data: bytes) -> str | None:
+    for magic, kind in UNREADABLE_MAGIC:
+        if data.startswith(magic):
+            return kind
+    return None
+
+
+def extract_embedded(ctx: Ctx, data: bytes, loc: Loc, lv: Level) -> None:
+    """A container behind a prefix: a zip found from its end (zipfile reads a prefixed zip), or the first
+    compressed stream after a shell script (makeself). The prefix itself was already scanned."""
+    if lv.archive >= ctx.limits.max_archive_depth:
+        return
+    tail = data.rfind(_EOCD, max(0, len(data) - 65557))
+    if tail > 0 and data.find(b"PK\x03\x04") > 0:
+        extract_zip(ctx, data, loc.child(":zip"), lv, raw_scanned=True)
+        return
+    for magic, coding in _EMBEDDED:
+        at = data.find(magic, 1)
+        if at == -1 or lv.layers >= ctx.limits.max_coding_layers:
+            continue
+        cap, over = ctx.cap(len(data) - at)
+        out, status = decode(coding, data[at:], cap, FILE_ZSTD_WINDOW)
+        if not out:  # the magic bytes were a coincidence (random binary): nothing to report
+            continue
+        if status == OVER:
+            ctx.fail(loc, over)
+        ctx.charge(len(out))  # trailing data after the stream is normal here (a script's exit code, a signature)
+        ctx.content(out, loc.child(":" + coding), lv._replace(archive=lv.archive + 1, layers=lv.layers + 1))
+        return
+
+
+_PDF_STREAM = re.compile(rb"/FlateDecode[^>]*>>\s*stream\r?\n")
+
+
+def extract_pdf(ctx: Ctx, data: bytes, loc: Loc, lv: Level) -> None:
+    """PDF: the file as it is, plus its FlateDecode streams decompressed (page text, embedded files).
+    An encrypted PDF is named: its strings and streams are ciphertext."""
+    ctx.emit(loc, data)
+    if b"/Encrypt" in data:
+        ctx.fail(loc, ENCRYPTED)
+        return
+    for n, m in enumerate(_PDF_STREAM.finditer(data)):
+        if n >= ctx.limits.max_archive_members or ctx.left <= 0:
+            ctx.fail(loc, MEMBERS if ctx.left > 0 else TOO_LARGE)
+            return
+        end = data.find(b"endstream", m.end())
+        raw = data[m.end():end if end != -1 else len(data)]
+        cap, over = ctx.cap(len(raw))
+        out, status = decode("zlib", raw.rstrip(b"\r\n"), cap)
+        if status == OVER:
+            ctx.fail(loc, over)
+        elif status is not None and not out:
+            ctx.fail(loc, CORRUPT_ENCODING)
+            continue
+        ctx.charge(len(out))
+        ctx.content(out, loc.child(f":pdf-stream{n}"), lv._replace(layers=lv.layers + 1))
+
+
 def inner_name(name: str) -> str:
     lower = name.lower()
     for suffix, replacement in _COMPRESSED_SUFFIXES.items():
@@ -175,6 +315,9 @@ def extract_compressed(ctx: Ctx, data: bytes, loc: Loc, lv: Level, coding: str, 
         return
     cap, over = ctx.cap(len(data))
     out, status = decode(coding, data, cap, FILE_ZSTD_WINDOW)
+    if status is not None and not out and coding in WEAK_MAGIC:  # only looked like one: scan it as it is
+        ctx.emit(loc, data)
+        return
     if status is not None:
         ctx.fail(loc, over if status == OVER else status)
     ctx.charge(len(out))

@@ -8,6 +8,7 @@ candidate's first 3 KB are decoded first: binary (an image, a hash, a token itse
 
 from __future__ import annotations
 
+import base64
 import binascii
 import re
 from functools import lru_cache
@@ -15,23 +16,27 @@ from functools import lru_cache
 from . import quickcheck
 from .core import DEPTH, Ctx, Level, Loc, Segment
 from .encoding import sniff_container
-from .text import NOT_CONTROL, is_textual
+from .text import is_textual, wide_charset
 
 MIN_BLOB = 24
 _SNIFF = 4096  # base64 characters decoded to classify a blob
 _B64 = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/-_"
 _RUNS = bytes(0x61 if b in _B64 else 0x20 for b in range(256))
-_LINES = bytes(0x61 if b in _B64 else (0x6E if b == 0x0A else (0x72 if b == 0x0D else 0x20)) for b in range(256))
+_LINES = bytes(0x61 if b in _B64 else 0x6E if b == 0x0A else 0x72 if b == 0x0D else 0x73 if b in (0x20, 0x09) else 0x20
+               for b in range(256))  # line-aware: base64 `a`, \n `n`, \r `r`, indentation `s`
 _RUN = b"a" * MIN_BLOB
 _HEX = b"0123456789abcdefABCDEF"
 _URLSAFE = bytes.maketrans(b"-_", b"+/")
-_MAGIC_FIRST = frozenset(b"P\x1f(\xfdB")  # first bytes of zip, gzip, zstd, xz, bz2 (tar: "ustar" at 257)
+_B32_CHARS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+_MAX_BASE32 = 64 * 1024  # base64.b32decode is not C code: bounded
+_PRINTABLE = bytes(0x61 if 0x21 <= b < 0x7F else 0x20 for b in range(256))
+_PRINTABLE_RUN = b"a" * 20  # shorter than the shortest checksummed token
 
 
 @lru_cache(maxsize=64)
 def _wrapped(width: int) -> re.Pattern:
     """Continuation lines of a block wrapped at `width` characters (on the line-aware translation)."""
-    return re.compile(rb"(?:r?na{%d}(?!a))+(?:r?na{1,%d}(?!a))?" % (width, width))
+    return re.compile(rb"(?:r?ns*a{%d}(?!a))*(?:r?ns*a{1,%d}(?!a))?" % (width, width))
 
 
 def _runs(data: bytes, runs: bytes):
@@ -100,7 +105,7 @@ def find_blobs(data: bytes) -> list[tuple[int, int]]:
 
 def b64decode(blob: bytes) -> bytes:
     """Lenient decode of standard or URL-safe base64, with or without padding and line breaks."""
-    clean = blob.translate(_URLSAFE, b"=\r\n")
+    clean = blob.translate(_URLSAFE, b"=\r\n \t")
     try:
         return binascii.a2b_base64(clean + b"==")
     except binascii.Error:  # 4n+1 characters: the last one cannot be decoded
@@ -111,7 +116,10 @@ def b64decode(blob: bytes) -> bytes:
 
 
 def worth_decoding(head: bytes) -> bool:
-    return sniff_container(head) is not None or is_textual(head)
+    """A container, text (also UTF-16/32 or an 8-bit charset), or binary holding a run of printable ASCII long
+    enough to be a token (a sqlite page, an image's metadata): bytes a receiver reads tokens from."""
+    return (sniff_container(head) is not None or is_textual(head) or wide_charset(head) is not None
+            or head.translate(_PRINTABLE).find(_PRINTABLE_RUN) != -1)
 
 
 def scan_blobs(ctx: Ctx, seg: Segment, lv: Level) -> None:
@@ -121,11 +129,12 @@ def scan_blobs(ctx: Ctx, seg: Segment, lv: Level) -> None:
         return
     for start, end in find_blobs(data):
         blob = data[start:end]
+        if not blob.translate(None, _HEX) or not blob.rstrip(b"=").translate(None, _B32_CHARS):
+            _scan_hex_or_base32(ctx, seg, lv, start, end, blob)
+            continue
         head = b64decode(blob[:_SNIFF])
         n = len(head)
-        # Fast reject (most candidates: hashes, IDs, tokens themselves): control bytes and no magic.
-        if n < 16 or (len(head.translate(None, NOT_CONTROL)) * 20 > n and head[0] not in _MAGIC_FIRST
-                      and n < 262) or not worth_decoding(head):
+        if n < 16 or not worth_decoding(head):  # most candidates: hashes, IDs, tokens themselves
             continue
         loc = _blob_loc(seg, start, end)
         if lv.base64 >= ctx.limits.max_base64_depth:
@@ -140,8 +149,35 @@ def scan_blobs(ctx: Ctx, seg: Segment, lv: Level) -> None:
             return
 
 
-def _blob_loc(seg: Segment, start: int, end: int) -> Loc:
-    text = seg.location + ":base64"
+def _scan_hex_or_base32(ctx: Ctx, seg: Segment, lv: Level, start: int, end: int, blob: bytes) -> None:
+    """A run of only hex (or only base32) characters: decoded as that, not as base64. Hashes and IDs decode to
+    random bytes and stop at `worth_decoding`; text written as hex or base32 is scanned."""
+    if not blob.translate(None, _HEX):
+        if len(blob) % 2:
+            blob = blob[:-1]
+        decoded = binascii.unhexlify(blob[:_SNIFF])
+        full = (lambda: binascii.unhexlify(blob)) if len(blob) > _SNIFF else None
+        suffix = ":hex"
+    elif len(blob) <= _MAX_BASE32:
+        try:
+            decoded = base64.b32decode(blob + b"=" * (-len(blob) % 8))
+        except (binascii.Error, ValueError):
+            return
+        full, suffix = None, ":base32"
+    else:
+        return
+    if len(decoded) < 16 or not worth_decoding(decoded):
+        return
+    loc = _blob_loc(seg, start, end, suffix)
+    if lv.base64 >= ctx.limits.max_base64_depth:
+        ctx.fail(loc, DEPTH)
+        return
+    decoded = ctx.take(full() if full else decoded, loc)
+    ctx.content(decoded, loc, lv._replace(base64=lv.base64 + 1))
+
+
+def _blob_loc(seg: Segment, start: int, end: int, suffix: str = ":base64") -> Loc:
+    text = seg.location + suffix
     if seg.resolver is None and seg.many is None:
         return Loc(text)
-    return Loc(text, lambda: seg.locate(start, end) + ":base64")
+    return Loc(text, lambda: seg.locate(start, end) + suffix)

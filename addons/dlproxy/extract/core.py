@@ -208,6 +208,12 @@ class Ctx:
             resolve = loc.resolve
             seg = Segment(loc.text, data, many=lambda spans: [resolve() + x for x in many(spans)])
         self.out.segments.append(seg)
+        if b"\x00" not in data[:512]:  # text: escapes no parser decoded get a decoded view of their own
+            from .jsonx import escaped_view  # (jsonx imports this module)
+
+            view = escaped_view(data)
+            if view is not None:
+                self.out.segments.append(Segment(seg.location + ":unescaped", self.take(view, loc), seg.resolver))
         return seg
 
     def fail(self, loc: Loc | str, reason: str) -> None:

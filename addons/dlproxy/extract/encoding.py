@@ -40,8 +40,9 @@ _WINDOW_LOG_MAX = zstd.DecompressionParameter.window_log_max
 
 
 def sniff_container(data: bytes) -> str | None:
-    """"zip" | "tar" | "gzip" | "bz2" | "xz" | "zstd" by magic bytes, strict enough that random binary
-    (an encrypted blob, a base64-decoded ID) practically never passes for a container."""
+    """"zip" | "tar" | "gzip" | "bz2" | "xz" | "zstd" | "zlib" | "lzma" by magic bytes, strict enough that random
+    binary (an encrypted blob, a base64-decoded ID) practically never passes for a container. zlib and lzma
+    headers are short: data that merely starts like them and does not decode is scanned as it is, unreported."""
     head = data[:10]
     if head.startswith((b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08")):
         return "zip"
@@ -55,6 +56,11 @@ def sniff_container(data: bytes) -> str | None:
         return "bz2"
     if data[257:262] == b"ustar":
         return "tar"
+    if head[:1] == b"\x78" and head[1:2] in (b"\x01", b"\x5e", b"\x9c", b"\xda"):  # zlib header (CMF, FLG)
+        return "zlib"
+    if head[:3] == b"\x5d\x00\x00" and head[3:5] in (b"\x80\x00", b"\x00\x01", b"\x00\x02", b"\x00\x04",
+                                                     b"\x00\x08", b"\x00\x10", b"\x00\x20", b"\x00\x40"):
+        return "lzma"  # LZMA "alone": properties 0x5d, a power-of-two dictionary size
     return None
 
 
@@ -91,6 +97,10 @@ def decode(coding: str, data: bytes, cap: int, zstd_window: int = HTTP_ZSTD_WIND
         return _members(bz2.BZ2Decompressor, BZ2_MAGIC, data, cap)
     if coding == "xz":
         return _members(lambda: lzma.LZMADecompressor(memlimit=XZ_MEMLIMIT), XZ_MAGIC, data, cap)
+    if coding == "zlib":  # a zlib stream with no Content-Encoding (a file, an API's compressed field)
+        return _zlib(data, cap, 15, gzip_members=False)
+    if coding == "lzma":  # .lzma ("alone") files
+        return _members(lambda: lzma.LZMADecompressor(lzma.FORMAT_ALONE, memlimit=XZ_MEMLIMIT), b"\x5d", data, cap)
     return b"", UNSUPPORTED_ENCODING
 
 

@@ -190,6 +190,8 @@ def _extract_part(ctx: Ctx, index: int, head: bytes, body: bytes, mloc: Loc, lv:
     if not filename and ctype:
         filename = header_params(ctype)[1].get("name", "")  # multipart/mixed attachments
     ploc = mloc.child(":" + label(name) + (f"[{label(filename)}]" if filename else ""))
+    if filename:  # a file name is content too (filename*= already percent-decoded)
+        ctx.emit(ploc.child(":filename"), ctx.take(filename.encode("utf-8", "surrogateescape"), ploc))
     cte = headers.get("content-transfer-encoding", "").strip().lower()
     if cte == "base64":
         decoded = _transfer_decode(binascii.a2b_base64, body)

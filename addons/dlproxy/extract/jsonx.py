@@ -12,6 +12,7 @@ import codecs
 import json
 import re
 import warnings
+from urllib.parse import unquote_to_bytes
 
 from . import quickcheck
 from .base64blobs import scan_blobs
@@ -37,6 +38,27 @@ def _unescape_one(m: re.Match) -> bytes:
         return _FFFD if 0xD800 <= cp <= 0xDFFF else chr(cp).encode()
     cp = 0x10000 + ((int(m.group(1), 16) - 0xD800) << 10) + (int(m.group(2), 16) - 0xDC00)
     return chr(cp).encode()
+
+
+_HIDING = re.compile(rb"\\(?:u[0-9a-fA-F]{4}|x[0-9a-fA-F]{2})|%[0-9A-Fa-f]{2}")
+
+
+def escaped_view(data: bytes) -> bytes | None:
+    """Text with the percent and JSON escapes that can hide a token's characters (`%67`, `\\u0067`, `\\x67`)
+    decoded, repeatedly up to MAX_ESCAPE_LEVELS; None when there are none. For text no parser unescaped: JSON in
+    a header, a form field or a query, a URL inside a JSON string."""
+    if (b"%" not in data and b"\\" not in data) or not _HIDING.search(data):
+        return None
+    out = data
+    for _ in range(MAX_ESCAPE_LEVELS):
+        before = out
+        if b"%" in out:
+            out = unquote_to_bytes(out)
+        if b"\\" in out:
+            out = unescape(out)
+        if out == before or not _HIDING.search(out):
+            break
+    return out if out != data else None
 
 
 def unescape(data: bytes) -> bytes:

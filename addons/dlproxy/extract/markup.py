@@ -21,6 +21,7 @@ _ENTITY = re.compile(rb"&(?:#[0-9]{1,8}|#[xX][0-9a-fA-F]{1,8}|[A-Za-z][A-Za-z0-9
 _BLOCK = re.compile(rb"</(?:w:p|a:p|w:tc|w:tr|a:tc|a:tr|si|is|c|row|text:p|text:h|table:table-cell)>"
                     rb"|<(?:w:br|w:cr|w:tab|a:br|text:line-break|text:tab|text:s)\b[^>]*>")
 _TAG = re.compile(rb"<[^>]*>")
+_SPLITS = re.compile(rb"<!\[CDATA\[|\]\]>|<!--.{0,8192}?-->", re.S)  # bounded: no quadratic scan
 _OOXML_PART = re.compile(r"^(?:word|xl|ppt)/.*\.xml$|^content\.xml$|^styles\.xml$")
 
 
@@ -43,6 +44,8 @@ def extract_markup(ctx: Ctx, data: bytes, loc: Loc, lv: Level, kind: str, charse
     seg = ctx.emit(mloc, view)
     if seg is not None:
         scan_blobs(ctx, seg, lv)
+    if b"<!" in raw and _SPLITS.search(raw):  # text as an XML parser reads it: CDATA and comments spliced out
+        ctx.emit(mloc.child(":spliced"), ctx.take(decode_entities(_SPLITS.sub(b"", raw)), loc))
 
 
 def is_office_text_part(member: str) -> bool:

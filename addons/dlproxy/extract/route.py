@@ -6,14 +6,22 @@ then the file name, then sniffing (JSON/markup/text/binary). Unknown binary is s
 
 from __future__ import annotations
 
-from .archives import extract_compressed, extract_tar, extract_zip
+from .archives import (
+    extract_compressed,
+    extract_embedded,
+    extract_pdf,
+    extract_tar,
+    extract_zip,
+    unreadable_archive,
+)
 from .base64blobs import scan_blobs
-from .core import DEPTH, Ctx, Level, Loc
+from .core import DEPTH, UNSUPPORTED_ENCODING, Ctx, Level, Loc
 from .encoding import sniff_container
 from .forms import extract_form, extract_multipart, header_params
 from .jsonx import extract_json
+from .mail import extract_mail, looks_like_mail
 from .markup import extract_markup
-from .text import is_textual, to_utf8, wide_charset
+from .text import declared_codec, hidden_wide_text, is_textual, to_utf8, wide_charset
 
 _JSON_TYPES = ("application/json", "text/json", "application/x-json", "application/problem+json")
 _NDJSON_TYPES = ("application/x-ndjson", "application/ndjson", "application/jsonl", "application/x-jsonlines",
@@ -25,6 +33,7 @@ _NAME_KINDS = {
     ".ndjson": "ndjson", ".jsonl": "ndjson",
     ".xml": "xml", ".svg": "xml", ".plist": "xml", ".csproj": "xml", ".config": "xml", ".xaml": "xml",
     ".html": "html", ".htm": "html", ".xhtml": "html",
+    ".eml": "mail", ".mht": "mail", ".mhtml": "mail",
 }
 
 
@@ -34,6 +43,13 @@ def extract_content(ctx: Ctx, data: bytes, loc: Loc, lv: Level, ctype: str = "",
     mime, params = header_params(ctype) if ctype else ("", {})
     charset = params.get("charset", "")
     container = sniff_container(data)
+    if container is None and (unreadable := unreadable_archive(data)) is not None:
+        ctx.fail(loc.child(":" + unreadable), UNSUPPORTED_ENCODING)  # named, never passed silently
+        ctx.emit(loc, data)  # stored members and names are still plain in it
+        return
+    if container is None and data.startswith(b"%PDF-"):
+        extract_pdf(ctx, data, loc, lv)
+        return
     if container is not None:
         if container in ("zip", "tar"):
             if lv.archive >= ctx.limits.max_archive_depth:
@@ -47,6 +63,16 @@ def extract_content(ctx: Ctx, data: bytes, loc: Loc, lv: Level, ctype: str = "",
     if wide_charset(data, charset):  # UTF-16/32 text: scan it as UTF-8 (charged: it is a decoded copy)
         data = ctx.take(to_utf8(data, charset), loc)
         charset = ""
+    else:
+        narrow = declared_codec(charset)
+        if narrow is not None:  # utf-7, EBCDIC: the label's reading, besides the bytes (a label may lie)
+            view = data.decode(narrow, "replace").encode("utf-8", "surrogatepass")
+            ctx.emit(loc.child(":" + narrow), ctx.take(view, loc))
+        hidden = hidden_wide_text(data)
+        if hidden is not None:  # BOM-less UTF-16/32 past the head: a decoded view, besides the bytes as they are
+            codec, offset = hidden
+            view = data[offset:].decode(codec, "replace").encode("utf-8", "surrogatepass")
+            ctx.emit(loc.child(":" + codec[:6].replace("-", "")), ctx.take(view, loc))  # :utf16 / :utf32
     kind = _kind(mime, name, data)
     if kind == "multipart":
         if lv.archive >= ctx.limits.max_archive_depth:
@@ -58,20 +84,26 @@ def extract_content(ctx: Ctx, data: bytes, loc: Loc, lv: Level, ctype: str = "",
         extract_form(ctx, data, loc.child(":form"), lv)
     elif kind in ("json", "ndjson", "sse"):
         extract_json(ctx, data, loc, lv, charset, kind)
+    elif kind == "mail":
+        extract_mail(ctx, data, loc, lv)
     elif kind in ("xml", "html"):
         extract_markup(ctx, data, loc, lv, kind, charset)
     elif kind == "text":
         seg = ctx.emit(loc, to_utf8(data, charset))
         if seg is not None:
             scan_blobs(ctx, seg, lv)
+        extract_embedded(ctx, data, loc, lv)
     else:
-        ctx.emit(loc, data)  # unknown binary: raw bytes, no decoding
+        ctx.emit(loc, data)  # unknown binary: raw bytes, and any container behind a prefix
+        extract_embedded(ctx, data, loc, lv)
 
 
 def _kind(mime: str, name: str, data: bytes) -> str:
     if mime:
         if mime.startswith("multipart/"):
             return "multipart"
+        if mime == "message/rfc822":
+            return "mail"
         if mime == "application/x-www-form-urlencoded":
             return "form"
         if mime in _NDJSON_TYPES:
@@ -103,4 +135,4 @@ def _sniff(data: bytes) -> str:
         return "json"
     if head == b"<":
         return "html" if text.lstrip()[:15].lower().startswith((b"<!doctype html", b"<html")) else "xml"
-    return "text"
+    return "mail" if looks_like_mail(text) else "text"

@@ -5,6 +5,7 @@ All of them run in C (translate, find, split, codecs) rather than looping over b
 
 from __future__ import annotations
 
+import codecs
 import re
 from urllib.parse import unquote_to_bytes
 
@@ -25,13 +26,17 @@ MAX_PCT_LEVELS = 3
 
 
 def wide_charset(data: bytes, charset: str = "") -> str | None:
-    """The codec for a UTF-16/32 body (by BOM, declared charset, or NUL pattern), else None."""
+    """The codec for a UTF-16/32 body (by BOM, declared charset, or NUL pattern), else None.
+
+    A declared UTF-16/32 label on bytes that are NUL-free UTF-8 text is a lie (frameworks ignore the charset of
+    JSON): the bytes are read as UTF-8, as the receiver does."""
     for bom, codec in _BOMS:
         if data.startswith(bom):
             return None if codec == "utf-8" else codec
     cs = charset.lower()
     if cs.startswith(_WIDE):
-        return cs
+        head = data[:4096]
+        return None if b"\x00" not in head and is_textual(head) else cs
     head = data[:64]
     if len(head) >= 4 and b"\x00" in head:  # BOM-less UTF-16 text: ASCII with a NUL in every other byte
         half = len(head) // 2
@@ -40,6 +45,37 @@ def wide_charset(data: bytes, charset: str = "") -> str | None:
             return "utf-16-le"
         if even >= 0.8 * half and not odd:
             return "utf-16-be"
+    return None
+
+
+# Declared charsets that are not ASCII-compatible (a token's bytes differ): decoded when declared.
+_NARROW_DECODED = ("utf-7", "cp037", "cp273", "cp424", "cp500", "cp875", "cp1026", "cp1140")
+_NUL_TEXT = bytes(0x61 if 0x20 <= b < 0x7F else 0x7A if b == 0 else 0x20 for b in range(256))
+_WIDE_RUNS = ((b"azzz" * 8, "utf-32-le", 4), (b"zzza" * 8, "utf-32-be", 4), (b"az" * 16, "utf-16-le", 2),
+              (b"za" * 16, "utf-16-be", 2))
+
+
+def declared_codec(charset: str) -> str | None:
+    """The Python codec of a declared charset that is not ASCII-compatible (utf-7, EBCDIC), else None."""
+    if not charset:
+        return None
+    try:
+        name = codecs.lookup(charset.strip().strip('"')).name
+    except LookupError:
+        return None
+    return name if name in _NARROW_DECODED else None
+
+
+def hidden_wide_text(data: bytes) -> tuple[str, int] | None:
+    """(codec, offset) when BOM-less UTF-16/32 text sits somewhere in `data` (a run of NUL-interleaved ASCII,
+    e.g. after CJK text or inside a binary file) that the head did not reveal; else None."""
+    if b"\x00" not in data:
+        return None
+    marks = data.translate(_NUL_TEXT)
+    for run, codec, width in _WIDE_RUNS:
+        pos = marks.find(run)
+        if pos != -1:
+            return codec, pos % width
     return None
 
 
