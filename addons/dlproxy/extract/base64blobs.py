@@ -88,11 +88,17 @@ def find_blobs(data: bytes) -> list[tuple[int, int]]:
         elif nxt in (b"\n", b"\r") and (end - pos) % 4 == 0 and end - pos <= 1024:  # a wrapped block?
             if lines is None:
                 lines = data.translate(_LINES)
-            m = _wrapped(end - pos).match(lines, end)
-            if m:
-                end = m.end()
-                if data[end:end + 1] == b"=":
-                    end += 2 if data[end + 1:end + 2] == b"=" else 1
+            width = end - pos
+            m = _wrapped(width).match(lines, end)
+            if m and m.end() > end:
+                stop = m.end()
+                if data[stop:stop + 1] == b"=":
+                    stop += 2 if data[stop + 1:stop + 2] == b"=" else 1
+                # A single short line after the first is the tail of a 2-line block only when it completes a
+                # whole number of base64 quanta (or is padded); otherwise it is the next line of text.
+                if lines.count(b"a", end, stop) >= width or (
+                        (width + lines.count(b"a", end, stop)) % 4 == 0 or data[stop - 1:stop] == b"="):
+                    end = stop
         start = pos
         if data[start] == 0x2D:  # PEM / markdown dashes are not part of the blob
             while start < end and data[start] == 0x2D:
