@@ -682,6 +682,9 @@ class SSEScanner:
             pieces, pos = [], 0
             for s, e, mark in spans:
                 rs, re_ = max(s - start, 0), min(e - start, end - start)
+                if rs < pos:  # the same secret found twice (as written and through the escape view): one marker
+                    pos = max(pos, re_)
+                    continue
                 pieces.append(text[pos:rs])
                 if s >= start:
                     pieces.append(mark)  # the event where the secret starts carries the marker
