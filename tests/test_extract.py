@@ -7,6 +7,7 @@ import base64
 import bz2
 import gzip
 import json
+import zipfile
 import zlib
 
 import brotli
@@ -245,3 +246,18 @@ def test_form_location_never_carries_the_secret(body):
     assert [tok for _, tok in hits] == [token]
     (location, _), = hits
     assert location.startswith("body:form") and token not in location and token[4:14] not in location
+
+
+def test_a_megabyte_blob_inside_json_is_located_without_crashing():
+    """A finding inside a base64 zip of megabytes in a JSON string: the blob itself is located as a span of the
+    JSON view (pyahocorasick crashed the process on such a word)."""
+    import random
+
+    rng = random.Random(3)
+    noise = bytes(rng.getrandbits(8) for _ in range(1_500_000))  # incompressible: the blob stays megabytes
+    token = ghp("big-blob")
+    archive = make_zip({"noise.bin": noise, "src/app.py": f"TOKEN = '{token}'\n"}, zipfile.ZIP_STORED)
+    body = _json({"message": "add", "content": b64(archive)})
+    hits = found(http(body=body, headers=[("Content-Type", "application/json")]))
+    assert [(loc, tok) for loc, tok in hits if tok == token] == [
+        ("body:json:$.content:base64/src/app.py", token)], hits

@@ -16,6 +16,11 @@ import ahocorasick
 
 Unit = tuple[object, Sequence[bytes]]  # (key, texts: the unit's text, and decoded forms of it; counts take the max)
 
+# A span can be a whole decoded blob (a base64 zip of megabytes inside a JSON string). pyahocorasick crashes the
+# process on words of megabytes, and matching a finding's first bytes tells its unit just as well, so needles
+# are the span's head.
+MAX_NEEDLE = 256
+
 
 def _automaton(needles: Iterable[bytes]) -> ahocorasick.Automaton:
     auto = ahocorasick.Automaton()
@@ -42,7 +47,7 @@ def locate_spans(view: bytes, spans: Sequence[tuple[int, int]], units: Callable[
     `units()` yields the document's units in order; it is called once, and stops being consumed as soon as
     every span is placed.
     """
-    needles = [view[s:e] if e > s else view[s:s + 1] for s, e in spans]
+    needles = [view[s:min(e, s + MAX_NEEDLE)] if e > s else view[s:s + 1] for s, e in spans]
     wanted_of: dict[bytes, list[tuple[int, int]]] = {}  # needle -> [(occurrence index, span index)]
     present = [n for n in dict.fromkeys(needles) if n]
     if not present:
