@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import json
 import os
 import re
@@ -42,6 +43,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -270,7 +272,8 @@ class Proxy:
                 break
         else:
             raise RuntimeError(f"{name} did not start:\n{''.join(lines)}")
-        os.set_blocking(self.proc.stdout.fileno(), False)
+        # keep reading: a proxy whose log pipe is full blocks on its next log line (mitmproxy logs connections)
+        threading.Thread(target=collections.deque, args=(self.proc.stdout, 0), daemon=True, name=f"{name}-log").start()
 
     def stop(self) -> None:
         self.proc.terminate()
