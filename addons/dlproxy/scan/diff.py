@@ -31,6 +31,12 @@ class Added:
 
     lines: list[bytes]
     where: list[tuple[str, int, str | None, str | None]]
+    size: int = 0  # bytes of the lines, each with its line end
+
+    def add(self, line: bytes, where: tuple[str, int, str | None, str | None]) -> None:
+        self.lines.append(line)
+        self.where.append(where)
+        self.size += len(line) + 1
 
 
 def looks_like_diff(data: bytes) -> bool:
@@ -68,7 +74,6 @@ def added_lines(lines: Iterable[bytes], batch_bytes: int = BATCH_BYTES) -> Itera
     old_left = new_left = 0  # lines of the current hunk still to come
     columns = 0  # in a merge's combined hunk: the number of parents
     batch = Added([], [])
-    size = 0
     for raw in lines:
         if raw.startswith(COMMIT_MARK):
             parts = raw[len(COMMIT_MARK):].split()
@@ -83,12 +88,10 @@ def added_lines(lines: Iterable[bytes], batch_bytes: int = BATCH_BYTES) -> Itera
                     continue
                 if prefix.count(b"+") == columns and path is not None:  # new to every parent: the merge's own
                     line = raw[columns:].rstrip(b"\n")
-                    batch.lines.append(line[:-1] if line.endswith(b"\r") else line)
-                    batch.where.append((path, number, commit, date))
-                    size += len(line) + 1
-                    if size >= batch_bytes:
+                    batch.add(line[:-1] if line.endswith(b"\r") else line, (path, number, commit, date))
+                    if batch.size >= batch_bytes:
                         yield batch
-                        batch, size = Added([], []), 0
+                        batch = Added([], [])
                 number += 1
                 continue
             columns = 0
@@ -100,12 +103,10 @@ def added_lines(lines: Iterable[bytes], batch_bytes: int = BATCH_BYTES) -> Itera
                 if line.endswith(b"\r"):
                     line = line[:-1]
                 if path is not None:
-                    batch.lines.append(line)
-                    batch.where.append((path, number, commit, date))
-                    size += len(line) + 1
-                    if size >= batch_bytes:
+                    batch.add(line, (path, number, commit, date))
+                    if batch.size >= batch_bytes:
                         yield batch
-                        batch, size = Added([], []), 0
+                        batch = Added([], [])
                 number += 1
                 continue
             if c == b" ":
