@@ -124,7 +124,12 @@ def script(up: ShapeUpstream, build, framing: str, text: str, ctype: str, header
 def assert_cut(sidecar, up, received: bytes | str) -> dict:
     data = received.encode() if isinstance(received, str) else received
     assert not carries(data, GHP.encode()), "the client received the token"
-    [incident] = [i for i in sidecar.incidents() if i.get("action") == "block"][-1:]
+    blocks: list[dict] = []
+    for _ in range(100):  # the client can see the error event before the incident line is written
+        if blocks := [i for i in sidecar.incidents() if i.get("action") == "block"]:
+            break
+        time.sleep(0.05)
+    [incident] = blocks[-1:]
     sidecar.assert_no_leak(GHP)
     return incident
 
