@@ -1,6 +1,6 @@
 """StreamGuard and WebSocketGuard through mitmproxy's test helpers (taddons, tflow): what gets streamed and how
-headers are rewritten, the stream callable's verdicts, fail-closed behaviour, and the mitmproxy internals both
-rely on (pinned here so an upgrade breaks a test, not the proxy).
+headers are rewritten, the stream callable's verdicts, fail-closed behaviour, the StreamJudge both guards share,
+and the mitmproxy internals both rely on (pinned here so an upgrade breaks a test, not the proxy).
 """
 
 from __future__ import annotations
@@ -18,10 +18,12 @@ from mitmproxy.test import taddons, tflow
 from mitmproxy.websocket import WebSocketMessage
 from wsproto.frame_protocol import Opcode
 
+from dlproxy.engine.vocab import Direction, Enforcement, Reason, Verdict
 from dlproxy.ops.incidents import IncidentLog
 from dlproxy.ops.metrics import Metrics
 from dlproxy.proxy import internals
 from dlproxy.proxy.addon import GENERATED, STREAMED, ProfileState
+from dlproxy.proxy.enforce import INCIDENT, VERDICT, StreamJudge, flow_context
 from dlproxy.proxy.internals import close_frame
 from dlproxy.proxy.streamguard import FlowStream, StreamGuard
 from dlproxy.proxy.websocket import KEEP_MESSAGES, WebSocketGuard
@@ -350,6 +352,178 @@ def test_websocket_fails_closed(env, monkeypatch):
     monkeypatch.setattr(env.ws, "_inspect", lambda *a: 1 / 0)
     assert ws_message(env, f, "hello").dropped
     assert env.ws_closed and env.sample("dlproxy_inspection_errors_total", reason="ZeroDivisionError") == 1
+
+
+# --- StreamJudge (proxy/enforce.py): the one policy of both guards --------------------------------------------------
+# The same secrets sent through a stream and a WebSocket get the same verdict, one incident each and the same metric
+# labels; the judge's own rules (one judgement per secret, most severe verdict, the incident a block names, a
+# redaction that cannot be done becomes a block, failing closed) are pinned directly.
+
+
+def samples(env, name: str) -> list[tuple[dict, float]]:
+    return [(dict(s.labels), s.value) for m in env.metrics.registry.collect() for s in m.samples
+            if s.name == name and s.value]
+
+
+def judge_for(env, flow: http.HTTPFlow | None = None, direction: Direction = Direction.RESPONSE) -> StreamJudge:
+    flow = flow or tflow.tflow(resp=True)
+    state = env.guard.state
+    return StreamJudge(state, state.active_for(flow), flow_context(flow, direction), env.metrics,
+                       env.guard.incidents, direction)
+
+
+def through_stream(env: Env, texts: list[str], host: str) -> str:
+    """`texts` as the chunks of one streamed response body; the flow's verdict."""
+    f = tflow.tflow(resp=True)
+    f.request.host = host
+    f.response.headers.clear()
+    f.response.headers.update({"content-type": "text/plain", "transfer-encoding": "chunked"})
+    f.response.content = None
+    env.guard.responseheaders(f)
+    for t in texts:
+        f.response.stream(t.encode())
+    f.response.stream(b"")
+    return f.metadata[VERDICT]
+
+
+ORDER = [Verdict.CLEAN, Verdict.ALLOWED, Verdict.LOGGED, Verdict.REDACTED, Verdict.BLOCKED]
+
+
+def through_websocket(env: Env, texts: list[str], host: str) -> str:
+    """`texts` as the messages of one WebSocket connection; the most severe per-message verdict."""
+    f = tflow.twebsocketflow(messages=False)
+    f.request.host = host
+    for t in texts:
+        f.websocket.messages.append(WebSocketMessage(Opcode.TEXT, True, t.encode()))
+        env.ws.websocket_message(f)
+    verdicts = [labels["verdict"] for labels, _ in samples(env, "dlproxy_flows_total")
+                if labels["direction"] == "websocket"]
+    return max(verdicts, key=ORDER.index)
+
+
+def summary(env: Env, direction: str) -> dict:
+    """What a guard's judging shows: its incidents and detections, without where (the location and direction
+    name the guard)."""
+    incidents = [{k: v for k, v in i.items() if k in ("action", "verdict", "dry_run")}
+                 | {"reason": i["reason"].split(" in ", 1)[0],  # "<name> in <location>…"
+                    "findings": sorted((x["entry"], x["fingerprint"], x["masked"]) for x in i["findings"])}
+                 for i in env.incidents() if i["direction"] == direction]
+    detections = sorted((labels["entry"], labels["action"], value)
+                        for labels, value in samples(env, "dlproxy_detections_total")
+                        if labels["direction"] == direction)
+    return {"incidents": incidents, "detections": detections}
+
+
+CASES = {
+    "block": ([f"a {GHP} b"], "example.org", Verdict.BLOCKED),
+    "redact": ([f"a {GHO} b"], "example.org", Verdict.REDACTED),
+    "log": ([f"a {NPM} b"], "example.org", Verdict.LOGGED),
+    "redact-and-log": ([f"a {GHO} b {NPM} c"], "example.org", Verdict.REDACTED),
+    "same-secret-twice": ([f"a {GHO} b", f"again {GHO}"], "example.org", Verdict.REDACTED),
+    "issuer-host-not-use-position": ([f"a {GHP} b"], "api.github.com", Verdict.BLOCKED),
+    "clean": (["nothing here"], "example.org", Verdict.CLEAN),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_a_stream_and_a_websocket_judge_the_same_secrets_alike(env, case):
+    texts, host, expected = CASES[case]
+    stream_verdict = through_stream(env, texts, host)
+    ws_verdict = through_websocket(env, texts, host)
+    assert stream_verdict == ws_verdict == expected
+    stream, ws = summary(env, "response"), summary(env, "websocket")
+    assert stream == ws
+    assert len(stream["incidents"]) == (0 if expected == Verdict.CLEAN else 1)  # once per secret
+    assert expected == Verdict.CLEAN or stream["detections"]
+    out = env.out.getvalue()
+    assert GHP not in out and GHO not in out and NPM not in out
+
+
+# --- the judge itself ------------------------------------------------------------------------------------------
+
+
+def finding(env: Env, token: str):
+    (f,) = env.guard.state.current.detector.scan(token.encode())
+    return f.at("body:stream")
+
+
+def test_each_secret_is_judged_and_recorded_once(env):
+    judge = judge_for(env, )
+    f = finding(env, GHO)
+    assert judge.verdicts.check([f], GHO.encode()) == (None, [f])
+    assert judge.verdicts.check([f], GHO.encode()) == (None, [f])  # again: the same action, nothing recorded
+    assert len(env.incidents()) == 1
+    assert samples(env, "dlproxy_detections_total") == [
+        ({"entry": "github-oauth", "direction": "response", "action": "redact"}, 1.0)]
+    assert judge.verdict == Verdict.REDACTED and judge.incident_id == env.incidents()[0]["incident_id"]
+
+
+def test_the_most_severe_verdict_is_kept_and_a_block_names_the_incident(env):
+    judge = judge_for(env, )
+    judge.verdicts.check([finding(env, NPM)], NPM.encode())
+    logged = judge.incident_id
+    assert judge.verdict == Verdict.LOGGED and logged and judge.block_decision is None
+    judge.verdicts.check([finding(env, GHP)], GHP.encode())
+    assert judge.verdict == Verdict.BLOCKED and judge.incident_id != logged
+    blocked = judge.incident_id
+    assert judge.block_decision is not None and judge.block_decision.enforcement == Enforcement.BLOCK
+    judge.verdicts.check([finding(env, GHO)], GHO.encode())  # a later, milder decision changes neither
+    assert judge.verdict == Verdict.BLOCKED and judge.incident_id == blocked
+    assert [i["action"] for i in env.incidents()] == ["log", "block", "redact"]
+
+
+def test_a_redaction_that_cannot_be_done_becomes_a_block(env):
+    judge = judge_for(env, )
+    judge.unredactable = "split across messages, the part already sent cannot be redacted"
+    blocked, redact = judge.verdicts.check([finding(env, GHO)], GHO.encode())
+    assert blocked is not None and redact == []
+    (incident,) = env.incidents()
+    assert incident["action"] == "block" and "the part already sent cannot be redacted" in incident["reason"]
+    assert samples(env, "dlproxy_detections_total")[0][0]["action"] == "block"
+
+
+def test_the_judge_reads_dry_run_when_it_judges(env):
+    judge = judge_for(env, )
+    env.tctx.options.update(dlp_dry_run=True)
+    blocked, redact = judge.verdicts.check([finding(env, GHP)], GHP.encode())
+    assert blocked is None and redact == []
+    (incident,) = env.incidents()
+    assert incident["dry_run"] is True and incident["action"] == "block"
+
+
+def test_unscannable_parts_are_decided_by_policy_and_noted(env):
+    judge = judge_for(env, )
+    decision = judge.unscannable("body:stream", Reason.CORRUPT_ENCODING)
+    assert decision.enforcement == Enforcement.BLOCK and judge.block_decision is decision
+    assert samples(env, "dlproxy_unscannable_total") == [({"reason": "corrupt_encoding"}, 1.0)]
+    assert env.incidents()[0]["unscannable"] == [{"location": "body:stream", "reason": "corrupt_encoding"}]
+
+
+def test_fail_counts_records_and_leaves_a_block_decision_whatever_on_error_says(env):
+    f = tflow.tflow(resp=True)
+    judge = judge_for(env, f)
+    env.tctx.options.update(dlp_dry_run=True)  # the recorded decision passes: the caller still cuts
+    try:
+        raise RuntimeError("scanner bug with " + GHP)
+    except RuntimeError as exc:
+        judge.fail(f, exc, "stream inspection failed, cutting the response of", None)
+    assert judge.block_decision is not None and judge.block_decision.enforcement == Enforcement.BLOCK
+    assert judge.verdict == Verdict.ERROR and judge.incident_id
+    assert samples(env, "dlproxy_inspection_errors_total") == [({"reason": "RuntimeError"}, 1.0)]
+    assert GHP not in env.out.getvalue()
+
+
+def test_guards_put_the_judges_verdict_and_incident_on_the_flow(env):
+    f = tflow.tflow(resp=True)
+    f.response.headers.clear()
+    f.response.headers.update({"content-type": "text/plain", "transfer-encoding": "chunked"})
+    f.response.content = None
+    env.guard.responseheaders(f)
+    judge = f.response.stream.judge
+    f.response.stream(f"x {NPM} y".encode())
+    f.response.stream(b"")
+    assert f.metadata[VERDICT] == judge.verdict == Verdict.LOGGED
+    assert f.metadata[INCIDENT] == judge.incident_id == env.incidents()[0]["incident_id"]
 
 
 # --- mitmproxy internals we rely on (proxy/internals.py) ------------------------------------------------------------------

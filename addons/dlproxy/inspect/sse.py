@@ -490,10 +490,11 @@ class SSEScanner:
     """An event stream: `framing` "sse" (text/event-stream), "lines" (NDJSON, Vercel AI SDK data stream) or
     "eventstream" (AWS binary frames). Events whose data is JSON feed the delta channels."""
 
-    def __init__(self, detector, judge: Judge, flavor: str | None = None, max_hold: int = MAX_EVENT_BYTES,
+    def __init__(self, detector, judge: Verdicts | Judge, flavor: str | None = None, max_hold: int = MAX_EVENT_BYTES,
                  framing: str = "sse"):
         self.detector = detector
-        self.verdicts = Verdicts(judge)  # shared by every channel: one judgement per secret per stream
+        # shared by every channel: one judgement per secret per stream
+        self.verdicts = judge if isinstance(judge, Verdicts) else Verdicts(judge)
         self.flavor = flavor  # from the request (path, host, headers); events can refine it
         self.detected: str | None = None  # flavor seen in the events themselves
         self.framing = framing

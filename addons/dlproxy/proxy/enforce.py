@@ -4,6 +4,8 @@
     block_body / block_response / block_message       the block of docs/contracts.md (403; 502 for a response)
     record_decision(metrics, incidents, decision, ctx) detections, unscannable parts, the incident
     fail_closed(exc, ...)                              an inspection that raised: count, on_error, block
+    StreamJudge                                        the policy of one stream: each secret judged once,
+                                                       each decision noted once, the flow's strongest verdict
 
 Nothing here formats a secret: findings carry only masked forms and fingerprints, and an exception is logged by
 its type and frames only (its message could quote the content).
@@ -19,10 +21,12 @@ from collections.abc import Callable, Mapping
 from mitmproxy import http, version
 
 from ..engine.findings import Finding
-from ..engine.vocab import Direction, Reason
+from ..engine.vocab import VERDICT_SEVERITY, Action, Direction, Enforcement, Reason, Verdict
+from ..extract.core import Unscannable
 from ..inspect import redact
-from ..inspect.policy import Decision, FlowContext, decide_error, normalize_host
+from ..inspect.policy import Active, Decision, FlowContext, decide, decide_error, normalize_host, with_action
 from ..inspect.scanning import Scan
+from ..inspect.stream import REDACT, Verdicts
 from ..ops.incidents import Incident, IncidentLog, mask_path
 from ..ops.metrics import Metrics
 from ..ops.revocation import Sighting
@@ -120,6 +124,78 @@ def fail_closed(flow: http.HTTPFlow, exc: BaseException, what: str, context: Cal
         except Exception:
             if flow.killable:
                 flow.kill()
+
+
+class StreamJudge:
+    """The policy of one stream (a streamed body, a WebSocket connection), whose findings arrive piecemeal.
+
+    `judge` is the stream scanners' policy hook (through `verdicts`, which asks it once per secret): it decides
+    by the profile, issuer binding and dry-run of `state` (read at each call: a reload applies at once), notes
+    the decision and returns (enforcement, findings to redact). Every decision is noted once: detections,
+    unscannable parts and incident (record_decision), and what the flow is counted with: its most severe
+    verdict, the incident a block names (else the first one), and the first block decision.
+
+    `direction` is the side whose secrets a sighting reports (a WebSocket sets it per message); `unredactable`,
+    while set, says why the findings being judged cannot be redacted in place: a redaction becomes a block."""
+
+    def __init__(self, state, active: Active | None, ctx_: FlowContext, metrics: Metrics | None,
+                 incidents: IncidentLog | None, direction: Direction, log: logging.Logger = logger,
+                 verdict: str = Verdict.CLEAN, incident_id: str | None = None):
+        self.state = state  # ProfileState: dry_run, issuer_binding
+        self.active = active
+        self.ctx = ctx_
+        self.metrics = metrics
+        self.incidents = incidents
+        self.direction = direction
+        self.log = log
+        evidence = getattr(active.settings, "evidence", None) if active is not None else None
+        self.verdicts = Verdicts(self.judge, evidence.context if evidence is not None else -1)
+        self.verdict = verdict
+        self.incident_id = incident_id
+        self.block_decision: Decision | None = None
+        self.unredactable = ""
+
+    def judge(self, findings: list[Finding]) -> tuple[str, list[Finding]]:
+        decision = self.decide(findings)
+        if self.unredactable and decision.enforcement == REDACT:
+            decision = with_action(decision, Action.BLOCK, self.unredactable)
+        self.note(decision, Sighting.judged(decision, self.direction, self.verdicts))
+        targets = [f for f, a in decision.outcomes if a == REDACT] if decision.enforcement == REDACT else []
+        return decision.enforcement, targets
+
+    def unscannable(self, location: str, reason: str) -> Decision:
+        """Part of the stream cannot be inspected: decide by policy (on_oversize / on_error) and note it."""
+        decision = self.decide([], [Unscannable(location, reason)])
+        self.note(decision)
+        return decision
+
+    def decide(self, findings: list[Finding], unscannable: list[Unscannable] | None = None) -> Decision:
+        state = self.state
+        return decide(findings, unscannable or [], self.ctx, self.active, state.dry_run, state.issuer_binding)
+
+    def note(self, decision: Decision, sighting: Sighting | None = None) -> None:
+        self.keep(decision, record_decision(self.metrics, self.incidents, decision, self.ctx, self.log,
+                                            sighting=sighting))
+
+    def keep(self, decision: Decision, incident_id: str | None) -> None:
+        if incident_id and (self.incident_id is None or decision.enforcement == Enforcement.BLOCK):
+            self.incident_id = incident_id
+        if VERDICT_SEVERITY.get(decision.verdict, 0) > VERDICT_SEVERITY.get(self.verdict, 0):
+            self.verdict = decision.verdict
+        if decision.enforcement == Enforcement.BLOCK and self.block_decision is None:
+            self.block_decision = decision
+
+    def fail(self, flow: http.HTTPFlow, exc: BaseException, what: str, settings) -> None:
+        """The stream's inspection raised: fail_closed counts, logs and records it (on_error of `settings`; None:
+        block). Whatever on_error says, the stream then has a block decision: the caller cuts it (part of it
+        may be forwarded already, the rest is unscanned)."""
+        def keep(decision: Decision, incident_id: str | None) -> None:
+            self.keep(decision, incident_id)
+            if self.block_decision is None:
+                self.block_decision = decide_error(decision.error or "stream", None)
+
+        fail_closed(flow, exc, what, lambda: self.ctx, settings, self.state.dry_run, self.metrics, self.incidents,
+                    keep)
 
 
 # --- the block response (docs/contracts.md) ---------------------------------------------------------------

@@ -30,7 +30,7 @@ import time
 from mitmproxy import ctx, http
 from mitmproxy.utils import human
 
-from ..engine.vocab import VERDICT_SEVERITY, Direction, Enforcement, Verdict
+from ..engine.vocab import Direction, Enforcement, Verdict
 from ..extract.core import Limits, Unscannable
 from ..inspect.policy import Active, Decision, FlowContext, decide, decide_error
 from ..inspect.scanning import Scan
@@ -47,6 +47,7 @@ from .enforce import (
     INCIDENT,
     STREAMED,
     VERDICT,
+    StreamJudge,
     block_body,
     fail_closed,
     flow_context,
@@ -111,26 +112,19 @@ class FlowStream:
         self.guard = guard
         self.flow = flow
         self.direction = direction
-        self.active = active
-        self.ctx = ctx_
         self.decoder = decoder
         self.framing = framing
+        self.judge = StreamJudge(guard.state, active, ctx_, guard.metrics, guard.incidents, direction, logger,
+                                 verdict, incident_id)
         detector = active.detector
         if framing:
             hold = min(active.settings.max_inspect_bytes, MAX_EVENT_BYTES)
-            self.scanner = SSEScanner(detector, self.judge, api_of(flow), max_hold=hold, framing=framing)
-            self.verdicts = self.scanner.verdicts
+            self.scanner = SSEScanner(detector, self.judge.verdicts, api_of(flow), max_hold=hold, framing=framing)
         else:
             msg = flow.request if direction == "request" else flow.response
-            self.scanner = ByteStreamScanner(detector, self.judge, "body:stream", fixed_length,
+            self.scanner = ByteStreamScanner(detector, self.judge.verdicts, "body:stream", fixed_length,
                                              Limits.from_settings(active.settings),
                                              msg.headers.get("content-type", ""))
-            self.verdicts = self.scanner.window.verdicts
-        evidence = getattr(active.settings, "evidence", None)
-        self.verdicts.context_chars = evidence.context if evidence is not None else -1
-        self.verdict = verdict
-        self.incident_id = incident_id
-        self.block_decision: Decision | None = None
         self.state = "open"  # open | passthrough | cut
         self.elapsed = 0.0
         self.scanned = 0
@@ -181,33 +175,10 @@ class FlowStream:
         except DecodeError:
             return self._cut()
 
-    # -- policy --
-
-    def judge(self, findings) -> tuple[str, list]:
-        state = self.guard.state
-        decision = decide(findings, [], self.ctx, self.active, state.dry_run, state.issuer_binding)
-        self.note(decision, Sighting.judged(decision, self.direction, self.verdicts))
-        enforcement = decision.enforcement
-        targets = [f for f, a in decision.outcomes if a == REDACT] if enforcement == REDACT else []
-        return enforcement, targets
-
-    def note(self, decision: Decision, sighting: Sighting | None = None) -> None:
-        """Record one decision (detections, incident) and keep the strongest verdict for flows_total."""
-        self.keep(decision, self.guard.record(decision, self.ctx, sighting=sighting))
-
-    def keep(self, decision: Decision, incident_id: str | None) -> None:
-        if incident_id and (self.incident_id is None or decision.enforcement == Enforcement.BLOCK):
-            self.incident_id = incident_id
-        if VERDICT_SEVERITY.get(decision.verdict, 0) > VERDICT_SEVERITY.get(self.verdict, 0):
-            self.verdict = decision.verdict
-        if decision.enforcement == Enforcement.BLOCK and self.block_decision is None:
-            self.block_decision = decision
+    # -- policy (StreamJudge) --
 
     def _unscannable(self, reason: str, can_pass: bool) -> list[bytes]:
-        state = self.guard.state
-        u = Unscannable("body:stream", reason)
-        decision = decide([], [u], self.ctx, self.active, state.dry_run, state.issuer_binding)
-        self.note(decision)
+        decision = self.judge.unscannable("body:stream", reason)
         if decision.enforcement == Enforcement.BLOCK or not can_pass:
             return self._cut()
         # policy lets what cannot be inspected through (on_oversize allow/scan_prefix, or dry-run)
@@ -217,14 +188,9 @@ class FlowStream:
         return [self.scanner.held()]
 
     def _fail(self, exc: Exception) -> list[bytes]:
-        """The stream is cut whatever on_error says: part of it may be forwarded already, the rest unscanned."""
-        def cut(decision: Decision, incident_id: str | None) -> None:
-            self.keep(decision, incident_id)
-            if self.block_decision is None:
-                self.block_decision = decide_error(decision.error or "stream", None)
-
-        fail_closed(self.flow, exc, f"stream inspection failed, cutting the {self.direction} of", lambda: self.ctx,
-                    self.active.settings, self.guard.state.dry_run, self.guard.metrics, self.guard.incidents, cut)
+        """The stream is cut whatever on_error says."""
+        self.judge.fail(self.flow, exc, f"stream inspection failed, cutting the {self.direction} of",
+                        self.judge.active.settings)
         return self._cut()
 
     # -- enforcement --
@@ -255,8 +221,8 @@ class FlowStream:
         return out
 
     def error_body(self) -> dict:
-        decision = self.block_decision or decide_error("stream", None)
-        return block_body(decision, self.incident_id or "", self.direction)
+        decision = self.judge.block_decision or decide_error("stream", None)
+        return block_body(decision, self.judge.incident_id or "", self.direction)
 
     def account(self) -> None:
         """Count the flow once: flows_total with its strongest verdict, bytes scanned, scan time."""
@@ -264,12 +230,13 @@ class FlowStream:
             return
         self.accounted = True
         try:
-            self.flow.metadata[VERDICT] = str(self.verdict)
-            if self.incident_id:
-                self.flow.metadata[INCIDENT] = self.incident_id
+            verdict, incident_id = self.judge.verdict, self.judge.incident_id
+            self.flow.metadata[VERDICT] = str(verdict)
+            if incident_id:
+                self.flow.metadata[INCIDENT] = incident_id
             m = self.guard.metrics
             if m is not None:
-                m.flows_total.labels(direction=self.direction, verdict=self.verdict).inc()
+                m.flows_total.labels(direction=self.direction, verdict=verdict).inc()
                 m.scanned_bytes_total.labels(direction=self.direction).inc(self.scanned)
                 m.scan_duration_seconds.labels(direction=self.direction).observe(self.elapsed)
         except Exception:

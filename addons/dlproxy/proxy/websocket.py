@@ -28,18 +28,17 @@ import zlib
 
 from mitmproxy import http
 
-from ..engine.vocab import Action, Direction, Enforcement, Reason, Verdict
-from ..extract import Limits, Unscannable, extract_http
+from ..engine.vocab import Direction, Enforcement, Reason, Verdict
+from ..extract import Limits, extract_http
 from ..extract.base64blobs import find_blobs
-from ..inspect.policy import Active, Decision, FlowContext, decide, with_action
+from ..inspect.policy import Active, FlowContext
 from ..inspect.sse import NAMED, extract_deltas, flavor_of, generic_deltas
-from ..inspect.stream import BLOCK, REDACT, ScanWindow, Verdicts, marker
+from ..inspect.stream import BLOCK, REDACT, ScanWindow, marker
 from ..ops.incidents import IncidentLog
 from ..ops.metrics import Metrics
-from ..ops.revocation import Sighting
 from . import internals
 from .addon import ProfileState
-from .enforce import fail_closed, flow_context, record_decision
+from .enforce import StreamJudge, flow_context
 
 logger = logging.getLogger(__name__)
 
@@ -63,22 +62,20 @@ class _Side:
 
 
 class _WSFlow:
-    __slots__ = ("active", "ctx", "verdicts", "sides", "closed", "incident_id", "split", "verdict", "from_client")
+    """One connection: its StreamJudge (one judgement per secret for the connection's life, both directions) and
+    what each side sent. `judge.verdict` is reset for each message: flows_total counts messages."""
 
-    def __init__(self, active: Active, ctx_: FlowContext, judge):
+    __slots__ = ("active", "judge", "verdicts", "sides", "closed")
+
+    def __init__(self, guard: WebSocketGuard, active: Active | None, ctx_: FlowContext):
         self.active = active
-        self.ctx = ctx_
-        self.verdicts = Verdicts(judge)
+        self.judge = StreamJudge(guard.state, active, ctx_, guard.metrics, guard.incidents, Direction.REQUEST,
+                                 logger)
+        self.verdicts = self.judge.verdicts
         detector = active.detector if active is not None else None
         self.sides = {c: _Side(ScanWindow(detector, self.verdicts, f"websocket:{'client' if c else 'server'}:split"))
                       for c in (True, False)} if detector is not None else {}
         self.closed = False
-        self.incident_id: str | None = None
-        self.split = ""  # why the findings being judged cannot be redacted (split across messages, encoded)
-        self.verdict = Verdict.CLEAN
-        self.from_client = True  # the side of the message being inspected (server → client: inbound)
-        evidence = getattr(active.settings, "evidence", None) if active is not None else None
-        self.verdicts.context_chars = evidence.context if evidence is not None else -1
 
 
 class WebSocketGuard:
@@ -124,9 +121,7 @@ class WebSocketGuard:
         st = self.flows.get(flow.id)
         if st is None:
             active = self.state.active_for(flow)
-            st = _WSFlow(active, flow_context(flow, Direction.WEBSOCKET), None)
-            st.verdicts.judge = lambda findings, st=st: self._judge(st, findings)
-            self.flows[flow.id] = st
+            st = self.flows[flow.id] = _WSFlow(self, active, flow_context(flow, Direction.WEBSOCKET))
         return st
 
     def _inspect(self, flow: http.HTTPFlow, st: _WSFlow, message) -> str:
@@ -134,8 +129,9 @@ class WebSocketGuard:
         side = st.sides[message.from_client]
         where = f"websocket:{'client' if message.from_client else 'server'}"
         detector = st.active.detector
-        st.verdict = Verdict.CLEAN
-        st.from_client = message.from_client
+        judge = st.judge
+        judge.verdict = Verdict.CLEAN
+        judge.direction = Direction.REQUEST if message.from_client else Direction.RESPONSE  # server → client
 
         # 1. the message itself
         findings = detector.scan(content)
@@ -153,11 +149,11 @@ class WebSocketGuard:
         # 2. what the receiver decodes: JSON escapes, HTML references, base64, compressed binary (pako), archives
         decoded = decoded_findings(detector, content, message.is_text, Limits.from_settings(st.active.settings))
         if decoded:
-            st.split = "encoded in the message, it cannot be redacted in place"
+            judge.unredactable = "encoded in the message, it cannot be redacted in place"
             try:
                 blocked, redact = st.verdicts.check([f.at(where + ":" + f.location) for f in decoded])
             finally:
-                st.split = ""
+                judge.unredactable = ""
             if blocked is not None or redact:
                 return self._block(flow, st, message)
 
@@ -182,49 +178,28 @@ class WebSocketGuard:
         # 5. a token still arriving a few characters per message: close before the peer holds enough to rebuild it
         for window in (side.window, *side.channels.values()):
             if split_in_flight(detector, window):
-                decision = decide([], [Unscannable(where + ":split", Reason.TRUNCATED)], st.ctx, st.active,
-                                  self.state.dry_run, self.state.issuer_binding)
-                self._note(st, decision)
-                if decision.enforcement == Enforcement.BLOCK:
+                if judge.unscannable(where + ":split", Reason.TRUNCATED).enforcement == Enforcement.BLOCK:
                     return self._block(flow, st, message)
                 break
-        return st.verdict
+        return judge.verdict
 
     @staticmethod
     def _push(st: _WSFlow, window: ScanWindow, data: bytes) -> bool:
         """Scan `data` as the continuation of what this side sent; True when a token completed across messages
         must be blocked (findings inside this message alone were judged already: same secret, same verdict)."""
-        st.split = "split across messages, the part already sent cannot be redacted"
+        st.judge.unredactable = "split across messages, the part already sent cannot be redacted"
         try:
             window.push(data)
         finally:
-            st.split = ""
+            st.judge.unredactable = ""
         return window.stopped
-
-    def _judge(self, st: _WSFlow, findings) -> tuple[str, list]:
-        state = self.state
-        decision = decide(findings, [], st.ctx, st.active, state.dry_run, state.issuer_binding)
-        if st.split and decision.enforcement == REDACT:
-            decision = with_action(decision, Action.BLOCK, st.split)
-        sighting = Sighting.judged(decision, Direction.REQUEST if st.from_client else Direction.RESPONSE,
-                                   st.verdicts)
-        self._note(st, decision, sighting)
-        targets = [f for f, a in decision.outcomes if a == REDACT] if decision.enforcement == REDACT else []
-        return decision.enforcement, targets
-
-    def _note(self, st: _WSFlow, decision: Decision, sighting: Sighting | None = None) -> None:
-        incident_id = self.record(decision, st.ctx, sighting)
-        if incident_id and (st.incident_id is None or decision.enforcement == Enforcement.BLOCK):
-            st.incident_id = incident_id
-        if decision.verdict != Verdict.CLEAN:
-            st.verdict = decision.verdict
 
     # -- enforcement --
 
     def _block(self, flow: http.HTTPFlow, st: _WSFlow, message) -> str:
         message.drop()
         st.closed = True
-        reason = f"dlp_violation: credential detected (incident {st.incident_id or 'unknown'})"
+        reason = f"dlp_violation: credential detected (incident {st.judge.incident_id or 'unknown'})"
         try:
             if not internals.close_websocket(flow, internals.POLICY_VIOLATION, reason):
                 logger.error("dlproxy could not close a WebSocket connection after a block")
@@ -236,22 +211,15 @@ class WebSocketGuard:
         """Fail closed whatever on_error says: the message is dropped and the connection closed."""
         message.drop()
         st = self.flows.get(flow.id)
-
-        def close(decision: Decision, incident_id: str | None) -> None:
-            state = self.flows.get(flow.id)
-            if state is None:
-                state = self.flows[flow.id] = _WSFlow(None, flow_context(flow, Direction.WEBSOCKET), None)
-            state.incident_id = state.incident_id or incident_id
-            self._block(flow, state, message)
-
-        fail_closed(flow, exc, "WebSocket inspection failed, closing",
-                    lambda: st.ctx if st is not None else flow_context(flow, Direction.WEBSOCKET), None,
-                    self.state.dry_run, self.metrics, self.incidents, close)
+        if st is None:  # it failed before the connection had its state (e.g. no profile loaded)
+            try:
+                ctx_ = flow_context(flow, Direction.WEBSOCKET)
+            except Exception:
+                ctx_ = FlowContext(Direction.WEBSOCKET, "")
+            st = self.flows[flow.id] = _WSFlow(self, None, ctx_)
+        st.judge.fail(flow, exc, "WebSocket inspection failed, closing", None)
+        self._block(flow, st, message)
         return Verdict.ERROR
-
-    def record(self, decision: Decision, ctx_: FlowContext, sighting: Sighting | None = None) -> str | None:
-        # unscannable parts come only from a token still arriving across messages (websocket:<side>:split)
-        return record_decision(self.metrics, self.incidents, decision, ctx_, logger, sighting=sighting)
 
 
 def json_message(content: bytes):
