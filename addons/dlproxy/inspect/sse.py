@@ -49,13 +49,30 @@ FINISH_ALL = ("response.completed", "response.failed", "response.incomplete", "m
 # --- parsing ---------------------------------------------------------------------------------------------------
 
 
-class SSEParser:
-    """Splits a byte stream into raw events (each up to and including its blank line), bytes untouched."""
+class _Framer:
+    """What every framing parser keeps: the bytes of the event not yet complete, capped at `max_event`."""
 
     def __init__(self, max_event: int = MAX_EVENT_BYTES):
         self._buf = bytearray()
-        self._pos = 0  # start of the line being scanned
         self.max_event = max_event
+
+    def _check(self, what: str) -> None:
+        if len(self._buf) > self.max_event:
+            raise HoldLimit(what)
+
+    def rest(self) -> bytes:
+        """An unterminated last event (at end of stream)."""
+        out = bytes(self._buf)
+        self._buf.clear()
+        return out
+
+
+class SSEParser(_Framer):
+    """Splits a byte stream into raw events (each up to and including its blank line), bytes untouched."""
+
+    def __init__(self, max_event: int = MAX_EVENT_BYTES):
+        super().__init__(max_event)
+        self._pos = 0  # start of the line being scanned
 
     def feed(self, data: bytes) -> list[bytes]:
         buf = self._buf
@@ -79,52 +96,30 @@ class SSEParser:
             del buf[:start]
             pos -= start
         self._pos = pos
-        if len(buf) > self.max_event:
-            raise HoldLimit("event too large")
+        self._check("event too large")
         return events
 
     def rest(self) -> bytes:
-        """An unterminated last event (at end of stream)."""
-        out = bytes(self._buf)
-        self._buf.clear()
         self._pos = 0
-        return out
+        return super().rest()
 
 
-class LineParser:
+class LineParser(_Framer):
     """Splits a byte stream into lines (each with its line end), bytes untouched: NDJSON, Vercel data streams."""
-
-    def __init__(self, max_event: int = MAX_EVENT_BYTES):
-        self._buf = bytearray()
-        self.max_event = max_event
 
     def feed(self, data: bytes) -> list[bytes]:
         buf = self._buf
         buf += data
         end = buf.rfind(b"\n") + 1
-        if not end:
-            if len(buf) > self.max_event:
-                raise HoldLimit("line too large")
-            return []
-        lines = bytes(buf[:end]).splitlines(keepends=True)
+        lines = bytes(buf[:end]).splitlines(keepends=True) if end else []
         del buf[:end]
-        if len(buf) > self.max_event:
-            raise HoldLimit("line too large")
+        self._check("line too large")
         return lines
 
-    def rest(self) -> bytes:
-        out = bytes(self._buf)
-        self._buf.clear()
-        return out
 
-
-class EventStreamParser:
+class EventStreamParser(_Framer):
     """Splits AWS `application/vnd.amazon.eventstream` (Bedrock ConverseStream, InvokeModelWithResponseStream) into
     whole frames: a 12-byte prelude (total length, headers length, CRC), headers, payload, message CRC."""
-
-    def __init__(self, max_event: int = MAX_EVENT_BYTES):
-        self._buf = bytearray()
-        self.max_event = max_event
 
     def feed(self, data: bytes) -> list[bytes]:
         buf = self._buf
@@ -140,11 +135,6 @@ class EventStreamParser:
                 break
             out.append(bytes(buf[:total]))
             del buf[:total]
-        return out
-
-    def rest(self) -> bytes:
-        out = bytes(self._buf)
-        self._buf.clear()
         return out
 
 
