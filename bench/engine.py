@@ -22,33 +22,20 @@ import os
 import random
 import re
 import sys
-import time
 import uuid
-import zlib
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "addons"))
 
+from common import MB, best_of, github_token  # noqa: E402
 from dlproxy.engine.detector import Detector  # noqa: E402
 from dlproxy.engine.prefilter import hyperscan_available  # noqa: E402
 from dlproxy.engine.profile import builtin_profile_path, load_profiles  # noqa: E402
 
-MB = 1024 * 1024
 SIZE_MB = int(os.environ.get("DLPROXY_BENCH_MB", "64"))
-GMP = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 WORDS = ("the of and to in is that for it as with was on be by this are or from at an have not which but "
          "token request server client upload config deploy build release cache proxy secret value key "
          "access policy account region bucket stream event message response header body").split()
-
-
-def github_token(rng: random.Random) -> str:
-    body = "".join(rng.choice(GMP) for _ in range(30))
-    crc = zlib.crc32(body.encode())
-    digits = ""
-    while crc:
-        crc, r = divmod(crc, 62)
-        digits = GMP[r] + digits
-    return "ghp_" + body + digits.rjust(6, "0")
 
 
 def clean_block(rng: random.Random, size: int) -> bytes:
@@ -115,15 +102,6 @@ def corpora(size: int) -> dict[str, bytes]:
     return {"a clean": a, "b token/64KiB": b, "c false starts": c}
 
 
-def best_of(fn, runs: int = 3) -> float:
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
-
-
 def main() -> None:
     profile = load_profiles([builtin_profile_path()])
     backends = ["pyahocorasick"] + (["hyperscan"] if hyperscan_available() else [])
@@ -139,12 +117,12 @@ def main() -> None:
     results = {}
     for name, buf in data.items():
         size = len(buf) / MB
-        ceiling = size / best_of(lambda buf=buf: buf.count(b"_"))
-        naive_rate = size / best_of(lambda buf=buf: naive.findall(buf), runs=1)
+        ceiling = size / best_of(lambda buf=buf: buf.count(b"_"))[0]
+        naive_rate = size / best_of(lambda buf=buf: naive.findall(buf), runs=1)[0]
         rates, counts = {}, {}
         for b, det in detectors.items():
-            rates[b] = size / best_of(lambda buf=buf, det=det: det.scan(buf))
-            counts[b] = len(det.scan(buf))
+            seconds, found = best_of(lambda buf=buf, det=det: det.scan(buf))
+            rates[b], counts[b] = size / seconds, len(found)
         results[name] = (ceiling, naive_rate, rates, counts)
         line = f"{name:<16} {ceiling:>8.0f}M {naive_rate:>8.1f}M" + "".join(f" {rates[b]:>13.1f}M" for b in backends)
         line += "".join(f" {rates[b] / naive_rate:>8.1f}x {100 * rates[b] / ceiling:>9.1f}%" for b in backends)

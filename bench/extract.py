@@ -22,36 +22,24 @@ import json
 import os
 import random
 import sys
-import time
 import zipfile
-import zlib
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "addons"))
 
 import httpx  # noqa: E402
 
+from common import MB, best_of, github_token  # noqa: E402
 from dlproxy.engine.detector import Detector  # noqa: E402
 from dlproxy.engine.profile import builtin_profile_path, load_profiles  # noqa: E402
 from dlproxy.extract import Limits, extract_http  # noqa: E402
 
-MB = 1024 * 1024
 SIZE = int(float(os.environ.get("DLPROXY_BENCH_MB", "10")) * MB)
 REPEAT = 3
-GMP = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 WORDS = ("the of and to in is that for it as with was on be by this are or from at an have not which but "
          "token request server client upload config deploy build release cache proxy secret value key "
          "access policy account region bucket stream event message response header body def return if "
          "self import class async await function const let var").split()
-
-
-def github_token(rng: random.Random) -> str:
-    body = "".join(rng.choice(GMP) for _ in range(30))
-    crc, digits = zlib.crc32(body.encode()), ""
-    while crc:
-        crc, r = divmod(crc, 62)
-        digits = GMP[r] + digits
-    return "ghp_" + body + digits.rjust(6, "0")
 
 
 def lines(rng: random.Random, size: int) -> str:
@@ -110,16 +98,6 @@ def zip_in_json(rng, token):
                        headers=[("Content-Type", "application/json")], body=body)
 
 
-def best(fn):
-    times = []
-    result = None
-    for _ in range(REPEAT):
-        t0 = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - t0)
-    return min(times), result
-
-
 def main() -> int:
     det = Detector(load_profiles([builtin_profile_path()]))
     limits = Limits()
@@ -132,14 +110,14 @@ def main() -> int:
                         ("zip-in-json", zip_in_json)):
         token = github_token(rng)
         plain, kwargs = build(rng, token)
-        t_plain, plain_hits = best(lambda plain=plain: det.scan(plain))
-        t_extract, ext = best(lambda kwargs=kwargs: extract_http(limits=limits, **kwargs))
+        t_plain, plain_hits = best_of(lambda plain=plain: det.scan(plain), REPEAT)
+        t_extract, ext = best_of(lambda kwargs=kwargs: extract_http(limits=limits, **kwargs), REPEAT)
 
         def total(kwargs=kwargs):
             out = extract_http(limits=limits, **kwargs)
             return [seg.locate(f.start, f.end) for seg in out.segments for f in det.scan(seg.data)]
 
-        t_total, locations = best(total)
+        t_total, locations = best_of(total, REPEAT)
         mb = len(plain) / MB
         ratio = t_total / t_plain
         worst = max(worst, ratio)

@@ -45,7 +45,10 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
+
+from common import alternating_rounds
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -329,18 +332,11 @@ def main() -> int:
         big = big_body()
         results: dict = {}
         for scenario, path, body, conns in (("a", "/v1/chat/completions", SMALL, 10), ("b", "/upload", big, 4)):
-            runs = []
-            for rnd in range(rounds):  # every target once per round, back to back; order alternates
-                order = RPS_TARGETS if rnd % 2 == 0 else RPS_TARGETS[::-1]
-                runs.append({name: client("rps", str(proxies[name].port), path, str(len(body)), str(conns),
-                                          str(duration), "1" if body is big else "0") for name in order})
-            results[scenario] = runs
-        runs = []
-        for rnd in range(rounds):
-            order = DOWNLOAD_TARGETS if rnd % 2 == 0 else DOWNLOAD_TARGETS[::-1]
-            runs.append({name: client("rps", str(proxies[name].port), "/download", "0", "4", str(duration), "0")
-                         for name in order})
-        results["d"] = runs
+            results[scenario] = alternating_rounds(rounds, RPS_TARGETS, lambda name, path=path, body=body, conns=conns:
+                                                   client("rps", str(proxies[name].port), path, str(len(body)),
+                                                          str(conns), str(duration), "1" if body is big else "0"))
+        results["d"] = alternating_rounds(rounds, DOWNLOAD_TARGETS, lambda name: client(
+            "rps", str(proxies[name].port), "/download", "0", "4", str(duration), "0"))
         for shape in ("boundary", "model"):
             targets = ["direct", "mitmdump", "mitmdump-stream", "dlproxy", "dlproxy-no-mid"]
             pooled: dict[str, list[float]] = {name: [] for name in targets}
@@ -369,35 +365,35 @@ def ratios(runs: list[dict], name: str, base: str) -> list[float]:
     return sorted(r[name]["rps"] / r[base]["rps"] for r in runs)
 
 
+def rps_rows(label: str, runs: list[dict], targets: Sequence[str]) -> None:
+    for name in targets:
+        r = median_run(runs, name)
+        errors = sum(x[name]["errors"] for x in runs)
+        print(f"{label:<28}{name:<16}{r['rps']:>9.1f}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}{errors:>8}")
+
+
+def target_row(runs: list[dict], base: str, what: str) -> str:
+    """dlproxy's req/s over `base`'s, the median of the per-round ratios, against the 90 % target."""
+    target = ratios(runs, "dlproxy", base)
+    mid = statistics.median(target)
+    return (f"{'':<28}{'ratio':<16}{mid * 100:>8.1f}%   dlproxy vs {what}, median round "
+            f"(range {target[0] * 100:.0f}-{target[-1] * 100:.0f} %; {'meets' if mid >= 0.9 else 'BELOW'} the 90 % "
+            f"target)")
+
+
 def report(results: dict, duration: float, rounds: int, streams: int) -> None:
     print(f"\ndlproxy proxy benchmark (loopback, {os.cpu_count()} CPUs; req/s: {rounds} rounds of {duration:g} s "
           f"per target, medians; SSE: {streams}×500 events every 2 ms per target, rounds rotated)\n")
     print(f"{'scenario':<28}{'target':<16}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}")
     for scenario, label in (("a", "(a) small JSON POST, 10c"), ("b", "(b) 1 MB upload, 4c")):
         runs = results[scenario]
-        for name in RPS_TARGETS:
-            r = median_run(runs, name)
-            errors = sum(x[name]["errors"] for x in runs)
-            print(f"{label:<28}{name:<16}{r['rps']:>9.1f}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}{errors:>8}")
-        target = ratios(runs, "dlproxy", "mitmdump")
+        rps_rows(label, runs, RPS_TARGETS)
         own = ratios(runs, "dlproxy", "no-dlp")
-        mid = statistics.median(target)
-        verdict = "meets" if mid >= 0.9 else "BELOW"
-        print(f"{'':<28}{'ratio':<16}{mid * 100:>8.1f}%   dlproxy vs mitmdump, median round "
-              f"(range {target[0] * 100:.0f}-{target[-1] * 100:.0f} %; {verdict} the 90 % target)")
+        print(target_row(runs, "mitmdump", "mitmdump"))
         print(f"{'':<28}{'':<16}{statistics.median(own) * 100:>8.1f}%   dlproxy vs no-dlp (what the inspection itself "
               f"costs; range {own[0] * 100:.0f}-{own[-1] * 100:.0f} %)\n")
-    runs = results["d"]
-    for name in DOWNLOAD_TARGETS:
-        r = median_run(runs, name)
-        errors = sum(x[name]["errors"] for x in runs)
-        print(f"{'(d) 1 MB chunked download':<28}{name:<16}{r['rps']:>9.1f}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}"
-              f"{errors:>8}")
-    target = ratios(runs, "dlproxy", "mitmdump-stream")
-    mid = statistics.median(target)
-    print(f"{'':<28}{'ratio':<16}{mid * 100:>8.1f}%   dlproxy vs mitmdump streaming it, median round "
-          f"(range {target[0] * 100:.0f}-{target[-1] * 100:.0f} %; {'meets' if mid >= 0.9 else 'BELOW'} the 90 % "
-          f"target)\n")
+    rps_rows("(d) 1 MB chunked download", results["d"], DOWNLOAD_TARGETS)
+    print(target_row(results["d"], "mitmdump-stream", "mitmdump streaming it") + "\n")
     print(f"{'(c) SSE per-event latency':<28}{'target':<16}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'events':>8}")
     for shape in ("boundary", "model"):
         for name in ("direct", "mitmdump", "mitmdump-stream", "dlproxy", "dlproxy-no-mid"):

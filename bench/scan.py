@@ -31,11 +31,11 @@ import sys
 import sysconfig
 import tempfile
 import time
-import zlib
 from pathlib import Path
 
+from common import github_token
+
 BIN = Path(sys.executable).parent
-GMP = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 COMMITS = int(os.environ.get("DLPROXY_BENCH_COMMITS", "10000"))
 INPUTS = os.environ.get("DLPROXY_BENCH_INPUTS", "tree,file,history").split(",")
 
@@ -113,15 +113,6 @@ def commands(kind: str, target: str, out: Path) -> dict[str, list[str] | None]:
     }
 
 
-def _token(rng: random.Random) -> str:
-    body = "".join(rng.choice(GMP) for _ in range(30))
-    n, digits = zlib.crc32(body.encode()), ""
-    while n:
-        n, r = divmod(n, 62)
-        digits = GMP[r] + digits
-    return "ghp_" + body + digits.rjust(6, "0")
-
-
 def make_history(repo: Path, commits: int, seed: int = 2026) -> tuple[int, int]:
     """A repository of `commits` commits written with one `git fast-import` stream; returns (planted tokens,
     bytes of added lines)."""
@@ -138,7 +129,7 @@ def make_history(repo: Path, commits: int, seed: int = 2026) -> tuple[int, int]:
         lines = files[name]
         new = [f"value_{c}_{k} = {rng.randrange(10**9)}  # {rng.getrandbits(160):040x}\n" for k in range(3)]
         if c in leak_at:
-            new.append(f"GITHUB_TOKEN = '{_token(rng)}'\n")
+            new.append(f"GITHUB_TOKEN = '{github_token(rng)}'\n")
             planted += 1
         elif c - 1 in leak_at:  # the next commit removes it again
             lines = [line for line in lines if "GITHUB_TOKEN" not in line]
