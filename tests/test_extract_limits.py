@@ -17,7 +17,6 @@ import pytest
 
 from dlproxy.extract import (
     REASONS,
-    ExtractionError,
     Limits,
     Segment,
     decode_content_encoding,
@@ -255,19 +254,20 @@ def test_many_gzip_members_are_bounded(monkeypatch):
     assert ext.decoded_bytes <= 2 * (2 * members + len(TOKEN))
 
 
-def test_decode_content_encoding_for_the_proxy(zeros_gzip):
+def test_decode_content_encoding_says_why_it_stopped(zeros_gzip):
     limits = Limits()
-    assert decode_content_encoding(brotli.compress(gzip.compress(b"abc")), "gzip, br", limits) == b"abc"
-    assert decode_content_encoding(b"abc", "identity", limits) == b"abc"
+    assert decode_content_encoding(brotli.compress(gzip.compress(b"abc")), "gzip, br", limits)[:3] == (b"abc", None, 2)
+    assert decode_content_encoding(b"abc", "identity", limits)[:3] == (b"abc", None, 0)
     for body, coding, reason in ((zeros_gzip, "gzip", "bomb"), (b"nope", "gzip", "corrupt_encoding"),
                                  (b"x", "compress", "unsupported_encoding"),
-                                 (gzip.compress(b"x" * 1000)[:-30], "gzip", "truncated")):
-        with pytest.raises(ExtractionError) as err:
-            decode_content_encoding(body, coding, limits)
-        assert err.value.reason == reason and str(err.value) == reason
-    with pytest.raises(ExtractionError) as err:
-        decode_content_encoding(gzip.compress(b"y" * 5000), "gzip", Limits(max_inspect_bytes=100))
-    assert err.value.reason == "too_large"
+                                 (gzip.compress(bytes(range(256)) * 40)[:-30], "gzip", "truncated")):
+        assert decode_content_encoding(body, coding, limits).reason == reason
+    over = decode_content_encoding(gzip.compress(b"y" * 5000), "gzip", Limits(max_inspect_bytes=100))
+    assert over.reason == "too_large" and over.data == b"y" * 100 and over.decoded == 100
+    bomb = decode_content_encoding(zeros_gzip, "gzip", limits)
+    assert len(bomb.data) == limits.expansion_cap(len(zeros_gzip)) and bomb.data.startswith(TOKEN.encode())
+    inner = decode_content_encoding(brotli.compress(b"not gzip " + TOKEN.encode()), "gzip, br", limits)
+    assert inner.reason == "corrupt_encoding" and inner.raw == b"not gzip " + TOKEN.encode()
 
 
 def test_internal_error_is_a_reason_and_leaks_nothing(monkeypatch, caplog):

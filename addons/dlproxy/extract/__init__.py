@@ -18,12 +18,12 @@ from collections.abc import Sequence
 
 from . import base64blobs, quickcheck
 from .core import (
-    DEPTH,
+    BOMB,
     ERROR,
     OVERSIZE_REASONS,
     REASONS,
+    TOO_LARGE,
     TRUNCATED,
-    UNSUPPORTED_ENCODING,
     Ctx,
     Extraction,
     ExtractionError,
@@ -33,7 +33,7 @@ from .core import (
     Segment,
     Unscannable,
 )
-from .encoding import OVER, decode, decode_content_encoding, parse_codings
+from .encoding import decode_content_encoding
 from .headers import extract_headers
 from .jsonx import locate_json_path
 from .route import extract_content
@@ -114,34 +114,16 @@ def extract_file(name: str, data: bytes, limits: Limits) -> Extraction:
 
 def _body(ctx: Ctx, body: bytes, content_encoding: str, ctype: str) -> None:
     loc = Loc("body")
-    codings = parse_codings(content_encoding) if content_encoding else []
-    if codings is None:
-        ctx.fail(loc, UNSUPPORTED_ENCODING)
-        ctx.emit(loc.child(":raw"), ctx.take(body, loc))
-        return
-    if len(codings) > ctx.limits.max_coding_layers:
-        ctx.fail(loc, DEPTH)
-        ctx.emit(loc.child(":raw"), ctx.take(body, loc))
-        return
-    if not codings:
+    res = decode_content_encoding(body, content_encoding, ctx.limits, ctx.left)
+    if res.layers == 0 and res.reason is None:  # identity
         ctx.content(ctx.take(body, loc), loc, Level(), ctype)
         return
-    data = body
-    for coding in reversed(codings):  # the last coding applied is undone first
-        cap, over = ctx.cap(len(data))
-        out, status = decode(coding, data, cap)
-        ctx.charge(len(out))
-        if status == OVER:  # bomb or budget: the decoded prefix is still scanned
-            ctx.fail(loc, over)
-            data = out
-            break
-        if status is not None:  # corrupt, truncated
-            ctx.fail(loc, status)
-            if status != TRUNCATED or not out:  # not what the header claims: scan it as it is too
-                ctx.emit(loc.child(":raw"), ctx.take(data, loc) if data is body else data)
-            if not out:
-                return
-            data = out
-            break
-        data = out
-    ctx.content(data, loc, Level(layers=len(codings)), ctype)
+    ctx.charge(res.decoded)
+    if res.reason is not None:
+        ctx.fail(loc, res.reason)
+        if res.reason not in (BOMB, TOO_LARGE) and (res.reason != TRUNCATED or not res.data):
+            # not what the header claims: scan it as it is too (a bomb's or the budget's prefix is scanned below)
+            ctx.emit(loc.child(":raw"), ctx.take(res.raw, loc) if res.raw is body else res.raw)
+        if not res.data:
+            return
+    ctx.content(res.data, loc, Level(layers=res.layers), ctype)

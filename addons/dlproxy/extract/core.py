@@ -59,6 +59,10 @@ class Limits:
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 
+    def expansion_cap(self, wire: int) -> int:
+        """The bomb rule: how much a decoder may produce from `wire` input bytes (the ratio, never below a floor)."""
+        return max(self.max_expansion_ratio * wire, self.min_bomb_bytes)
+
 
 @dataclass(frozen=True, slots=True)
 class Segment:
@@ -184,8 +188,7 @@ class Ctx:
 
     def cap(self, input_len: int) -> tuple[int, str]:
         """How many bytes a decoder of `input_len` bytes may produce, and the reason if it produces more."""
-        lim = self.limits
-        ratio_cap = max(lim.max_expansion_ratio * input_len, lim.min_bomb_bytes)
+        ratio_cap = self.limits.expansion_cap(input_len)
         if ratio_cap < self.left:
             return ratio_cap, BOMB
         return self.left, TOO_LARGE

@@ -1,11 +1,19 @@
-"""Bounded decoders: Content-Encoding (gzip incl. multi-member, deflate, br, zstd, stacked lists) and
-compressed files (gzip, bz2, xz, zstd).
+"""Bounded decoders, one incremental family for buffered and streamed bodies: Content-Encoding (gzip incl.
+multi-member, deflate, br, zstd, stacked lists) and compressed files (gzip, bz2, xz, zstd, zlib, lzma).
 
-Every decoder feeds its input in slices and asks for at most `cap + 1` output bytes, so a bomb stops at
-the cap instead of filling memory. Unlike mitmproxy's decoder this one reads every gzip member (a second
-member is a known evasion), rejects trailing garbage, and says why it stopped: (output, status) with
-status None (complete), OVER (cap reached; output is the first `cap` bytes), CORRUPT or TRUNCATED (output
-is what decoded before the problem).
+    decoder = ContentDecoder.for_header("gzip, br", limits)   # None for identity; DecodeError if unsupported
+    for piece in decoder.feed(chunk): ...                     # decoded pieces of at most 1 MiB
+    for piece in decoder.finish(): ...
+    decode_content_encoding(body, "gzip", limits, cap)        # a whole body: Decoded(data, reason, ...)
+
+One bomb rule (`Limits.expansion_cap`): every layer may produce at most max_expansion_ratio x the wire bytes fed
+so far, and always min_bomb_bytes ("bomb"); all layers together at most the caller's cap ("too_large"). Output
+stops exactly at the limit: the prefix is yielded (it is still scanned), then DecodeError(reason) is raised.
+
+Unlike mitmproxy's decoder this one reads every gzip member and zstd frame (a second member is a known evasion).
+After the last member only NUL padding may follow; any other trailing byte is corrupt (fail closed). An empty body
+decodes to nothing. Input is handed to a decompressor in slices sized by the member being read, so the copy zlib
+makes of the bytes after a member's end stays proportional to that member: many tiny members cost linear work.
 """
 
 from __future__ import annotations
@@ -13,6 +21,8 @@ from __future__ import annotations
 import bz2
 import lzma
 import zlib
+from collections.abc import Callable, Iterator, Sequence
+from typing import NamedTuple
 
 import brotli
 
@@ -21,11 +31,23 @@ try:  # Python 3.14 stdlib; mitmproxy depends on the backport for older Pythons
 except ImportError:  # pragma: no cover - depends on the Python version
     from backports import zstd
 
-from .core import CORRUPT_ENCODING, DEPTH, TRUNCATED, UNSUPPORTED_ENCODING, ExtractionError, Limits
+from .core import (
+    BOMB,
+    CORRUPT_ENCODING,
+    DEPTH,
+    TOO_LARGE,
+    TRUNCATED,
+    UNSUPPORTED_ENCODING,
+    ExtractionError,
+    Limits,
+)
 
 OVER = "over"
 CORRUPT = CORRUPT_ENCODING
-_FEED = 1 << 18  # input slice per decompressor call
+PIECE = 1 << 20  # decoded output comes in pieces of at most this size
+_SLICE = 1 << 18  # largest input slice per decompressor call
+_MIN_SLICE = 64  # first slice of a member that follows a tiny one
+_UNBOUNDED = 1 << 62
 
 GZIP_MAGIC = b"\x1f\x8b"
 BZ2_MAGIC = b"BZh"
@@ -78,149 +100,363 @@ def parse_codings(header: str) -> list[str] | None:
     return codings
 
 
+class DecodeError(ExtractionError):
+    """A body that cannot be decoded: unsupported_encoding, depth, corrupt_encoding, truncated, bomb, too_large."""
+
+
+Room = Callable[[], int]  # how many bytes the next decompressor call may produce
+
+
+class Decoded(NamedTuple):
+    """A whole body decoded (decode_content_encoding)."""
+
+    data: bytes  # everything, or the prefix decoded before `reason`
+    reason: str | None  # None: complete
+    layers: int  # codings undone (0: identity, or not decodable at all)
+    decoded: int  # bytes produced by every layer together (what the budget is charged)
+    raw: bytes  # what the failing layer was given: the body itself, or an inner layer's input
+
+
+class ContentDecoder:
+    """Incremental, bounded decoding of a list of codings (Content-Encoding order: the last applied is undone
+    first). `feed(wire)` / `finish()` yield pieces of at most PIECE bytes and raise DecodeError; a streamed body
+    is fed as it arrives, a buffered one at once (decode_content_encoding)."""
+
+    __slots__ = ("stages", "made", "limits", "cap", "wire", "decoded", "failed", "_rooms")
+
+    def __init__(self, codings: Sequence[str], limits: Limits | None, cap: int | None = None,
+                 zstd_window: int = HTTP_ZSTD_WINDOW):
+        """`limits`: the expansion rule (None: `cap` alone bounds the output); `cap`: the most all layers together
+        may produce (None: no budget, as for a stream, whose scanner holds a bounded window)."""
+        self.stages = [_stage(c, zstd_window) for c in reversed(codings)]
+        self.made = [0] * len(self.stages)
+        self.limits = limits
+        self.cap = cap
+        self.wire = 0
+        self.decoded = 0
+        self.failed: int | None = None  # the layer that raised (how many layers were undone before it)
+        self._rooms = [(lambda i=i: self._room(i)) for i in range(len(self.stages))]
+
+    @classmethod
+    def for_header(cls, value: str | None, limits: Limits, cap: int | None = None) -> ContentDecoder | None:
+        """None when there is nothing to decode (no header, identity); DecodeError when unsupported or too deep."""
+        codings = parse_codings(value or "")
+        if codings is None:
+            raise DecodeError(UNSUPPORTED_ENCODING)
+        if len(codings) > limits.max_coding_layers:
+            raise DecodeError(DEPTH)
+        return cls(codings, limits, cap) if codings else None
+
+    def feed(self, data: bytes) -> Iterator[bytes]:
+        self.wire += len(data)
+        if data:
+            yield from self._through(0, data, final=False)
+
+    def finish(self) -> Iterator[bytes]:
+        yield from self._through(0, b"", final=True)
+
+    def collect(self, data: bytes) -> tuple[bytes, str | None]:
+        """All of `data` decoded: (output, None), or (the output before the problem, reason)."""
+        out: list[bytes] = []
+        try:
+            out += self.feed(data)
+            out += self.finish()
+        except DecodeError as e:
+            return b"".join(out), e.reason
+        return b"".join(out), None
+
+    def _through(self, i: int, data: bytes, final: bool) -> Iterator[bytes]:
+        if i == len(self.stages):
+            if data:
+                yield data
+            return
+        stage = self.stages[i]
+        try:
+            if data:
+                for piece in stage.feed(data, self._rooms[i]):
+                    yield from self._out(i, piece)
+            if final:
+                for piece in stage.finish(self._rooms[i]):
+                    yield from self._out(i, piece)
+        except DecodeError:
+            if self.failed is None:
+                self.failed = i
+            raise
+        if final:
+            yield from self._through(i + 1, b"", final=True)
+
+    def _limits(self, i: int) -> tuple[int, int]:
+        """(bytes layer i may still produce by the ratio, bytes all layers may still produce by the cap)."""
+        ratio = self.limits.expansion_cap(self.wire) - self.made[i] if self.limits is not None else _UNBOUNDED
+        return ratio, (self.cap - self.decoded if self.cap is not None else _UNBOUNDED)
+
+    def _room(self, i: int) -> int:
+        return min(PIECE, min(self._limits(i)) + 1)  # one byte past a limit tells that it was crossed
+
+    def _out(self, i: int, piece: bytes) -> Iterator[bytes]:
+        ratio_left, cap_left = self._limits(i)
+        excess = len(piece) - min(ratio_left, cap_left)
+        if excess <= 0:
+            self.made[i] += len(piece)
+            self.decoded += len(piece)
+            yield from self._through(i + 1, piece, final=False)
+            return
+        keep = piece[:len(piece) - excess]
+        self.made[i] += len(keep)
+        self.decoded += len(keep)
+        if keep:
+            yield from self._through(i + 1, keep, final=False)
+        raise DecodeError(TOO_LARGE if cap_left <= ratio_left else BOMB)
+
+
+def decode_content_encoding(body: bytes, content_encoding: str, limits: Limits, cap: int | None = None) -> Decoded:
+    """A whole body decoded by its Content-Encoding within the limits (`cap`: at most this many bytes from all
+    layers together; default limits.max_inspect_bytes). Never raises: the reason says why it stopped."""
+    try:
+        decoder = ContentDecoder.for_header(content_encoding, limits,
+                                            limits.max_inspect_bytes if cap is None else cap)
+    except DecodeError as e:
+        return Decoded(b"", e.reason, 0, 0, body)
+    if decoder is None:
+        return Decoded(body, None, 0, 0, body)
+    data, reason = decoder.collect(body)
+    raw = body
+    if reason is not None and decoder.failed:  # an inner layer failed: what the outer layers made of the body
+        codings = parse_codings(content_encoding) or []
+        raw = ContentDecoder(codings[len(codings) - decoder.failed:], limits, decoder.cap).collect(body)[0]
+    return Decoded(data, reason, len(decoder.stages), decoder.decoded, raw)
+
+
 def decode(coding: str, data: bytes, cap: int, zstd_window: int = HTTP_ZSTD_WINDOW) -> tuple[bytes, str | None]:
-    """Decode one layer: "gzip" | "deflate" | "br" | "zstd" | "bz2" | "xz"."""
+    """One layer ("gzip" | "deflate" | "br" | "zstd" | "bz2" | "xz" | "zlib" | "lzma") of a file or an embedded
+    stream, at most `cap` bytes: (output, None | OVER | corrupt_encoding | truncated | unsupported_encoding)."""
+    try:
+        decoder = ContentDecoder([coding], None, cap, zstd_window)
+    except DecodeError as e:
+        return b"", e.reason
+    out, reason = decoder.collect(data)
+    return out, OVER if reason == TOO_LARGE else reason
+
+
+# --- the layers: feed(data, room) / finish(room) yield output, each call producing at most room() bytes -----------
+
+
+def _stage(coding: str, zstd_window: int):
     if coding == "gzip":
-        return _zlib(data, cap, 47, gzip_members=True)
+        return _Zlib(47, members=True)  # 47: gzip or zlib header; the following members are gzip (31)
     if coding == "deflate":
-        out, status = _zlib(data, cap, 15, gzip_members=False)
-        if status == CORRUPT and not out:  # many servers send raw deflate under this name
-            return _zlib(data, cap, -15, gzip_members=False)
-        return out, status
+        return _Zlib(None, members=False)
+    if coding == "zlib":  # a zlib stream with no Content-Encoding (a PDF stream, an API's compressed field)
+        return _Zlib(15, members=False)
     if coding == "br":
-        return _brotli(data, cap)
+        return _Brotli()
     if coding == "zstd":
         window_log = zstd_window.bit_length() - 1
-        return _members(lambda: zstd.ZstdDecompressor(options={_WINDOW_LOG_MAX: window_log}), ZSTD_MAGIC,
-                        data, cap)
+        return _Frames(lambda: zstd.ZstdDecompressor(options={_WINDOW_LOG_MAX: window_log}), ZSTD_MAGIC[0])
     if coding == "bz2":
-        return _members(bz2.BZ2Decompressor, BZ2_MAGIC, data, cap)
+        return _Frames(bz2.BZ2Decompressor, BZ2_MAGIC[0])
     if coding == "xz":
-        return _members(lambda: lzma.LZMADecompressor(memlimit=XZ_MEMLIMIT), XZ_MAGIC, data, cap)
-    if coding == "zlib":  # a zlib stream with no Content-Encoding (a file, an API's compressed field)
-        return _zlib(data, cap, 15, gzip_members=False)
+        return _Frames(lambda: lzma.LZMADecompressor(memlimit=XZ_MEMLIMIT), XZ_MAGIC[0])
     if coding == "lzma":  # .lzma ("alone") files
-        return _members(lambda: lzma.LZMADecompressor(lzma.FORMAT_ALONE, memlimit=XZ_MEMLIMIT), b"\x5d", data, cap)
-    return b"", UNSUPPORTED_ENCODING
+        return _Frames(lambda: lzma.LZMADecompressor(lzma.FORMAT_ALONE, memlimit=XZ_MEMLIMIT), 0x5D)
+    raise DecodeError(UNSUPPORTED_ENCODING)
 
 
-def decode_content_encoding(body: bytes, content_encoding: str, limits: Limits) -> bytes:
-    """Decode a whole body by its Content-Encoding within the limits, or raise ExtractionError(reason).
-
-    Reasons: unsupported_encoding, corrupt_encoding, truncated, bomb, too_large, depth. For the proxy's own
-    use (e.g. a streamed body collected in full); extract_http does the same and keeps partial output.
-    """
-    codings = parse_codings(content_encoding)
-    if codings is None:
-        raise ExtractionError(UNSUPPORTED_ENCODING)
-    if len(codings) > limits.max_coding_layers:
-        raise ExtractionError(DEPTH)
-    left = limits.max_inspect_bytes
-    for coding in reversed(codings):
-        ratio_cap = max(limits.max_expansion_ratio * len(body), limits.min_bomb_bytes)
-        cap, over_reason = (ratio_cap, "bomb") if ratio_cap < left else (left, "too_large")
-        body, status = decode(coding, body, cap)
-        if status == OVER:
-            raise ExtractionError(over_reason)
-        if status is not None:
-            raise ExtractionError(status)
-        left -= len(body)
-    return body
+def _zlib_header(head: bytes) -> bool:
+    """A zlib stream's first two bytes (CMF, FLG). A raw deflate stream from a real compressor never has them:
+    its first block type would have to be "stored" with non-zero padding bits."""
+    return len(head) >= 2 and head[0] & 0x0F == 8 and head[0] >> 4 <= 7 and (head[0] << 8 | head[1]) % 31 == 0
 
 
-def _zlib(data: bytes, cap: int, wbits: int, gzip_members: bool) -> tuple[bytes, str | None]:
-    out = bytearray()
-    view = memoryview(data)
-    n = len(data)
-    pos = 0
-    d = zlib.decompressobj(wbits)
-    try:
-        while True:
-            if d.unconsumed_tail:
-                chunk = d.unconsumed_tail
-            elif pos < n:
-                chunk = view[pos:pos + _FEED]
-                pos += len(chunk)
-            else:
-                chunk = b""
-            produced = d.decompress(chunk, cap + 1 - len(out))
-            out += produced
-            if len(out) > cap:
-                return _cut(out, cap), OVER
+class _Members:
+    """Concatenated members (gzip members, zstd frames, bz2/xz streams), each read by a fresh decompressor in
+    slices; after the last, only NUL padding. Subclasses: `_start()` a decompressor, `_run(d, chunk, room)`."""
+
+    def __init__(self, magic0: int | None):
+        self.magic0 = magic0  # first byte of a following member; None: a single stream
+        self.d = None  # None until the first byte arrives (an empty body is no error)
+        self.ended = False  # the current member is complete
+        self.padded = False  # NUL padding seen: nothing else may follow
+        self.slice = _SLICE
+        self.member_in = 0  # input bytes of the current member
+
+    def feed(self, data: bytes, room: Room) -> Iterator[bytes]:
+        view = memoryview(data)
+        n, pos = len(view), 0
+        if self.d is None:
+            self.d = self._start(first=True)
+        while pos < n:
+            if self.ended:
+                if not self.padded and view[pos] == self.magic0:
+                    self.d = self._start(first=False)
+                    self.ended, self.member_in = False, 0
+                elif bytes(view[pos:]).strip(b"\x00"):
+                    raise DecodeError(CORRUPT)  # trailing garbage: fail closed
+                else:
+                    self.padded = True
+                    return
+            chunk = view[pos:pos + self.slice]
+            d = self.d
+            yield from self._run(d, chunk, room)
+            used = len(chunk) - len(d.unused_data) if d.eof else len(chunk)
+            pos += used
+            self.member_in += used
             if d.eof:
-                start = pos - len(d.unused_data)  # absolute offset of whatever follows this stream
-                head = data[start:start + 2]
-                if gzip_members and head == GZIP_MAGIC:
-                    d = zlib.decompressobj(31)
-                    pos = start
-                    continue
-                if not head or (head[0] == 0 and not data[start:].strip(b"\x00")):
-                    return bytes(out), None
-                return bytes(out), CORRUPT  # trailing garbage: fail closed
-            if not chunk and not produced:
-                return bytes(out), TRUNCATED
-    except zlib.error:
-        return bytes(out), CORRUPT
+                self.ended = True
+                self.slice = min(_SLICE, max(_MIN_SLICE, 2 * self.member_in))
+            else:
+                self.slice = min(_SLICE, 2 * self.slice)
+
+    def finish(self, room: Room) -> Iterator[bytes]:
+        if self.d is None or self.ended:
+            return
+        yield from self._drain(self.d, room)
+        if not self.d.eof:
+            raise DecodeError(TRUNCATED)
+
+    def _start(self, first: bool):
+        raise NotImplementedError
+
+    def _run(self, d, chunk, room: Room) -> Iterator[bytes]:
+        raise NotImplementedError
+
+    def _drain(self, d, room: Room) -> Iterator[bytes]:
+        return iter(())
 
 
-def _brotli(data: bytes, cap: int) -> tuple[bytes, str | None]:
-    out = bytearray()
-    d = brotli.Decompressor()
-    view = memoryview(data)
-    try:
-        for pos in range(0, len(data), _FEED):
-            out += d.process(view[pos:pos + _FEED], output_buffer_limit=cap + 1 - len(out))
-            while len(out) <= cap and not d.can_accept_more_data():
-                more = d.process(b"", output_buffer_limit=cap + 1 - len(out))
-                if not more:
+class _Zlib(_Members):
+    """gzip (every member), zlib, or "deflate": zlib-wrapped in theory, raw in practice, told by its first bytes."""
+
+    def __init__(self, wbits: int | None, members: bool):
+        super().__init__(GZIP_MAGIC[0] if members else None)
+        self.wbits = wbits  # None: zlib or raw, by the first two bytes
+        self.head = b""  # "deflate": a first byte held until the second arrives
+
+    def feed(self, data: bytes, room: Room) -> Iterator[bytes]:
+        if self.wbits is None:
+            if len(self.head) + len(data) < 2:
+                self.head += data
+                return
+            if self.head:
+                data, self.head = self.head + data, b""
+            self.wbits = 15 if _zlib_header(data[:2]) else -15
+        try:
+            yield from super().feed(data, room)
+        except zlib.error:
+            raise DecodeError(CORRUPT) from None
+
+    def finish(self, room: Room) -> Iterator[bytes]:
+        if self.head:  # a one-byte body
+            raise DecodeError(TRUNCATED)
+        try:
+            yield from super().finish(room)
+        except zlib.error:
+            raise DecodeError(CORRUPT) from None
+
+    def _start(self, first: bool):
+        return zlib.decompressobj(self.wbits if first else 31)
+
+    def _run(self, d, chunk, room: Room) -> Iterator[bytes]:
+        limit = room()
+        out = d.decompress(chunk, limit)
+        while True:
+            if out:
+                yield out
+            if d.eof or len(out) < limit:  # below the limit, zlib has taken all the input it was given
+                return
+            limit = room()
+            out = d.decompress(d.unconsumed_tail, limit)
+
+    def _drain(self, d, room: Room) -> Iterator[bytes]:
+        out = d.flush()
+        if out:
+            yield out
+
+
+class _Frames(_Members):
+    """zstd, bz2, xz, lzma: decompressors with needs_input / eof / unused_data."""
+
+    _ERRORS = (OSError, EOFError, lzma.LZMAError, zstd.ZstdError, ValueError, MemoryError)
+
+    def __init__(self, make: Callable[[], object], magic0: int):
+        super().__init__(magic0)
+        self.make = make
+
+    def feed(self, data: bytes, room: Room) -> Iterator[bytes]:
+        try:
+            yield from super().feed(data, room)
+        except self._ERRORS:
+            raise DecodeError(CORRUPT) from None
+
+    def finish(self, room: Room) -> Iterator[bytes]:
+        try:
+            yield from super().finish(room)
+        except self._ERRORS:
+            raise DecodeError(CORRUPT) from None
+
+    def _start(self, first: bool):
+        return self.make()
+
+    def _run(self, d, chunk, room: Room) -> Iterator[bytes]:
+        out = d.decompress(chunk, room())
+        while True:
+            if out:
+                yield out
+            if d.eof or d.needs_input:
+                return
+            out = d.decompress(b"", room())
+
+    def _drain(self, d, room: Room) -> Iterator[bytes]:
+        while not d.eof and not d.needs_input:
+            out = d.decompress(b"", room())
+            if not out:
+                return
+            yield out
+
+
+class _Brotli:
+    """One brotli stream (the format has no members); bytes after its end are corrupt. The decoder may return more
+    than output_buffer_limit (a window's worth): such output is split into pieces."""
+
+    def __init__(self):
+        self.d = brotli.Decompressor()
+        self.fed = False
+
+    def feed(self, data: bytes, room: Room) -> Iterator[bytes]:
+        self.fed = True
+        view = memoryview(data)
+        try:
+            for pos in range(0, len(view), _SLICE):
+                out = self.d.process(view[pos:pos + _SLICE], output_buffer_limit=room())
+                while True:
+                    yield from _split(out)
+                    if self.d.can_accept_more_data():
+                        break
+                    out = self.d.process(b"", output_buffer_limit=room())
+                    if not out:
+                        break
+        except brotli.error:
+            raise DecodeError(CORRUPT) from None
+
+    def finish(self, room: Room) -> Iterator[bytes]:
+        if not self.fed:
+            return
+        try:
+            while not self.d.is_finished():
+                out = self.d.process(b"", output_buffer_limit=room())
+                if not out:
                     break
-                out += more
-            if len(out) > cap:
-                return _cut(out, cap), OVER
-        while len(out) <= cap and not d.is_finished():
-            more = d.process(b"", output_buffer_limit=cap + 1 - len(out))
-            if not more:
-                break
-            out += more
-        if len(out) > cap:
-            return _cut(out, cap), OVER
-        return bytes(out), None if d.is_finished() else TRUNCATED
-    except brotli.error:
-        return bytes(out), CORRUPT
+                yield from _split(out)
+        except brotli.error:
+            raise DecodeError(CORRUPT) from None
+        if not self.d.is_finished():
+            raise DecodeError(TRUNCATED)
 
 
-def _members(make, magic: bytes, data: bytes, cap: int) -> tuple[bytes, str | None]:
-    """bz2 / xz / zstd (decompressor objects with needs_input and eof): concatenated streams allowed."""
-    out = bytearray()
-    view = memoryview(data)
-    n = len(data)
-    pos = 0
-    d = make()
-    try:
-        while True:
-            if d.needs_input:
-                if pos >= n:
-                    return bytes(out), TRUNCATED
-                chunk = view[pos:pos + _FEED]
-                pos += len(chunk)
-            else:
-                chunk = b""
-            out += d.decompress(chunk, cap + 1 - len(out))
-            if len(out) > cap:
-                return _cut(out, cap), OVER
-            if d.eof:
-                start = pos - len(d.unused_data)
-                if data[start:start + len(magic)] == magic:
-                    d = make()
-                    pos = start
-                    continue
-                if start >= n or (data[start] == 0 and not data[start:].strip(b"\x00")):
-                    return bytes(out), None
-                return bytes(out), CORRUPT
-    except (OSError, EOFError, lzma.LZMAError, zstd.ZstdError, ValueError, MemoryError):
-        return bytes(out), CORRUPT
-
-
-def _cut(out: bytearray, cap: int) -> bytes:
-    del out[cap:]
-    return bytes(out)
+def _split(out: bytes) -> Iterator[bytes]:
+    if len(out) <= PIECE:
+        if out:
+            yield out
+        return
+    for pos in range(0, len(out), PIECE):
+        yield out[pos:pos + PIECE]

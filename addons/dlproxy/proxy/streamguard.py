@@ -32,10 +32,11 @@ from mitmproxy.utils import human
 
 from ..engine.vocab import Direction, Enforcement, Verdict
 from ..extract.core import Limits, Unscannable
+from ..extract.encoding import ContentDecoder, DecodeError
 from ..inspect.policy import Active, Decision, FlowContext, decide, decide_error
 from ..inspect.scanning import Scan
 from ..inspect.sse import MAX_EVENT_BYTES, SSEScanner, error_event
-from ..inspect.stream import REDACT, ByteStreamScanner, DecodeError, StreamDecoder, Uninspectable
+from ..inspect.stream import REDACT, ByteStreamScanner, Uninspectable
 from ..ops.incidents import IncidentLog
 from ..ops.metrics import Metrics
 from ..ops.revocation import Sighting
@@ -106,7 +107,7 @@ class FlowStream:
     """The `stream` callable of one streamed message: decode → scan → forward what is decided. Never raises."""
 
     def __init__(self, guard: StreamGuard, flow: http.HTTPFlow, direction: Direction, active: Active,
-                 ctx_: FlowContext, decoder: StreamDecoder | None, framing: str | None, fixed_length: bool,
+                 ctx_: FlowContext, decoder: ContentDecoder | None, framing: str | None, fixed_length: bool,
                  verdict: str = Verdict.CLEAN,
                  incident_id: str | None = None):
         self.guard = guard
@@ -316,8 +317,7 @@ class StreamGuard:
             return  # blocked on the headers
         msg = flow.request if direction == Direction.REQUEST else flow.response
         try:
-            decoder = StreamDecoder.for_header(msg.headers.get("content-encoding"),
-                                               active.settings.max_expansion_ratio)
+            decoder = ContentDecoder.for_header(msg.headers.get("content-encoding"), active.limits)
         except DecodeError as e:
             self.undecodable(flow, direction, active, e.reason)
             return
