@@ -24,13 +24,13 @@ import json
 import logging
 import re
 import time
-import zlib
 
 from mitmproxy import http
 
 from ..engine.vocab import Direction, Enforcement, Reason, Verdict
 from ..extract import Limits, extract_http
 from ..extract.base64blobs import find_blobs
+from ..extract.encoding import OVER, decode
 from ..inspect.policy import Active, FlowContext
 from ..inspect.sse import NAMED, extract_deltas, flavor_of, generic_deltas
 from ..inspect.stream import BLOCK, REDACT, ScanWindow, marker
@@ -236,20 +236,10 @@ def json_message(content: bytes):
 
 def inflate(content: bytes, limits: Limits) -> bytes | None:
     """A binary message compressed with zlib or raw deflate (pako.deflate / deflateRaw), decoded within the
-    expansion limits; None when it is not one. gzip and archives are found by extract's own sniffing."""
-    cap = max(limits.max_expansion_ratio * len(content), limits.min_bomb_bytes)
-    for wbits in ((15, -15) if len(content) > 1 and content[0] & 0x0F == 8 and
-                  (content[0] << 8 | content[1]) % 31 == 0 else (-15,)):
-        d = zlib.decompressobj(wbits)
-        try:
-            out = d.decompress(content, cap)
-        except zlib.error:
-            continue
-        if d.eof and not d.unused_data:
-            return out
-        if len(out) >= cap:
-            return out  # capped: the decoded prefix is scanned
-    return None
+    expansion limits (a capped prefix is scanned); None when it is not one. gzip and archives are found by
+    extract's own sniffing."""
+    out, status = decode("deflate", content, limits.expansion_cap(len(content)))
+    return out if status is None or status == OVER else None
 
 
 def decoded_findings(detector, content: bytes, is_text: bool, limits: Limits) -> list:
