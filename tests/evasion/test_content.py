@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import bz2
 import gzip
+import hashlib
 import io
 import json
 import lzma
@@ -76,6 +77,17 @@ json_raw = ctype("application/json")
 def form(field: str):
     return lambda v: text_body(f"{field}={v if isinstance(v, str) else v.decode('latin-1')}&x=1",
                                "application/x-www-form-urlencoded")
+
+
+LONG_PROSE = "The proxy reads every request before it leaves the machine, and nothing secret slips through. " * 800
+
+
+def sha_log(lines: int, line: str) -> str:
+    """A git-log-like text: commit and tree SHAs on every line, `line` in the middle."""
+    out = [f"commit {hashlib.sha1(str(i).encode()).hexdigest()} tree {hashlib.sha256(str(i).encode()).hexdigest()}"
+           for i in range(lines)]
+    out.insert(lines // 2, line)
+    return "\n".join(out) + "\n"
 
 
 # --- binary framings --------------------------------------------------------------------------------------
@@ -350,6 +362,11 @@ TABLE: list[Variant] = [
     encoded("html-entities", "HTML numeric entities", ctype("text/html"),
             lambda t: "<p>" + "".join(f"&#{ord(c)};" for c in t) + "</p>", entry=CF),
     encoded("hex-run", "the token as a hex string", plain_text, lambda t: "key=" + b(t).hex()),
+    encoded("hex-run-deep-in-log", "the token as hex past 3000 commit SHAs (a > 64 KB text)", plain_text,
+            lambda t: sha_log(3000, "key=" + b(t).hex()), entry=CF),
+    encoded("hex-run-large-json", "the token as hex in a > 64 KB JSON body", json_raw,
+            lambda t: json.dumps({"messages": [{"role": "user", "content": LONG_PROSE}], "key": b(t).hex()}),
+            entry=GL),
     encoded("base32-run", "the token as base32", plain_text, lambda t: "key=" + base64.b32encode(b(t)).decode(),
             entry=GL),
     encoded("xml-cdata-split", "token split by a CDATA section in XML", ctype("application/xml"),

@@ -64,12 +64,13 @@ def plain_text_body(headers: Sequence[tuple[str, str]], body: bytes) -> bool:
 
 
 def extract_http(*, url: str | None, headers: Sequence[tuple[str, str]], body: bytes | None,
-                 limits: Limits, blob_free: bool = False) -> Extraction:
+                 limits: Limits, blob_free: bool = False, token_window: int | None = None) -> Extraction:
     """Segments for the URL, every header and the body (decoded by Content-Encoding, then Content-Type).
 
     `blob_free`: the caller found no base64 run in the body (`plain_text_body`), so a text segment that is the
-    body itself is not searched for one again."""
-    ctx = Ctx(limits, extract_content)
+    body itself is not searched for one again. `token_window`: the widest token the caller's detector finds; the
+    escape view of a long text then decodes only the text that close to an escape (jsonx.escaped_view)."""
+    ctx = Ctx(limits, extract_content, token_window=token_window)
     if blob_free and body:
         ctx.blob_free = body
     stage = "url"

@@ -26,6 +26,10 @@ _LINES = bytes(0x61 if b in _B64 else 0x6E if b == 0x0A else 0x72 if b == 0x0D e
                for b in range(256))  # line-aware: base64 `a`, \n `n`, \r `r`, indentation `s`
 _RUN = b"a" * MIN_BLOB
 _HEX = b"0123456789abcdefABCDEF"
+# Hex pairs of 16 printable ASCII (or tab, LF, CR) bytes in a row: text written as hex. Runs of hex digits only are
+# otherwise left out by the bulk finder; a SHA or a random id holds such a stretch with a chance of about 1e-7.
+_HEX_TEXT = rb"(?:[2-7][0-9a-fA-F]|0[9aAdD]){16}"
+BULK_AFTER = 64  # runs found one by one before the rest of a large segment goes to the bulk finder
 _URLSAFE = bytes.maketrans(b"-_", b"+/")
 _B32_CHARS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
 _MAX_BASE32 = 64 * 1024  # base64.b32decode is not C code: bounded
@@ -40,31 +44,44 @@ def _wrapped(width: int) -> re.Pattern:
 
 
 def _runs(data: bytes, runs: bytes):
-    """(start, end) of the runs of >= MIN_BLOB base64 characters, in order. With Hyperscan, runs of hex digits
-    only (SHAs, ids, digests: most long runs in code and logs, never worth decoding) are left out in bulk, so
-    they cost no Python step each; the generator's `send(pos)` skips to `pos` (after a wrapped block)."""
+    """(start, end) of the runs of >= MIN_BLOB base64 characters, in order; the generator's `send(pos)` skips to
+    `pos` (after a wrapped block). Runs are found one by one (find on the translation); once a large segment has
+    shown BULK_AFTER of them (a log full of SHAs and ids), the rest go to the Hyperscan bulk finder, which leaves
+    out the runs of hex digits only (never worth decoding: they cost no Python step each) unless they spell text
+    (hex pairs of printable ASCII, `_HEX_TEXT`). A segment that is mostly one long run (an inline image) never
+    pays for the bulk finder, whose cost grows inside long runs."""
     n = len(data)
-    finder = quickcheck.run_ends(_B64, _HEX, MIN_BLOB) if n >= quickcheck.MIN_BYTES else None
-    if finder is None:
-        find = runs.find
-        pos = find(_RUN)
-        while pos != -1:
-            end = find(b" ", pos)
-            if end == -1:
-                end = n
-            skip = yield pos, end
-            pos = find(_RUN, max(end, skip or 0))
-        return
-    ends = finder.ends(data)
+    find = runs.find
+    pos = find(_RUN)
+    found = 0
+    while pos != -1:
+        end = find(b" ", pos)
+        if end == -1:
+            end = n
+        skip = yield pos, end
+        after = max(end, skip or 0)
+        found += 1
+        if found == BULK_AFTER and n - after >= quickcheck.MIN_BYTES:
+            finder = quickcheck.run_ends(_B64, _HEX, MIN_BLOB, _HEX_TEXT)
+            if finder is not None:
+                yield from _bulk_runs(finder, data, runs, after)
+                return
+        pos = find(_RUN, after)
+
+
+def _bulk_runs(finder, data: bytes, runs: bytes, offset: int):
+    n = len(data)
+    ends = [offset + e for e in finder.ends(memoryview(data)[offset:])]
     tail = runs.rfind(b" ") + 1  # a run reaching the end of data has no byte after it: not in `ends`
-    if n - tail >= MIN_BLOB:
+    if n - max(tail, offset) >= MIN_BLOB:
         ends.append(n)
-    skip = 0
+    skip = offset
     for end in ends:
         if end <= skip:  # inside the wrapped block just returned
             continue
-        start = runs.rfind(b" ", 0, end) + 1
-        skip = (yield start, end) or 0
+        start = max(offset, runs.rfind(b" ", 0, end) + 1)
+        if end - start >= MIN_BLOB:
+            skip = (yield start, end) or 0
 
 
 def find_blobs(data: bytes) -> list[tuple[int, int]]:
@@ -135,7 +152,7 @@ def scan_blobs(ctx: Ctx, seg: Segment, lv: Level) -> None:
         return
     for start, end in find_blobs(data):
         blob = data[start:end]
-        if not blob.translate(None, _HEX) or not blob.rstrip(b"=").translate(None, _B32_CHARS):
+        if _hex_or_base32(blob):
             _scan_hex_or_base32(ctx, seg, lv, start, end, blob)
             continue
         head = b64decode(blob[:_SNIFF])
@@ -153,6 +170,15 @@ def scan_blobs(ctx: Ctx, seg: Segment, lv: Level) -> None:
         ctx.content(decoded, loc, lv._replace(base64=lv.base64 + 1))
         if ctx.left <= 0:
             return
+
+
+def _hex_or_base32(blob: bytes) -> bool:
+    """Only hex digits, or only base32 characters (padding aside). A prefix decides most blobs (an image's base64
+    has a lowercase letter in its first characters): the whole blob is only looked at when the prefix fits."""
+    head = blob[:64]
+    if head.translate(None, _HEX) and head.rstrip(b"=").translate(None, _B32_CHARS):
+        return False
+    return not blob.translate(None, _HEX) or not blob.rstrip(b"=").translate(None, _B32_CHARS)
 
 
 def _scan_hex_or_base32(ctx: Ctx, seg: Segment, lv: Level, start: int, end: int, blob: bytes) -> None:

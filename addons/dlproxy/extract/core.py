@@ -163,15 +163,16 @@ Dispatch = Callable[["Ctx", bytes, Loc, Level, str, str], None]
 class Ctx:
     """One message's extraction state: the output, the byte budget, and the content dispatcher."""
 
-    __slots__ = ("limits", "out", "left", "keep_raw", "dispatch", "blob_free")
+    __slots__ = ("limits", "out", "left", "keep_raw", "dispatch", "blob_free", "token_window")
 
-    def __init__(self, limits: Limits, dispatch: Dispatch, keep_raw: bool = False):
+    def __init__(self, limits: Limits, dispatch: Dispatch, keep_raw: bool = False, token_window: int | None = None):
         self.limits = limits
         self.out = Extraction()
         self.left = max(0, limits.max_inspect_bytes)
         self.keep_raw = keep_raw  # files: also keep the undecoded text so line/column stay exact
         self.dispatch = dispatch
         self.blob_free: bytes | None = None  # bytes known to hold no base64 run (see extract_http)
+        self.token_window = token_window  # the widest token looked for: escape views decode only near escapes
 
     # -- budget -------------------------------------------------------------------------------------
     def charge(self, n: int) -> None:
@@ -214,7 +215,7 @@ class Ctx:
         if b"\x00" not in data[:512]:  # text: escapes no parser decoded get a decoded view of their own
             from .jsonx import escaped_view  # (jsonx imports this module)
 
-            view = escaped_view(data)
+            view = escaped_view(data, self.token_window)
             if view is not None:
                 self.out.segments.append(Segment(seg.location + ":unescaped", self.take(view, loc), seg.resolver))
         return seg

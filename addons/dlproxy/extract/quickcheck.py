@@ -68,7 +68,8 @@ def openers(count: int) -> _Precheck | _Maybe:
 
 class _RunEnds:
     """End offsets of the maximal runs of `alphabet` characters of at least `length` that hold at least one
-    character outside `plain`, found in one Hyperscan pass: one callback per such run, none for the others.
+    character outside `plain`, or a match of `also` (an expression over run characters), found in one Hyperscan
+    pass: one callback per such run, none for the others.
 
     Each alternative is a window of `length` run characters with an outside character at position k, then
     the rest of the run and the first byte after it; Hyperscan reports each end offset once, so a run is one
@@ -76,7 +77,7 @@ class _RunEnds:
     that tail itself.
     """
 
-    def __init__(self, alphabet: bytes, plain: bytes, length: int):
+    def __init__(self, alphabet: bytes, plain: bytes, length: int, also: bytes = b""):
         run = _ranges(alphabet)
         outside = _ranges(bytes(set(alphabet) - set(plain)))
         stop = b"[^" + run[1:]
@@ -84,12 +85,17 @@ class _RunEnds:
             return b"" if k == 0 else run + b"{%d}" % k
 
         alternatives = [rep(k) + outside + rep(length - 1 - k) + run + b"*" + stop for k in range(length)]
+        expressions = [b"(?:" + b"|".join(alternatives) + b")"]
+        if also:
+            expressions.append(b"(?:" + also + b")" + run + b"*" + stop)
         self._db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
-        self._db.compile(expressions=[b"(?:" + b"|".join(alternatives) + b")"], ids=[0], elements=1,
-                         flags=[hyperscan.HS_FLAG_DOTALL])
+        self._db.compile(expressions=expressions, ids=list(range(len(expressions))), elements=len(expressions),
+                         flags=[hyperscan.HS_FLAG_DOTALL] * len(expressions))
+        self._db_count = len(expressions)
         self._local = threading.local()
 
-    def ends(self, data: bytes) -> list[int]:
+    def ends(self, data: bytes | memoryview) -> list[int]:
+        """Sorted, each end once (a run matching both ways is reported by both expressions)."""
         scratch = getattr(self._local, "scratch", None)
         if scratch is None:
             scratch = self._local.scratch = hyperscan.Scratch(self._db)
@@ -97,7 +103,7 @@ class _RunEnds:
         append = found.append
         self._db.scan(data, match_event_handler=lambda _id, _from, to, _flags, _ctx: append(to - 1),
                       scratch=scratch)
-        return found
+        return sorted(set(found)) if self._db_count > 1 else found
 
 
 def _ranges(alphabet: bytes) -> bytes:
@@ -114,8 +120,9 @@ def _ranges(alphabet: bytes) -> bytes:
 
 
 @lru_cache(maxsize=4)
-def run_ends(alphabet: bytes, plain: bytes, length: int) -> _RunEnds | None:
-    """A bulk finder of long runs that are not only `plain` characters (None without Hyperscan)."""
+def run_ends(alphabet: bytes, plain: bytes, length: int, also: bytes = b"") -> _RunEnds | None:
+    """A bulk finder of long runs that are not only `plain` characters, or that hold a match of `also` (None
+    without Hyperscan)."""
     if hyperscan is None:
         return None
-    return _RunEnds(alphabet, plain, length)
+    return _RunEnds(alphabet, plain, length, also)

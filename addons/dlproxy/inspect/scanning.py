@@ -45,8 +45,9 @@ def scan_message(active: Active, url: str | None, headers, body: bytes, blob_fre
     The first `settings.max_findings` findings get their exact location (a JSON path, a form field), one pass
     per segment however many there are; any further ones keep their segment's location ("body:json"), which
     policy treats like any other place that is not a use position. Every one of them is judged."""
-    extraction = extract_http(url=url, headers=headers, body=body, limits=active.limits, blob_free=blob_free)
     detector = active.detector
+    extraction = extract_http(url=url, headers=headers, body=body, limits=active.limits, blob_free=blob_free,
+                              token_window=getattr(detector, "max_token_len", None) or None)
     budget = getattr(active.settings, "max_findings", 100)
     stats: collections.Counter = collections.Counter()
     findings: list[Finding] = []
