@@ -28,6 +28,8 @@ import urllib.parse
 from dataclasses import dataclass
 from typing import Any
 
+from .nodes import mapping
+
 WHEN = ("exposed", "never", "always")
 KINDS = ("github", "webhook")
 DEFAULT_WHEN = "exposed"
@@ -118,13 +120,9 @@ def parse_revocation(node, entry_ids: set[str], problems: list[str]) -> Revocati
     """The top-level `revocation` section (`node` is profile._Node); problems appended, never raised."""
     if node is None or node.value is None:
         return NO_REVOCATION
-    if not isinstance(node.value, dict):
-        problems.append(f"{node.where()}: revocation: must be a mapping with when and revokers")
+    fields = mapping(node, "revocation", "must be a mapping with when and revokers", ("when", "revokers"), problems)
+    if fields is None:
         return NO_REVOCATION
-    fields = node.value
-    for key, sub in fields.items():
-        if key not in ("when", "revokers"):
-            problems.append(f"{_key_where(sub)}: revocation.{key}: unknown key (expected when, revokers)")
     when = DEFAULT_WHEN
     if "when" in fields:
         when = parse_when(fields["when"], "revocation.when", problems) or DEFAULT_WHEN
@@ -156,28 +154,20 @@ def parse_when(node, label: str, problems: list[str]) -> str | None:
 
 def parse_entry_revocation(node, label: str, problems: list[str]) -> str | None:
     """An entry's `revocation: {when: …}`: its `when`, or None (the section's)."""
-    if not isinstance(node.value, dict):
-        problems.append(f"{node.where()}: {label}.revocation: must be a mapping like {{when: never}}")
+    fields = mapping(node, f"{label}.revocation", "must be a mapping like {when: never}", ("when",), problems)
+    if fields is None or "when" not in fields:
         return None
-    for key, sub in node.value.items():
-        if key != "when":
-            problems.append(f"{_key_where(sub)}: {label}.revocation.{key}: unknown key (expected when)")
-    if "when" not in node.value:
-        return None
-    return parse_when(node.value["when"], f"{label}.revocation.when", problems)
+    return parse_when(fields["when"], f"{label}.revocation.when", problems)
 
 
 def parse_evidence(node, problems: list[str]) -> Evidence | None:
     """`settings.evidence: {recipients: [age1…], context: N}`."""
     if node.value is None:
         return None
-    if not isinstance(node.value, dict):
-        problems.append(f"{node.where()}: settings.evidence: must be a mapping with recipients")
+    fields = mapping(node, "settings.evidence", "must be a mapping with recipients", ("recipients", "context"),
+                     problems)
+    if fields is None:
         return None
-    fields = node.value
-    for key, sub in fields.items():
-        if key not in ("recipients", "context"):
-            problems.append(f"{_key_where(sub)}: settings.evidence.{key}: unknown key (expected recipients, context)")
     recipients: list[str] = []
     rnode = fields.get("recipients")
     if rnode is None or not isinstance(rnode.value, list) or not rnode.value:
@@ -202,15 +192,11 @@ def parse_evidence(node, problems: list[str]) -> Evidence | None:
 
 
 def _parse_revoker(item, label: str, entry_ids: set[str], problems: list[str]) -> Revoker | None:
-    if not isinstance(item.value, dict):
-        problems.append(f"{item.where()}: {label}: must be a mapping with id, kind, url, entries")
-        return None
-    fields = item.value
     n = len(problems)
-    for key, sub in fields.items():
-        if key not in _REVOKER_KEYS:
-            problems.append(f"{_key_where(sub)}: {label}.{key}: unknown key "
-                            f"(expected one of {', '.join(sorted(_REVOKER_KEYS))})")
+    fields = mapping(item, label, "must be a mapping with id, kind, url, entries", _REVOKER_KEYS, problems,
+                     f"one of {', '.join(sorted(_REVOKER_KEYS))}")
+    if fields is None:
+        return None
     for key in ("id", "kind", "url"):
         if key not in fields:
             problems.append(f"{item.where()}: {label}.{key}: required key missing")
@@ -273,7 +259,3 @@ def _int(fields: dict, key: str, label: str, lo: int, hi: int, default: int, pro
         problems.append(f"{fields[key].where()}: {label}.{key}: must be an integer {lo}..{hi}, got {value!r}")
         return default
     return value
-
-
-def _key_where(node) -> str:
-    return f"{node.file}:{getattr(node, 'key_line', node.line)}"

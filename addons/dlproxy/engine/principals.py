@@ -28,6 +28,8 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
+from .nodes import direction_actions, key_where, mapping
+
 KINDS = ("proxy-auth", "client-cert", "jwt-header", "source")
 POLICY_ACTIONS = ("block", "redact", "log", "allow")
 POLICY_DIRECTIONS = ("request", "response", "websocket")
@@ -125,7 +127,7 @@ class Policy:
 
 # --- parsing --------------------------------------------------------------------------------------------
 
-_PRINCIPALS_KEYS = {"sources", "require"}
+_PRINCIPALS_KEYS = ("require", "sources")
 _SOURCE_KEYS = {
     "proxy-auth": {"htpasswd", "ldap"},
     "client-cert": {"ca", "principal"},
@@ -140,13 +142,9 @@ def parse_principals(node, problems: list[str], base: Path | None = None) -> Pri
     """`node` is the profile loader's located YAML node (`.value`, `.where()`)."""
     if node.value is None:
         return Principals()
-    if not isinstance(node.value, dict):
-        problems.append(f"{node.where()}: principals: must be a mapping with sources and require")
+    fields = mapping(node, "principals", "must be a mapping with sources and require", _PRINCIPALS_KEYS, problems)
+    if fields is None:
         return Principals()
-    fields = node.value
-    for key, sub in fields.items():
-        if key not in _PRINCIPALS_KEYS:
-            problems.append(f"{_key_where(sub)}: principals.{key}: unknown key (expected require, sources)")
     require = False
     if "require" in fields:
         require = fields["require"].value
@@ -187,7 +185,7 @@ def _parse_source(item, label: str, problems: list[str], base: Path | None) -> S
     n_before = len(problems)
     for key, sub in fields.items():
         if key != "kind" and key not in _SOURCE_KEYS[kind]:
-            problems.append(f"{_key_where(sub)}: {label}.{key}: unknown key for kind {kind} "
+            problems.append(f"{key_where(sub)}: {label}.{key}: unknown key for kind {kind} "
                             f"(expected {', '.join(sorted(_SOURCE_KEYS[kind]))})")
     f = _Fields(fields, label, problems, base)
     where = item.where()
@@ -277,15 +275,10 @@ def parse_policies(node, problems: list[str], entry_ids: set[str]) -> tuple[Poli
     names: set[str] = set()
     for i, item in enumerate(node.value):
         label = f"policies[{i}]"
-        if not isinstance(item.value, dict):
-            problems.append(f"{item.where()}: {label}: must be a mapping with name, action, ...")
-            continue
         n_before = len(problems)
-        fields = item.value
-        for key, sub in fields.items():
-            if key not in _POLICY_KEYS:
-                problems.append(f"{_key_where(sub)}: {label}.{key}: unknown key "
-                                f"(expected {', '.join(sorted(_POLICY_KEYS))})")
+        fields = mapping(item, label, "must be a mapping with name, action, ...", sorted(_POLICY_KEYS), problems)
+        if fields is None:
+            continue
         f = _Fields(fields, label, problems, None)
         name = f.string("name", required=True)
         if name and not POLICY_NAME_RE.match(name):
@@ -323,17 +316,7 @@ def _parse_action(node, item, label: str, problems: list[str]) -> tuple[tuple[st
             return ()
         return tuple((d, node.value) for d in POLICY_DIRECTIONS)
     if isinstance(node.value, dict) and node.value:
-        out = []
-        for direction, sub in node.value.items():
-            if direction not in POLICY_DIRECTIONS:
-                problems.append(f"{sub.where()}: {label}.action.{direction}: unknown direction "
-                                f"(expected {', '.join(POLICY_DIRECTIONS)})")
-            elif sub.value not in POLICY_ACTIONS:
-                problems.append(f"{sub.where()}: {label}.action.{direction}: must be one of "
-                                f"{', '.join(POLICY_ACTIONS)}, got {sub.value!r}")
-            else:
-                out.append((direction, sub.value))
-        return tuple(out)
+        return direction_actions(node.value, label, POLICY_DIRECTIONS, POLICY_ACTIONS, problems)
     problems.append(f"{node.where()}: {label}.action: must be an action or a mapping of direction to action")
     return ()
 
@@ -421,10 +404,6 @@ def _glob_covers(patterns: tuple[str, ...], glob: str) -> bool:
 
 
 # --- helpers ----------------------------------------------------------------------------------------------
-
-
-def _key_where(node) -> str:
-    return f"{node.file}:{getattr(node, 'key_line', node.line)}"
 
 
 class _Fields:

@@ -25,6 +25,7 @@ import yaml
 from . import closing, validators
 from . import principals as principals_mod
 from .linear import check_shape, shape_source
+from .nodes import check_keys, direction_actions, key_where, mapping
 from .vocab import PROFILE_ACTIONS, Direction
 
 SEVERITIES = ("critical", "high", "medium", "low")
@@ -262,9 +263,7 @@ class _Merged:
             problems.append(f"{doc.where()}: profile: expected a mapping with profile, name, settings, entries")
             return
         top = doc.value
-        for key, node in top.items():
-            if key not in _TOP_KEYS:
-                problems.append(f"{_key_where(node)}: {key}: unknown key (expected one of {', '.join(sorted(_TOP_KEYS))})")
+        check_keys(top, "", _TOP_KEYS, problems, f"one of {', '.join(sorted(_TOP_KEYS))}")
         if "profile" not in top:
             if len(self.sources) == 1:  # an overlay may leave the id to the profile it overlays
                 problems.append(f"{doc.where()}: profile: required key missing")
@@ -308,12 +307,9 @@ class _Merged:
             return
         for i, item in enumerate(node.value):
             label = f"allow[{i}]"
-            if not isinstance(item.value, dict):
-                problems.append(f"{item.where()}: {label}: must be a mapping with fingerprint and reason")
+            if mapping(item, label, "must be a mapping with fingerprint and reason", ("fingerprint", "reason"),
+                       problems) is None:
                 continue
-            for key, value in item.value.items():
-                if key not in ("fingerprint", "reason"):
-                    problems.append(f"{_key_where(value)}: {label}.{key}: unknown key (expected fingerprint, reason)")
             fp, reason = item.value.get("fingerprint"), item.value.get("reason")
             if fp is None or not isinstance(fp.value, str) or not FINGERPRINT_RE.match(fp.value):
                 where = fp.where() if fp is not None else item.where()
@@ -334,7 +330,7 @@ class _Merged:
         for key, value in node.value.items():
             spec = _SETTINGS_TYPES.get(key)
             if spec is None:
-                problems.append(f"{_key_where(value)}: settings.{key}: unknown setting "
+                problems.append(f"{key_where(value)}: settings.{key}: unknown setting "
                                 f"(expected one of {', '.join(sorted(_SETTINGS_TYPES))})")
                 continue
             msg = _check_type(value.value, spec)
@@ -345,13 +341,9 @@ class _Merged:
 
     def _add_entry(self, i: int, item: _Node, seen_here: set[str], problems: list[str]) -> None:
         label = f"entries[{i}]"
-        if not isinstance(item.value, dict):
-            problems.append(f"{item.where()}: {label}: must be a mapping")
+        fields = mapping(item, label, "must be a mapping", _ENTRY_KEYS, problems, expected="")
+        if fields is None:
             return
-        fields = item.value
-        for key, node in fields.items():
-            if key not in _ENTRY_KEYS:
-                problems.append(f"{_key_where(node)}: {label}.{key}: unknown key")
         id_node = fields.get("id")
         if id_node is None:
             problems.append(f"{item.where()}: {label}.id: required key missing")
@@ -400,10 +392,6 @@ class _Merged:
         revocation = closing.parse_revocation(self.revocation, set(self.entries), problems)
         return Profile(profile_id, name, settings, tuple(entries), tuple(self.sources), tuple(self.allow.items()),
                        principals, policies, revocation)
-
-
-def _key_where(node: _Node) -> str:
-    return f"{node.file}:{getattr(node, 'key_line', node.line)}"
 
 
 def _check_type(value: Any, spec: Any) -> str | None:
@@ -524,17 +512,7 @@ def _build_entry(fields: dict[str, _Node], problems: list[str], hint: str = "") 
                 problems.append(f"{where('action')}: must be one of {', '.join(PROFILE_ACTIONS)}, got {value!r}")
             action = value
         elif isinstance(value, dict):
-            pairs = []
-            for direction, sub in value.items():
-                if direction not in tuple(Direction):
-                    problems.append(f"{sub.where()}: {fields['action'].label}.action.{direction}: "
-                                    f"unknown direction (expected {', '.join(Direction)})")
-                elif sub.value not in PROFILE_ACTIONS:
-                    problems.append(f"{sub.where()}: {fields['action'].label}.action.{direction}: "
-                                    f"must be one of {', '.join(PROFILE_ACTIONS)}, got {sub.value!r}")
-                else:
-                    pairs.append((direction, sub.value))
-            actions = tuple(pairs)
+            actions = direction_actions(value, fields["action"].label, Direction, PROFILE_ACTIONS, problems)
         else:
             problems.append(f"{where('action')}: must be an action or a mapping of direction to action")
 
