@@ -27,6 +27,7 @@ logger = logging.getLogger(__name__)
 RELOAD_RESULTS = ("ok", "error")
 SCAN_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+TEXT = "text/plain; charset=utf-8"  # the health endpoints and errors
 DEFAULT_PORT = 9464
 
 # `*_created` series double the scrape for no operational value; this process owns all its metrics.
@@ -69,71 +70,75 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
+
+        def counter(name: str, doc: str, *labels: str) -> Counter:
+            return Counter(name, doc, labels, registry=r)
+
+        def gauge(name: str, doc: str, *labels: str) -> Gauge:
+            return Gauge(name, doc, labels, registry=r)
+
         # --- the first contract metrics ---
-        self.dry_run_total = Counter(
+        self.dry_run_total = counter(
             "dlproxy_dry_run_total",
             "Flows dry-run let through that would have been blocked or redacted, by direction and that verdict.",
-            ["direction", "verdict"], registry=r)
-        self.dry_run_enabled = Gauge(
-            "dlproxy_dry_run_enabled", "1 while --dry-run is on (nothing is blocked or redacted), else 0.",
-            registry=r)
-        self.flows_total = FlowsTotal(Counter(
+            "direction", "verdict")
+        self.dry_run_enabled = gauge(
+            "dlproxy_dry_run_enabled", "1 while --dry-run is on (nothing is blocked or redacted), else 0.")
+        self.flows_total = FlowsTotal(counter(
             "dlproxy_flows_total", "Inspected flows (messages for websocket) by direction and verdict "
             "(dry_run: would have been blocked or redacted, passed under dry-run).",
-            ["direction", "verdict"], registry=r), self.dry_run_total)
-        self.detections_total = Counter(
+            "direction", "verdict"), self.dry_run_total)
+        self.detections_total = counter(
             "dlproxy_detections_total", "Validated credentials found, by profile entry, direction and action taken.",
-            ["entry", "direction", "action"], registry=r)
-        self.scanned_bytes_total = Counter(
-            "dlproxy_scanned_bytes_total", "Bytes of decoded content scanned, by direction.",
-            ["direction"], registry=r)
+            "entry", "direction", "action")
+        self.scanned_bytes_total = counter(
+            "dlproxy_scanned_bytes_total", "Bytes of decoded content scanned, by direction.", "direction")
         self.scan_duration_seconds = Histogram(
             "dlproxy_scan_duration_seconds", "Time spent extracting and scanning one flow or message.",
             ["direction"], buckets=SCAN_BUCKETS, registry=r)
-        self.inspection_errors_total = Counter(
+        self.inspection_errors_total = counter(
             "dlproxy_inspection_errors_total", "Flows that could not be inspected (and were handled per on_error).",
-            ["reason"], registry=r)
-        self.profile_entries = Gauge(
-            "dlproxy_profile_entries", "Enabled entries in the active profile.", ["profile"], registry=r)
-        self.profile_reloads_total = Counter(
+            "reason")
+        self.profile_entries = gauge(
+            "dlproxy_profile_entries", "Enabled entries in the active profile.", "profile")
+        self.profile_reloads_total = counter(
             "dlproxy_profile_reloads_total", "Profile reloads by result (ok: swapped in; error: rejected, old kept).",
-            ["result"], registry=r)
+            "result")
         # --- detector quality ---
-        self.candidates_total = Counter(
+        self.candidates_total = counter(
             "dlproxy_candidates_total",
             "Prefix hits by entry and result: validated, or rejected by the checksum or the shape check "
             "(look-alikes that were not blocked).",
-            ["entry", "result"], registry=r)
-        self.unscannable_total = Counter(
-            "dlproxy_unscannable_total", "Content parts that could not be scanned, by reason.", ["reason"], registry=r)
+            "entry", "result")
+        self.unscannable_total = counter(
+            "dlproxy_unscannable_total", "Content parts that could not be scanned, by reason.", "reason")
         # --- incident sinks ---
-        self.incidents_total = Counter(
+        self.incidents_total = counter(
             "dlproxy_incidents_total", "Incidents recorded, by action (what was done, or would be in dry-run).",
-            ["action"], registry=r)
-        self.webhook_delivered_total = Counter(
-            "dlproxy_webhook_delivered_total", "Incidents delivered to the webhook.", registry=r)
-        self.webhook_dropped_total = Counter(
+            "action")
+        self.webhook_delivered_total = counter(
+            "dlproxy_webhook_delivered_total", "Incidents delivered to the webhook.")
+        self.webhook_dropped_total = counter(
             "dlproxy_webhook_dropped_total",
             "Incidents not delivered to the webhook: queue_full (dropped at once) or failed (retries exhausted).",
-            ["reason"], registry=r)
-        # --- additive: principals and policies (the principal itself is never a label: unbounded) ---
-        self.policy_decisions_total = Counter(
+            "reason")
+        # --- principals and policies (the principal itself is never a label: unbounded) ---
+        self.policy_decisions_total = counter(
             "dlproxy_policy_decisions_total",
             "Decisions a profile policy made, by policy name (from the profile) and the action it chose.",
-            ["policy", "action"], registry=r)
-        self.principal_refusals_total = Counter(
+            "policy", "action")
+        self.principal_refusals_total = counter(
             "dlproxy_principal_refusals_total",
             "Clients refused for their identity, by source kind and reason (missing, invalid, expired, ...).",
-            ["source", "reason"], registry=r)
+            "source", "reason")
         # --- closing the loop: revocation at the issuer (ops/revocation.py) ---
-        self.revocations_total = Counter(
+        self.revocations_total = counter(
             "dlproxy_revocations_total",
             "Revocation outcomes by revoker: queued, revoked (accepted by the revoker), retry (transient failure, "
             "kept), rejected (permanent error, dropped), error (could not be queued).",
-            ["revoker", "result"], registry=r)
-        self.revocation_queue_depth = Gauge(
-            "dlproxy_revocation_queue_depth", "Revocations waiting in the durable queue (dlp_state_dir).",
-            registry=r)
+            "revoker", "result")
+        self.revocation_queue_depth = gauge(
+            "dlproxy_revocation_queue_depth", "Revocations waiting in the durable queue (dlp_state_dir).")
         self._profile_label: str | None = None
         self._preinit()
 
@@ -282,19 +287,19 @@ class MetricsServer:
         """(status, content type, body) for one request; no I/O, so tests can call it directly."""
         path = path.split("?", 1)[0]
         if method not in ("GET", "HEAD"):
-            return 405, "text/plain; charset=utf-8", b"method not allowed\n"
+            return 405, TEXT, b"method not allowed\n"
         if path == "/metrics":
             return 200, CONTENT_TYPE, self.metrics.render()
         if path in ("/healthz", "/livez"):
-            return 200, "text/plain; charset=utf-8", b"ok\n"
+            return 200, TEXT, b"ok\n"
         if path == "/readyz":
             why = self.not_ready()
             if not why:
-                return 200, "text/plain; charset=utf-8", b"ready\n"
-            return 503, "text/plain; charset=utf-8", f"not ready: {why}\n".encode()
+                return 200, TEXT, b"ready\n"
+            return 503, TEXT, f"not ready: {why}\n".encode()
         if path == "/":
-            return 200, "text/plain; charset=utf-8", b"dlproxy: /metrics /healthz /readyz\n"
-        return 404, "text/plain; charset=utf-8", b"not found\n"
+            return 200, TEXT, b"dlproxy: /metrics /healthz /readyz\n"
+        return 404, TEXT, b"not found\n"
 
     def not_ready(self) -> str:
         """Why the proxy is not ready ("" when it is): the profile is loaded and the proxy server listens."""
@@ -314,7 +319,7 @@ class MetricsServer:
                 return
             parts = head.split(b"\r\n", 1)[0].decode("latin-1").split()
             if len(parts) != 3:
-                status, ctype, body = 400, "text/plain; charset=utf-8", b"bad request\n"
+                status, ctype, body = 400, TEXT, b"bad request\n"
                 method = "GET"
             else:
                 method = parts[0]
@@ -322,7 +327,7 @@ class MetricsServer:
                     status, ctype, body = self.respond(method, parts[1])
                 except Exception:
                     logger.exception("dlproxy metrics endpoint failed")
-                    status, ctype, body = 500, "text/plain; charset=utf-8", b"internal error\n"
+                    status, ctype, body = 500, TEXT, b"internal error\n"
             reason = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
                       500: "Internal Server Error", 503: "Service Unavailable"}[status]
             writer.write(
