@@ -22,7 +22,7 @@ Scenarios (each bounded in time and count):
                             same response (`stream_large_bodies=1`), rounds as in (a)/(b).
 Targets: dlproxy ≥ 90 % of mitmdump's req/s on (a), (b) and (d); p99 per-event delay added to clean SSE < 1 ms.
 
-`dlproxy run` dispatches hooks only to the addons that have them (dlproxy/dispatch.py), which mitmdump does not;
+`dlproxy run` dispatches hooks only to the addons that have them (proxy/hookindex.py), which mitmdump does not;
 (a) and (b) therefore also run "no-dlp": dlproxy's master with that dispatch and dlproxy's option defaults but
 none of its addons, so the report shows the inspection's own cost (dlproxy vs no-dlp) next to the target ratio
 (dlproxy vs mitmdump).

@@ -1,4 +1,4 @@
-"""mitmproxy's own features still work under `dlproxy run` (its hook dispatch is indexed, dispatch.py), and the
+"""mitmproxy's own features still work under `dlproxy run` (its hook dispatch is indexed, proxy/hookindex.py), and the
 DLP addons still see what is really forwarded after them: header rewriting, block lists, `-s` scripts."""
 
 from __future__ import annotations
