@@ -261,8 +261,9 @@ def test_corrupt_encoding_mid_stream_cuts(env):
     assert env.incidents()[0]["unscannable"] == [{"location": "body:stream", "reason": "corrupt_encoding"}]
 
 
-def test_unsupported_encoding_is_blocked_at_the_headers(env):
-    f = response_flow({"content-type": "text/plain", "transfer-encoding": "chunked", "content-encoding": "rot13"})
+@pytest.mark.parametrize("coding", ["rot13", "gzip, gzip, gzip, gzip, gzip"])
+def test_unsupported_or_too_deep_encoding_is_blocked_at_the_headers(env, coding):
+    f = response_flow({"content-type": "text/plain", "transfer-encoding": "chunked", "content-encoding": coding})
     env.guard.responseheaders(f)
     assert f.response.status_code == 502
 
