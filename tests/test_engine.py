@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+import re
 import textwrap
 from collections import Counter
 
@@ -141,6 +143,30 @@ def test_undecided_from_holds_open_tokens_but_not_heads_of_a_leading_keyword(det
     # "mk-abc1mid" may still grow into "mk-abc1midMIDKEY…": a run with the literal lead is held whatever ends it,
     # so the checks on the keyword head itself only show for an entry without a lead (see the next test)
     assert detector.undecided_from(b"abc mk-abc1mid") == 4
+
+
+def test_a_keyword_whose_head_fits_no_token_is_decided_one_cut_off_by_the_end_is_not(detector):
+    # "thg_" wants 20 alphanumerics: once 16 characters follow and one is not, no token starts there, though "_"
+    # could be part of a long-thing token (the Aho-Corasick backend has no heads: it holds such a keyword)
+    assert detector.undecided_from(b"x thg_Ab3_" + b"a" * 14) == (2 if detector.backend == "pyahocorasick" else 24)
+    assert detector.undecided_from(b"x thg_Ab3" + b"a" * 13) == 2  # the head is still arriving
+    assert detector.undecided_from(b"x thg_Ab3" + b"a" * 13, since=5) == 2  # the keyword is not wholly before 5
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_scan_open_is_scan_and_undecided_from_in_one_pass(detector, seed):
+    rng = random.Random(seed)
+    words = [b"thg_", b"Ab3", b"Zz", b" ", b"!", b"mk-", b"abc1", b"MID", b"MIDKEY", b"my_secret_key", b"=",
+             b"0123456789abcdef", b"\\n", THG.encode()]
+    data = b"".join(rng.choice(words) for _ in range(rng.randrange(1, 60)))
+    since = rng.randrange(len(data) + 1)
+    findings, held, mark_end = detector.scan_open(data, since, mark=rb"[0-9a-f]{16}")
+    assert findings == detector.scan(data) and held == detector.undecided_from(data, since)
+    if detector.backend == "hyperscan":
+        first = re.search(rb"[0-9a-f]{16}", data)
+        assert mark_end == (first.end() if first else -1)
+    else:
+        assert mark_end is None
 
 
 BARE_MID_PROFILE = """\

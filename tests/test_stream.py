@@ -120,11 +120,58 @@ def test_bytes_that_cannot_be_a_token_are_released_at_once(ghp_only):
     assert scanner.finish() == []
 
 
+def _open_run(text: bytes) -> int:
+    """The reference for Base64Run, on the whole text: where its trailing base64 run starts. A run is base64
+    characters; `=` followed by more of them is a break, a `\r` at the very end is not (yet); a block of wrapped
+    lines (equal lengths, a multiple of 4, at least 16) counts as one run."""
+    classes = bytearray(text.translate(stream_mod._B64_CLASS))
+    for i in range(len(text) - 1):
+        if text[i] == ord("=") and classes[i + 1] == ord("a"):
+            classes[i] = ord(" ")
+    if text.endswith(b"\r"):
+        classes[-1] = ord("a")
+    k = classes.rfind(b" ") + 1
+    width = None
+    while k >= 2 and text[k - 1] == 0x0A:
+        nl = k - 2 if text[k - 2] == 0x0D else k - 1
+        line_start = classes.rfind(b" ", 0, nl) + 1
+        n = nl - line_start
+        if n < 16 or n % 4 or (width is not None and n != width):
+            break
+        width, k = n, line_start
+    return k
+
+
 def _base64_hold(seen: bytes) -> int:
     """Where the scanner's base64 view holds from: 3 characters into an open run of 8 or more base64 characters
     (a block of wrapped lines counts as one run), which may be a blob decoded once it ends."""
-    start = stream_mod._open_run(seen, seen.translate(stream_mod._B64_CLASS))
+    start = _open_run(seen)
     return start + 3 if len(seen) - start >= 8 else len(seen)
+
+
+B64_PIECES = [b"QUJD", b"ZGVm", b"+/", b"-_", b"=", b"==", b"\n", b"\r\n", b" ", b"x", b"a" * 60, b"A" * 16,
+              b"Zm9vYmFy" * 8, b"\n  ", b".", b"\"", b"TOKEN="]
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_base64_run_pushed_piecewise_matches_the_whole_text_reference(seed):
+    """Base64Run looks only at new bytes and the run's shape; at every step it agrees with the reference on all the
+    text seen, and what it closes is exactly the text before the open run."""
+    rng = random.Random(seed)
+    lines = [bytes(rng.choice(b"ABCDabcd0189+/") for _ in range(rng.choice([16, 60, 64, 76]))) for _ in range(3)]
+    pieces = B64_PIECES + [line + b"\n" for line in lines] + [line + b"\r\n" for line in lines]
+    text = b"".join(rng.choice(pieces) for _ in range(rng.randrange(5, 120)))
+    run, closed, seen, pos = stream_mod.Base64Run(), b"", b"", 0
+    while pos < len(text):
+        n = rng.choice([1, 2, 3, 7, 40, 500])
+        chunk, pos = text[pos:pos + n], pos + n
+        seen += chunk
+        part, at = run.push(chunk, len(seen) - len(chunk))
+        assert at == len(closed) or not part
+        closed += part
+        assert run.at == _open_run(seen) and closed == seen[:run.at] and bytes(run.data) == seen[run.at:], (seed, seen)
+    part, at = run.close(b"", len(seen))
+    assert closed + part == seen
 
 
 def test_hold_back_follows_the_detector_exactly(builtin):

@@ -79,13 +79,24 @@ class Detector:
                     self._kw_heads.setdefault(k.literal[:n].lower(), []).append(
                         (k.literal[:n], k.case_insensitive, mid_token))
         self._max_head = max(map(len, self._kw_heads), default=0)
+        self._head_at_end = re.compile(b"(?:" + b"|".join(re.escape(h) for h in self._kw_heads) + b")\\Z") \
+            if self._kw_heads else None  # on the lowered tail: the longest head it ends with
+        self._max_keyword = max((len(k.literal) for k in keywords), default=0)
         # Mid-token keywords: a trailing run of token characters may be the start of such a token before its
-        # keyword has arrived. One (trailing-run regex, literal lead, longest run) per distinct shape.
-        self._open_runs = sorted({
-            (re.compile(b"(?<![" + _class_from_flags(t.boundary) + b"])[" + _class_from_flags(t.boundary)
-                        + b"]{1,%d}\\Z" % t.max_len), t.lead, t.max_len)
-            for t in all_targets if t.max_before
-        }, key=lambda r: r[2])
+        # keyword has arrived. Per distinct set of token characters (a translate table: token characters to
+        # `a`, others to a space): the longest run any of its entries can have, and each distinct
+        # (literal lead, longest run) of those entries.
+        runs: dict[bytes, set[tuple[bytes, int]]] = {}
+        for t in all_targets:
+            if t.max_before:
+                runs.setdefault(bytes(0x61 if f else 0x20 for f in t.boundary), set()).add((t.lead, t.max_len))
+        self._open_runs = [(table, max(n for _, n in specs), sorted(specs, key=lambda s: s[1]))
+                           for table, specs in runs.items()]
+        # Any of them: the trailing run of this table holds each entry's run (a shortcut for the usual chunk end,
+        # a word shorter than OPEN_RUN_MIN without any lead's first character).
+        self._open_any = bytes(max((tbl[c] for tbl in runs), default=0x20) for c in range(256))
+        self._open_longest = max((r[1] for r in self._open_runs), default=0)
+        self._lead_firsts = {lead[:1] for _, _, specs in self._open_runs for lead, _ in specs if lead}
 
     def entry(self, entry_id: str) -> Entry:
         return self._entries[entry_id]
@@ -94,7 +105,41 @@ class Detector:
         """Every validated credential in `data`, sorted by start; overlapping matches keep the strongest."""
         if isinstance(data, str):
             data = data.encode("utf-8", "surrogateescape")
-        hits = self.prefilter.find(data)
+        return self._verified(data, self.prefilter.find(data), stats)
+
+    def scan_open(self, data: bytes, since: int = 0,
+                  mark: bytes | None = None) -> tuple[list[Finding], int, int | None]:
+        """`(scan(data), undecided_from(data, since), mark_end)` from one prefilter pass: a stream scanner's step.
+        `mark`: an extra Hyperscan expression looked for in the same pass; mark_end is where its first match ends
+        (-1: none), None when it was not looked for (without Hyperscan)."""
+        hits, mark_end = self.prefilter.find_open(data, HEAD_WIDTH, mark)
+        return self._verified(data, hits, None), self._undecided(data, self._open_keywords(data, hits, since)), \
+            mark_end
+
+    def undecided_from(self, data: bytes, since: int = 0) -> int:
+        """Offset from which a token could still complete if more data arrived; len(data) when none can.
+
+        Everything before it is decided: stream scanners may release those bytes (minus any findings). Of a token
+        still arriving, the bytes before that offset hold at most a proper head of its keyword when the keyword
+        starts the token ("gh" of "ghp_…": public literal characters), or, when the keyword is mid-token and its
+        entry has no literal lead, fewer than OPEN_RUN_MIN of its characters; nothing else of it. Stream scanners
+        keep released bytes as scan context, so the token is still found whole and the stream can be cut right
+        where releasing stopped.
+
+        `since`: everything before this offset was decided by earlier calls (a stream scanner's released
+        bytes), so keywords wholly before it are not looked at again.
+        """
+        hits, _ = self.prefilter.find_open(data, HEAD_WIDTH)
+        return self._undecided(data, self._open_keywords(data, hits, since))
+
+    def _open_keywords(self, data: bytes, hits: list[tuple[int, int]], since: int) -> list[tuple[int, int]]:
+        """The keyword occurrences a token may still be arriving at: those whose longest token could reach past
+        the end, not wholly before `since`. `find` leaves out a keyword whose head (HEAD_WIDTH characters) is
+        there and fits no token: decided; `find_open` adds those whose head is cut off by the end."""
+        window = max(0, len(data) - self.max_token_len, since - self._max_keyword + 1)
+        return [h for h in hits if h[0] >= window] if window else hits
+
+    def _verified(self, data: bytes, hits: list[tuple[int, int]], stats: Counter | None) -> list[Finding]:
         if not hits:
             return []
         found: list[Finding] = []
@@ -105,25 +150,22 @@ class Detector:
                     found.append(finding)
         return _resolve_overlaps(found) if len(found) > 1 else found
 
-    def undecided_from(self, data: bytes) -> int:
-        """Offset from which a token could still complete if more data arrived; len(data) when none can.
-
-        Everything before it is decided: stream scanners may release those bytes (minus any findings). Of a token
-        still arriving, the bytes before that offset hold at most a proper head of its keyword when the keyword
-        starts the token ("gh" of "ghp_…": public literal characters), or, when the keyword is mid-token and its
-        entry has no literal lead, fewer than OPEN_RUN_MIN of its characters; nothing else of it. Stream scanners
-        keep released bytes as scan context, so the token is still found whole and the stream can be cut right
-        where releasing stopped.
-        """
+    def _undecided(self, data: bytes, keywords: list[tuple[int, int]]) -> int:
+        """undecided_from, given the keyword occurrences whose token may still be arriving."""
         n = len(data)
         held = n
         # A mid-token keyword cut off by the end of the buffer ("…T3Blb" of "T3BlbkFJ"): the characters before it
         # are secret, so it holds the run of token characters before it (when that run can be the entry's
         # `before`; the case must fit too).
         tail = data[max(0, n - self._max_head):]
-        for k in range(len(tail), 0, -1):
+        lowered = tail.lower()
+        last = self._head_at_end.search(lowered) if self._head_at_end is not None else None
+        for k in range(len(tail) - last.start() if last is not None else 0, 0, -1):
+            heads = self._kw_heads.get(lowered[-k:])
+            if heads is None:
+                continue
             cut = tail[-k:]
-            for head, case_insensitive, mid_token in self._kw_heads.get(cut.lower(), ()):
+            for head, case_insensitive, mid_token in heads:
                 if not case_insensitive and cut != head:
                     continue
                 for target in mid_token:
@@ -136,16 +178,24 @@ class Detector:
         # characters that begins with the entry's literal lead ("sk-"), or, for entries with none, a run of
         # OPEN_RUN_MIN or more characters. Shorter runs (ordinary words) flow on: at most OPEN_RUN_MIN - 1
         # characters of such a token can pass before its keyword shows it is one.
-        for run_regex, lead, max_len in self._open_runs:
-            run = run_regex.search(data, max(0, n - max_len - 1))
-            if run is not None and run.start() < held:
-                text = run.group()
-                if _fits_lead(text, lead) if lead else len(text) >= OPEN_RUN_MIN:
-                    held = run.start()
+        if n and self._open_any[data[-1]] == 0x61:  # the buffer ends in a token character of some entry
+            window = data[max(0, n - self._open_longest - 1):]
+            window = window[window.translate(self._open_any).rfind(b" ") + 1:]  # the trailing run of any entry
+            if len(window) >= OPEN_RUN_MIN or any(c in window for c in self._lead_firsts):
+                runs = self._open_runs
+            else:
+                runs = ()
+            for table, _longest, specs in runs:
+                length = len(window) - window.translate(table).rfind(b" ") - 1  # the trailing run of this table
+                if not length:
+                    continue
+                text = data[n - length:]
+                for lead, max_len in specs:
+                    if n - length < held and length <= max_len and (
+                            _fits_lead(text, lead) if lead else length >= OPEN_RUN_MIN):
+                        held = n - length
         # A keyword whose token could still run past the end of the buffer.
-        window = max(0, n - self.max_token_len)
-        for start, kw in self.prefilter.find_literals(data[window:]):
-            start += window
+        for start, kw in keywords:
             for target in self._targets[kw]:
                 token_start = self._token_start(data, start, target)
                 if token_start is None or token_start >= held:

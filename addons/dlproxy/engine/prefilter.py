@@ -83,6 +83,10 @@ class AhoCorasickPrefilter:
     def find(self, data: bytes) -> list[tuple[int, int]]:
         return self.find_literals(data)
 
+    def find_open(self, data: bytes, tail: int, mark: bytes | None = None) -> tuple[list[tuple[int, int]], int | None]:
+        """See HyperscanPrefilter.find_open; here every occurrence is reported, and `mark` is not looked for."""
+        return self.find_literals(data), None
+
     def find_literals(self, data: bytes) -> list[tuple[int, int]]:
         if self._empty or not data:
             return []
@@ -114,16 +118,36 @@ class HyperscanPrefilter:
                 shaped.append((_hs_escape(k.literal) + head, i, len(k.literal) + head_width, k.case_insensitive))
         self._literal = _HsDatabase(literal)
         self._shaped = _HsDatabase(shaped)
+        self._shaped_expressions = shaped
+        self._open: dict[tuple[int, bytes | None], _HsOpenDatabase] = {}  # built at first use (streams only)
+        self._open_lock = threading.Lock()
 
     def __getstate__(self) -> dict:  # picklable (the scan's detector cache): scratch space is per thread
-        return {k: v for k, v in self.__dict__.items() if k != "_local"}
+        return {k: v for k, v in self.__dict__.items() if k not in ("_local", "_open", "_open_lock")}
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
         self._local = threading.local()
+        self._open = {}
+        self._open_lock = threading.Lock()
 
     def find(self, data: bytes) -> list[tuple[int, int]]:
         return self._shaped.find(data, self._local, "shaped")
+
+    def find_open(self, data: bytes, tail: int, mark: bytes | None = None) -> tuple[list[tuple[int, int]], int | None]:
+        """A stream step's pass: `find`'s hits, plus every keyword occurrence that starts in the last `tail` +
+        its length bytes (a head cut off by the end of `data` cannot be checked yet), sorted; and where the first
+        match of `mark` (an extra expression) ends, -1 when there is none. One scan of one database: a stream
+        scanner runs this on every chunk, so a second database (cold in cache by then) would cost as much again.
+        """
+        db = self._open.get((tail, mark))
+        if db is None:
+            with self._open_lock:
+                db = self._open.get((tail, mark))
+                if db is None:
+                    db = self._open[(tail, mark)] = _HsOpenDatabase(self._shaped_expressions, self.keywords, tail,
+                                                                    mark)
+        return db.find(data)
 
     def find_literals(self, data: bytes) -> list[tuple[int, int]]:
         return self._literal.find(data, self._local, "literal")
@@ -166,6 +190,69 @@ class _HsDatabase:
 
         self._db.scan(data, match_event_handler=on_match, scratch=scratch)
         return sorted(hits)
+
+
+class _HsOpenDatabase:
+    """The shaped expressions, each keyword followed by at most `tail` bytes and the end of the data, and `mark`
+    (first match only), in one database."""
+
+    def __init__(self, shaped: list[tuple[bytes, int, int, bool]], keywords: Sequence[Keyword], tail: int,
+                 mark: bytes | None):
+        expressions = [expr for expr, _, _, _ in shaped]
+        flags = [hyperscan.HS_FLAG_CASELESS if ci else 0 for _, _, _, ci in shaped]
+        self._shaped = len(shaped)
+        self._keyword_of = [kw for _, kw, _, _ in shaped] + list(range(len(keywords)))
+        self._width_of = [width for _, _, width, _ in shaped]
+        self._keywords = list(keywords)
+        self._tail = tail
+        for k in keywords:
+            expressions.append(_hs_escape(k.literal) + rb"[\s\S]{0,%d}\z" % tail)
+            flags.append(hyperscan.HS_FLAG_CASELESS if k.case_insensitive else 0)
+        self._mark = len(expressions) if mark is not None else -1
+        if mark is not None:
+            expressions.append(mark)
+            flags.append(hyperscan.HS_FLAG_SINGLEMATCH)
+        self._db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
+        self._db.compile(expressions=expressions, ids=list(range(len(expressions))), elements=len(expressions),
+                         flags=flags)
+        self._local = threading.local()
+
+    def find(self, data: bytes) -> tuple[list[tuple[int, int]], int | None]:
+        mark_end = -1 if self._mark >= 0 else None
+        if not data:
+            return [], mark_end
+        scratch = getattr(self._local, "scratch", None)
+        if scratch is None:  # per thread, as for _HsDatabase
+            scratch = self._local.scratch = hyperscan.Scratch(self._db)
+        hits: set[tuple[int, int]] = set()
+        tails: set[int] = set()
+        ends: list[int] = []
+        shaped, keyword_of, width_of, mark = self._shaped, self._keyword_of, self._width_of, self._mark
+
+        def on_match(expr, _from, to, _flags, _context):
+            if expr < shaped:
+                hits.add((to - width_of[expr], keyword_of[expr]))
+            elif expr == mark:
+                ends.append(to)
+            else:
+                tails.add(keyword_of[expr])  # somewhere in the tail: found below
+
+        self._db.scan(data, match_event_handler=on_match, scratch=scratch)
+        for kw in tails:
+            hits.update((start, kw) for start in self._in_tail(data, self._keywords[kw]))
+        return sorted(hits), ends[0] if ends else mark_end
+
+    def _in_tail(self, data: bytes, keyword: Keyword) -> list[int]:
+        literal = keyword.literal
+        at = max(0, len(data) - len(literal) - self._tail)
+        text = data[at:]
+        if keyword.case_insensitive:
+            text, literal = text.lower(), literal.lower()
+        out, i = [], text.find(literal)
+        while i != -1:
+            out.append(at + i)
+            i = text.find(literal, i + 1)
+        return out
 
 
 def _hs_escape(literal: bytes) -> bytes:

@@ -29,8 +29,8 @@ class _Precheck:
                          flags=[hyperscan.HS_FLAG_SINGLEMATCH | hyperscan.HS_FLAG_DOTALL])
         self._local = threading.local()
 
-    def may_match(self, data: bytes) -> bool:
-        if len(data) < MIN_BYTES:
+    def may_match(self, data: bytes, min_bytes: int = MIN_BYTES) -> bool:
+        if len(data) < min_bytes:
             return True
         scratch = getattr(self._local, "scratch", None)
         if scratch is None:
@@ -42,7 +42,7 @@ class _Precheck:
 
 class _Maybe:
     @staticmethod
-    def may_match(data: bytes) -> bool:
+    def may_match(data: bytes, min_bytes: int = MIN_BYTES) -> bool:
         return True
 
 

@@ -22,10 +22,11 @@ be glued to token characters) sees the byte before it, and a block cuts the stre
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 
 from ..engine.findings import Finding
-from ..extract import OVERSIZE_REASONS, Limits, extract_http
+from ..extract import OVERSIZE_REASONS, Limits, base64blobs, extract_http, quickcheck
 from ..extract.base64blobs import find_blobs
 from ..extract.core import TOO_LARGE
 from ..extract.encoding import sniff_container
@@ -145,8 +146,12 @@ class ScanWindow:
         base = self._base
         lo = self._released - base
         detector = self.detector
-        findings = detector.scan(buf) if len(buf) > lo else []
-        cut = len(buf) if final else detector.undecided_from(buf)
+        if final:
+            findings, cut = detector.scan(buf) if len(buf) > lo else [], len(buf)
+        elif len(buf) > lo:
+            findings, cut, _ = detector.scan_open(buf, lo)
+        else:
+            findings, cut = [], detector.undecided_from(buf, lo)
         cut = max(cut, lo, len(buf) - self._max_hold)
         if limit is not None and not final:
             cut = max(min(cut, limit - base), lo)
@@ -258,26 +263,112 @@ _B64_CLASS = bytes(0x61 if (chr(b).isascii() and (chr(b).isalnum() or chr(b) in 
                    for b in range(256))
 _MAGICS = (b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08", b"\x1f\x8b\x08", b"\x28\xb5\x2f\xfd", b"\xfd7zXZ\x00",
            b"BZh")
-_BLOB_RUN = b"a" * 24  # extract.base64blobs.MIN_BLOB base64 characters in a row
 HOLD_RUN = 8  # a trailing base64 run this long is held until it ends (it may be a blob); shorter runs flow
 
 
-def _open_run(text: bytes, classes: bytes) -> int:
-    """Where the trailing base64 run of `text` starts; a block of wrapped lines (equal lengths, a multiple of 4,
-    MIME/PEM or GitHub's contents API) counts as one run."""
-    k = classes.rfind(b" ") + 1
-    pad = text.rfind(b"=", k, len(text) - 1)
-    if pad != -1:  # padding ends a blob: what follows it starts a new run ("TOKEN=ghp_…")
-        k = pad + 1
-    width = None
-    while k >= 2 and text[k - 1] == 0x0A:
-        nl = k - 2 if text[k - 2] == 0x0D else k - 1
-        line_start = classes.rfind(b" ", 0, nl) + 1
-        n = nl - line_start
-        if n < 16 or n % 4 or (width is not None and n != width):
-            break
-        width, k = n, line_start
-    return k
+_PAD_BREAK = re.compile(rb"=(?=[A-Za-z0-9+/=_-])")
+
+
+def _classes(text: bytes, start: int = 0) -> bytes:
+    """text[start:] as classes: `a` for a base64 character, a space for a break. Padding followed by more base64
+    is a break too: it ends a blob, what follows starts a new run ("TOKEN=ghp_…"). A `\r` at the very end is not
+    a break yet: it may begin the `\r\n` of a wrapped line."""
+    classes = text[start:].translate(_B64_CLASS)
+    if b"=" not in text[start:-1] and not text.endswith(b"\r"):
+        return classes
+    marked = bytearray(classes)
+    for m in _PAD_BREAK.finditer(text, start):
+        marked[m.start() - start] = 0x20
+    if text.endswith(b"\r") and marked:
+        marked[-1] = 0x61
+    return bytes(marked)
+
+
+class Base64Run:
+    """The trailing base64 run of a stream of text, kept as the text grows, and the text before it once the run
+    has ended (where blobs may be). A block of wrapped lines (equal lengths, a multiple of 4: MIME/PEM, GitHub's
+    contents API) counts as one run; padding (`=`) before more base64 ends a run ("TOKEN=ghp_…" starts a new one).
+
+    Each push looks at the new bytes and the run's known shape only (a block of lines of `width` ending at
+    `lines_end`, then a partial line of base64 characters), never the whole run again: a megabyte of base64
+    costs each byte once.
+    """
+
+    __slots__ = ("data", "at", "width", "lines_end")
+
+    def __init__(self):
+        self.data = bytearray()  # the open run
+        self.at = 0  # stream offset of data[0]
+        self.width: int | None = None  # the run starts with a block of wrapped lines this long
+        self.lines_end = 0  # where that block ends in data: the partial line after it is base64 only
+
+    def push(self, text: bytes, at: int) -> tuple[bytes, int]:
+        """Add `text` (at stream offset `at`); return (what is no longer part of the open run, its offset)."""
+        run = self.data
+        if not run:
+            self.at = at
+        r0 = max(0, len(run) - 1)  # seg: the run's last byte (a padding `=` there ends the run) and the new text
+        seg = bytes(run[r0:]) + text
+        # the classes of the last bytes usually decide it; of all of seg when not
+        found = self._start(seg, r0, max(0, len(seg) - 256)) or self._start(seg, r0, 0)
+        k, k0, width = found
+        closed_at = self.at
+        if k == 0:
+            run += text
+            closed = b""
+        elif k <= len(run):
+            closed = bytes(run[:k])
+            self.data = run[k:] + text
+        else:
+            closed = bytes(run) + text[:k - len(run)]
+            self.data = bytearray(text[k - len(run):])
+        self.at += k
+        self.width = width
+        self.lines_end = k0 - k if width is not None else 0
+        return closed, closed_at
+
+    def _start(self, seg: bytes, r0: int, w0: int) -> tuple[int, int, int | None] | None:
+        """(where the open run of data + new text starts, where its partial line starts, its block's line width),
+        from the classes of seg[w0:] (seg is that text from r0 on); None when bytes before w0 would be needed."""
+        classes = _classes(seg, w0)
+        lines_end = self.lines_end
+        base = r0 + w0  # offset of classes[0]
+        j = classes.rfind(b" ")
+        if j == -1 and w0:
+            return None
+        k = base + j + 1 if j != -1 else lines_end  # no break: the run's partial line goes on
+        k0, width = k, None
+        while k >= 2:
+            if k == lines_end:  # the end of the run's block of lines, all self.width long
+                if width is None or width == self.width:
+                    k, width = 0, self.width
+                break
+            if k - 1 < r0 or seg[k - 1 - r0] != 0x0A:
+                break
+            nl = k - 2 if k - 2 >= r0 and seg[k - 2 - r0] == 0x0D else k - 1
+            if nl <= base and w0:
+                return None
+            j = classes.rfind(b" ", 0, nl - base)
+            if j == -1 and w0:
+                return None
+            line_start = base + j + 1 if j != -1 else lines_end
+            n = nl - line_start
+            if n < 16 or n % 4 or (width is not None and n != width):
+                break
+            width, k = n, line_start
+        return k, k0, width
+
+    def close(self, text: bytes, at: int) -> tuple[bytes, int]:
+        """The end of the text: the run, `text` included, is closed."""
+        closed_at = self.at if self.data else at
+        closed = bytes(self.data) + text
+        self.__init__()
+        return closed, closed_at
+
+
+def _may_hold_blob(text: bytes) -> bool:
+    """A blob starts with MIN_BLOB base64 characters in a row (one Hyperscan pass when installed)."""
+    return quickcheck.run_of(base64blobs._B64, base64blobs.MIN_BLOB).may_match(text, min_bytes=0)
 
 
 class ByteStreamScanner:
@@ -305,8 +396,7 @@ class ByteStreamScanner:
         self.limits = limits if limits is not None else Limits()
         self.max_hold = max(self.limits.max_inspect_bytes, 1)
         self.ctype = ctype
-        self._run = b""  # view bytes of the trailing base64 run (from view offset _run_at)
-        self._run_at = 0
+        self.run = Base64Run()  # of the view: held while open, searched for blobs once it ends
         self._head = b""  # the first bytes, until they say whether the body is an archive
         self._collect: bytearray | None = None
 
@@ -393,22 +483,18 @@ class ByteStreamScanner:
         """Scan base64 runs that ended; return the view offset to hold from (an open run), None, or -1 (blocked)."""
         if not view and not final:
             return self._hold()
-        text = self._run + view
-        at = self._run_at if self._run else self.view.out - len(view)
-        classes = text.translate(_B64_CLASS)
-        k = len(text) if final else _open_run(text, classes)  # text[k:] is an open run
-        closed = text[:k]
-        if classes.find(_BLOB_RUN, 0, k) != -1 and self._decoded_secret(closed, at):  # a blob needs such a run
+        at = self.view.out - len(view)
+        closed, at = self.run.close(view, at) if final else self.run.push(view, at)
+        if closed and _may_hold_blob(closed) and self._decoded_secret(closed, at):
             return -1
-        self._run, self._run_at = text[k:], at + k
-        if len(self._run) > self.max_hold:
+        if len(self.run.data) > self.max_hold:
             raise HoldLimit("base64 run")
         return self._hold()
 
     def _hold(self) -> int | None:
-        if len(self._run) >= HOLD_RUN:
+        if len(self.run.data) >= HOLD_RUN:
             # 3 base64 characters carry 2 whole bytes: at most "gh" of a token the blob starts with
-            return self._run_at + 3
+            return self.run.at + 3
         return None
 
     def _decoded_secret(self, text: bytes, at: int) -> bool:
