@@ -14,9 +14,11 @@ from __future__ import annotations
 import http.server
 import json
 import random
+import secrets
 import socketserver
 import threading
 import time
+from dataclasses import dataclass
 
 import httpx
 import pytest
@@ -121,15 +123,30 @@ def script(up: ShapeUpstream, build, framing: str, text: str, ctype: str, header
     up.script(ctype, split_events(build(pieces(text, random.Random(7), 1, 4)), framing), headers)
 
 
-def assert_cut(sidecar, up, received: bytes | str) -> dict:
+@dataclass(frozen=True)
+class Marker:
+    """This test's request: a path prefix of its own (the upstream serves any path; the incident records the path)
+    and the incident log's length before it, so another test's block on the shared proxy cannot stand in."""
+
+    prefix: str
+    since: tuple[int, int]
+
+
+def marker(proxy) -> Marker:
+    return Marker(f"/t-{secrets.token_hex(4)}", proxy.mark())
+
+
+def assert_cut(sidecar, mark: Marker, received: bytes | str) -> dict:
     data = received.encode() if isinstance(received, str) else received
     assert not carries(data, GHP.encode()), "the client received the token"
     blocks: list[dict] = []
     for _ in range(100):  # the client can see the error event before the incident line is written
-        if blocks := [i for i in sidecar.incidents() if i.get("action") == "block"]:
+        blocks = [i for i in sidecar.incidents(since=mark.since)
+                  if i.get("action") == "block" and i.get("path", "").startswith(mark.prefix + "/")]
+        if blocks:
             break
         time.sleep(0.05)
-    [incident] = blocks[-1:]
+    [incident] = blocks
     sidecar.assert_no_leak(GHP)
     return incident
 
@@ -139,9 +156,9 @@ def assert_cut(sidecar, up, received: bytes | str) -> dict:
 genai = pytest.importorskip("google.genai")
 
 
-def gemini_client(proxy):
+def gemini_client(proxy, prefix: str = ""):
     from google.genai import types
-    return genai.Client(api_key="test-not-real", http_options=types.HttpOptions(base_url=proxy.url,
+    return genai.Client(api_key="test-not-real", http_options=types.HttpOptions(base_url=proxy.url + prefix,
                                                                                  api_version="v1beta"))
 
 
@@ -161,9 +178,10 @@ def test_gemini_sdk_gets_a_google_error_with_the_incident(sidecar, shape_upstrea
     from google.genai import errors
     script(shape_upstream, gemini, "sse", LEAKY, "text/event-stream")
     got: list[str] = []
+    mark = marker(sidecar)
     with pytest.raises(errors.APIError) as info:
-        gemini_text(gemini_client(sidecar), got)
-    incident = assert_cut(sidecar, shape_upstream, "".join(got))
+        gemini_text(gemini_client(sidecar, mark.prefix), got)
+    incident = assert_cut(sidecar, mark, "".join(got))
     assert info.value.code == 403 and info.value.status == "PERMISSION_DENIED"
     assert incident["incident_id"] in str(info.value.details)
 
@@ -175,7 +193,8 @@ ollama = pytest.importorskip("ollama")
 
 @pytest.mark.parametrize("api", ["chat", "generate"])
 def test_ollama_client_clean_and_cut(sidecar, shape_upstream, api):
-    client = ollama.Client(host=sidecar.url, trust_env=False)
+    mark = marker(sidecar)
+    client = ollama.Client(host=sidecar.url + mark.prefix, trust_env=False)
     build = ollama_chat if api == "chat" else ollama_generate
 
     def run(got):
@@ -192,9 +211,10 @@ def test_ollama_client_clean_and_cut(sidecar, shape_upstream, api):
     assert "".join(got) == CLEAN
     script(shape_upstream, build, "lines", LEAKY, "application/x-ndjson")
     got = []
+    mark = Marker(mark.prefix, sidecar.mark())  # after the clean run
     with pytest.raises(ollama.ResponseError) as info:
         run(got)
-    incident = assert_cut(sidecar, shape_upstream, "".join(got))
+    incident = assert_cut(sidecar, mark, "".join(got))
     assert incident["incident_id"] in str(info.value)
 
 
@@ -230,8 +250,9 @@ def test_httpx_shapes_clean_and_cut(sidecar, shape_upstream, name):
     wire = b"".join(shape_upstream.events)
     assert stream_bytes(sidecar, path, body) == wire
     script(shape_upstream, build, framing, LEAKY, ctype, headers)
-    got = stream_bytes(sidecar, path, body)
-    incident = assert_cut(sidecar, shape_upstream, got)
+    mark = marker(sidecar)
+    got = stream_bytes(sidecar, mark.prefix + path, body)
+    incident = assert_cut(sidecar, mark, got)
     assert incident["incident_id"].encode() in got  # the error in the API's own format closes the stream
     tail = split_events(got, framing)[-1]
     if name == "vercel_v4":
