@@ -106,3 +106,91 @@ def test_wrapped_block_after_padding_is_found_whole():
     body = base64.encodebytes(("secret file " * 40).encode())
     data = b"x" * 70_000 + b" QUJD= " + body
     assert any(data[s:e].replace(b"\n", b"") == body.replace(b"\n", b"") for s, e in base64blobs.find_blobs(data))
+
+
+# --- base64 wrapped at fewer than 24 columns -----------------------------------------------------------------
+
+
+def _wrap(data: bytes, width: int, indent: str = "", eol: str = "\n") -> str:
+    raw = base64.b64encode(data).decode()
+    return eol.join(indent + raw[i:i + width] for i in range(0, len(raw), width))
+
+
+@pytest.mark.parametrize("width", list(base64blobs.SHORT_WIDTHS))
+@pytest.mark.parametrize("bulk", [True, False], ids=["hyperscan", "regex"])
+def test_short_wrapped_blocks_are_found_at_every_width(width, bulk, monkeypatch):
+    if bulk and quickcheck.hyperscan is None:
+        pytest.skip("needs Hyperscan")
+    if not bulk:
+        monkeypatch.setattr(quickcheck, "line_blocks", lambda *a: None)
+    token = make_ghp(f"short{width}")
+    payload = f"TOKEN={token}\n".encode()
+    for before, after in (("", ""), ("notes\n", "\nend of notes\n"), ("x\n", "\n"), ("data:\n", "")):
+        for indent, eol in (("", "\n"), ("  ", "\n"), ("", "\r\n"), ("\t", "\r\n")):
+            data = (before + _wrap(payload, width, indent, eol) + after).encode()
+            decoded = [base64blobs.b64decode(data[s:e]) for s, e in base64blobs.find_short_blocks(data)]
+            assert payload in decoded, (width, before, indent, eol)
+            ext = extract_file("notes.txt", data, Limits())
+            assert any(token.encode() in seg.data for seg in ext.segments if seg.location.endswith(":base64"))
+
+
+def test_a_line_of_the_same_width_before_a_padded_block_is_left_out():
+    token = make_ghp("heading")
+    block = _wrap(f"k={token}\n".encode(), 5)
+    assert block.endswith("=")
+    data = ("hello\n" + block + "\nbye\n").encode()
+    assert [base64blobs.b64decode(data[s:e]) for s, e in base64blobs.find_short_blocks(data)] == \
+        [f"k={token}\n".encode()]
+
+
+@pytest.mark.parametrize("bulk", [True, False], ids=["hyperscan", "regex"])
+def test_word_and_number_lists_and_code_hold_no_short_block(bulk, monkeypatch):
+    """Equal-length words or numbers one per line look like a wrapped block but hold no uppercase letter or
+    `+/-_`, which base64 of a token always does; code lines hold spaces and punctuation."""
+    if bulk and quickcheck.hyperscan is None:
+        pytest.skip("needs Hyperscan")
+    if not bulk:
+        monkeypatch.setattr(quickcheck, "line_blocks", lambda *a: None)
+    rng = random.Random(11)
+    words = sorted("".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(4, 9)))
+                   for _ in range(6000))
+    numbers = [str(rng.randint(1000, 9999)) for _ in range(6000)]
+    code = ["    return self._cache[key]", "}", "def f(x, y):", "    pass", "else:", "if x:"] * 1000
+    for lines in (words, numbers, code):
+        data = "\n".join(lines).encode()[:quickcheck.MIN_BYTES]
+        assert base64blobs.find_short_blocks(data) == []
+
+
+@needs_hyperscan
+def test_lists_cost_one_bulk_pass_and_no_step_per_line(monkeypatch):
+    """Large word and number lists: the Hyperscan pass reports nothing, so no line is looked at in Python."""
+    steps = []
+    monkeypatch.setattr(base64blobs, "_block_start", lambda *a: steps.append(a) or 0)
+    rng = random.Random(12)
+    words = "\n".join(sorted("".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(4, 9)))
+                             for _ in range(60000))).encode()
+    numbers = "\n".join(str(rng.randint(1000, 9999)) for _ in range(60000)).encode()
+    assert base64blobs.find_short_blocks(words) == base64blobs.find_short_blocks(numbers) == []
+    assert steps == []
+
+
+@needs_hyperscan
+def test_short_blocks_the_same_with_and_without_hyperscan(monkeypatch):
+    rng = random.Random(13)
+    for i in range(30):
+        parts = []
+        for _ in range(rng.randint(1, 6)):
+            r = rng.random()
+            if r < 0.4:
+                parts.append(_wrap(rng.randbytes(rng.randint(10, 80)), rng.choice(base64blobs.SHORT_WIDTHS),
+                                   rng.choice(("", " ", "  ")), rng.choice(("\n", "\r\n"))))
+            elif r < 0.7:
+                parts.append("\n".join(rng.choice(("alpha", "Beta", "gamma", "Delta", "12345")) for _ in range(5)))
+            else:
+                parts.append("some prose line here, with words\nand another one.")
+        data = "\n".join(parts).encode()
+        bulk = base64blobs.find_short_blocks(data)
+        with monkeypatch.context() as m:
+            m.setattr(quickcheck, "line_blocks", lambda *a: None)
+            plain = base64blobs.find_short_blocks(data)
+        assert sorted(set(bulk)) == sorted(set(plain)), i

@@ -455,9 +455,7 @@ TABLE: list[Variant] = [
 
 
 # Known gaps (case id -> reason): strict xfails, removed as each is closed.
-GAPS: dict[str, str] = {
-    "b64-wrap-4-evasion": "lines shorter than 24 base64 characters are not joined into a blob (docs/extract.md)",
-}
+GAPS: dict[str, str] = {}
 
 
 @pytest.mark.parametrize(("variant", "kind"), cases(TABLE, GAPS))

@@ -126,6 +126,103 @@ def find_blobs(data: bytes) -> list[tuple[int, int]]:
     return spans
 
 
+SHORT_WIDTHS = range(4, MIN_BLOB)  # columns of a wrapped block whose lines are too short to be runs
+SHORT_LINES = 2  # full lines of a short-wrapped block at least (and MIN_BLOB characters in them)
+# A block holds one of these (base64 of a token always does): lists of lowercase words or of numbers never do.
+_MARKED = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ+/-_"
+_UNMARKED = bytes(b for b in range(256) if b not in _MARKED)
+_REVERSED = {w: re.compile(rb"(?:nr?a{%d}s*)+" % w) for w in SHORT_WIDTHS}  # a block's lines, read backwards
+_BLOCKS = re.compile(rb"(?:^|(?<=n))s*(a{%d,%d})r?n(?:s*\1r?n)+" % (SHORT_WIDTHS[0], SHORT_WIDTHS[-1]))
+_TAIL = {w: re.compile(rb"s*a{1,%d}" % w) for w in SHORT_WIDTHS}
+
+
+def find_short_blocks(data: bytes) -> list[tuple[int, int]]:
+    """(start, end) of blocks of base64 wrapped at fewer than MIN_BLOB columns: SHORT_LINES or more lines of the
+    same width (indented or not, LF or CRLF) holding an uppercase letter or `+/-_`, and a shorter last line. With
+    Hyperscan one pass finds the blocks' ends, so text without such blocks (prose, code, word and number lists)
+    costs that pass only. Without it one regex finds them (a backreference: equal widths), many times slower: only
+    in segments of up to quickcheck.MIN_BYTES."""
+    if b"\n" not in data:
+        return []
+    finder = quickcheck.line_blocks(_B64, _MARKED, SHORT_WIDTHS, MIN_BLOB, SHORT_LINES)
+    if finder is None and len(data) > quickcheck.MIN_BYTES:
+        return []  # the regex costs tens of ms per MB of text with many lines: bounded to small segments
+    reports = finder.blocks(data) if finder is not None else None
+    if reports == []:
+        return []
+    lines = data.translate(_LINES)
+    found: list[tuple[int, int, int]] = []  # (width, start, end of the last full line)
+    if reports is None:
+        for m in _BLOCKS.finditer(lines):
+            found.append((m.end(1) - m.start(1), m.start(), m.end()))
+    else:
+        backwards = lines[::-1]
+        n = len(data)
+        for w, to in reports:
+            # Past the block's last newline: the line that stopped it follows, holding a newline at most as its
+            # last byte; or the end of data does (the block's own newline may then be the last byte).
+            end = n if to == n and data.endswith(b"\n") and _REVERSED[w].match(backwards, 0) else \
+                data.rfind(b"\n", 0, to - 1) + 1
+            start = _block_start(lines, backwards, end, w)
+            if start is not None:
+                found.append((w, start, end))
+    spans = []
+    for w, start, end in found:
+        least = max(SHORT_LINES, -(-MIN_BLOB // w))
+        if lines.count(b"n", start, end) < least:
+            continue
+        marked_before = end
+        for _ in range(least - 1):  # a marked line followed by least - 1 lines (what the bulk finder reports)
+            marked_before = lines.rfind(b"n", start, marked_before - 1) + 1
+        if not data[start:marked_before].translate(None, _UNMARKED):
+            continue
+        tail = _TAIL[w].match(lines, end)
+        if tail is not None:
+            stop = tail.end()
+            while stop < len(data) and data[stop] == 0x3D and stop - tail.end() < 2:  # padding
+                stop += 1
+            if stop == len(data) or data[stop] in b"\r\n":
+                end = stop
+        block = data[start:end]
+        if block.endswith(b"=") or lines.count(b"a", start, end) % 4 == 1:
+            # padded (or not decodable as it is): whole quanta; a line of the same width before the block (a word
+            # heading it) is left out
+            for _ in range(3):
+                if (lines.count(b"a", start, end) + block.count(b"=")) % 4 == 0:
+                    break
+                start = lines.index(b"n", start) + 1
+            else:
+                continue
+            block = data[start:end]
+        spans.append((start, end))
+    return spans
+
+
+def _block_start(lines: bytes, backwards: bytes, end: int, w: int) -> int | None:
+    """Where the block of width-`w` lines ending at `end` starts. Its lines are usually alike (same indentation and
+    line end): they are matched in strides that double, by comparing bytes; the lines before them by a regex."""
+    n = len(lines)
+    last = lines.rfind(b"n", 0, end - 1) + 1
+    unit = lines[last:end]
+    if unit.strip(b"s").rstrip(b"rn") != b"a" * w:
+        return None
+    size, count = len(unit), 1
+    while end - 2 * count * size >= 0 and lines[end - 2 * count * size:end - count * size] == unit * count:
+        count *= 2
+    step = count // 2
+    while step:
+        if end - (count + step) * size >= 0 and lines[end - (count + step) * size:end - count * size] == unit * step:
+            count += step
+        step //= 2
+    start = end - count * size
+    m = _REVERSED[w].match(backwards, n - start)
+    if m is not None:
+        start = n - m.end()
+    if start and lines[start - 1] != 0x6E:  # its first line is the end of a longer one: not in the block
+        start = lines.index(b"n", start) + 1
+    return start
+
+
 def b64decode(blob: bytes) -> bytes:
     """Lenient decode of standard or URL-safe base64, with or without padding and line breaks."""
     clean = blob.translate(_URLSAFE, b"=\r\n \t")
@@ -148,9 +245,13 @@ def worth_decoding(head: bytes) -> bool:
 def scan_blobs(ctx: Ctx, seg: Segment, lv: Level) -> None:
     """Decode the base64 blobs of an emitted text segment and extract what they hold."""
     data = seg.data
-    if len(data) < MIN_BLOB or data is ctx.blob_free:
+    if len(data) < MIN_BLOB:
         return
-    for start, end in find_blobs(data):
+    spans = [] if data is ctx.blob_free else find_blobs(data)  # (blob_free: no run of MIN_BLOB characters)
+    short = find_short_blocks(data)
+    if short:
+        spans = sorted(spans + short)
+    for start, end in spans:
         blob = data[start:end]
         if _hex_or_base32(blob):
             _scan_hex_or_base32(ctx, seg, lv, start, end, blob)

@@ -126,3 +126,53 @@ def run_ends(alphabet: bytes, plain: bytes, length: int, also: bytes = b"") -> _
     if hyperscan is None:
         return None
     return _RunEnds(alphabet, plain, length, also)
+
+
+def _times(char_class: bytes, k: int) -> bytes:
+    return char_class + b"{%d}" % k if k else b""
+
+
+class _LineBlocks:
+    """(width, end) of the blocks of consecutive lines of exactly `width` `alphabet` characters, for each width in
+    `widths`, that hold a line with a `marked` character followed by `min_lines` - 1 lines or more (and
+    `min_chars` characters in all), in one Hyperscan pass: one report per block and width, at the end of the line
+    that stops it (a shorter, longer or other line, or the end of data). Lines may be indented and end in CRLF."""
+
+    def __init__(self, alphabet: bytes, marked: bytes, widths: range, min_chars: int, min_lines: int):
+        run = _ranges(alphabet)
+        stop = b"[^" + run[1:]
+        plain = _ranges(bytes(set(alphabet) - set(marked)))
+        mark = _ranges(marked)
+        expressions = []
+        for w in widths:
+            full = max(min_lines, -(-min_chars // w))
+            line = run + b"{%d}\\r?\\n[ \\t]*" % w
+            first = b"(?:" + b"|".join(_times(plain, j) + mark + _times(run, w - 1 - j) for j in range(w)) \
+                + b")\\r?\\n[ \\t]*"  # a line with a marked character
+            end = b"(?:" + run + b"{1,%d}" % (w - 1) + stop + b"|" + stop[:-1] + b" \\t]|" + run \
+                + b"{%d}[^\\r\\n]|" % w + run + b"{0,%d}\\z)" % w  # (a blank is the next line's indentation)
+            expressions.append(b"(?:^|\\n)[ \\t]*" + first + b"(?:" + line + b"){%d,}" % (full - 1) + end)
+        self.widths = list(widths)
+        self._db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
+        self._db.compile(expressions=expressions, ids=list(range(len(expressions))), elements=len(expressions),
+                         flags=[hyperscan.HS_FLAG_DOTALL] * len(expressions))
+        self._local = threading.local()
+
+    def blocks(self, data: bytes) -> list[tuple[int, int]]:
+        scratch = getattr(self._local, "scratch", None)
+        if scratch is None:
+            scratch = self._local.scratch = hyperscan.Scratch(self._db)
+        found: list[tuple[int, int]] = []
+        append, widths = found.append, self.widths
+        self._db.scan(data, match_event_handler=lambda i, _from, to, _flags, _ctx: append((widths[i], to)),
+                      scratch=scratch)
+        return found
+
+
+@lru_cache(maxsize=2)
+def line_blocks(alphabet: bytes, marked: bytes, widths: range, min_chars: int, min_lines: int) -> _LineBlocks | None:
+    """A finder of blocks of equal-width short lines (None without Hyperscan)."""
+    if hyperscan is None:
+        return None
+    return _LineBlocks(alphabet, marked, widths, min_chars, min_lines)
+
