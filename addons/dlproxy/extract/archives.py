@@ -257,7 +257,10 @@ def extract_embedded(ctx: Ctx, data: bytes, loc: Loc, lv: Level) -> None:
     if tail > 0 and data.find(b"PK\x03\x04") > 0:
         extract_zip(ctx, data, loc.child(":zip"), lv, raw_scanned=True)
         return
+    ascii_only = data.isascii()  # one fast pass; then no gzip, xz or zstd magic can be in it
     for magic, coding in _EMBEDDED:
+        if ascii_only and not magic.isascii():
+            continue
         at = data.find(magic, 1)
         if at == -1 or lv.layers >= ctx.limits.max_coding_layers:
             continue
