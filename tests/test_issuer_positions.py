@@ -25,10 +25,10 @@ def active() -> Active:
     return Active(PROFILE, Detector(PROFILE), Limits.from_settings(PROFILE.settings), 1)
 
 
-def verdict(active, host, url_path="/", headers=(), body=b"", ctype="application/json"):
+def verdict(active, host, url_path="/", headers=(), body=b"", ctype="application/json", trailers=()):
     url = f"https://{host}{url_path}"
     hdrs = [("Host", host), ("Content-Type", ctype), *headers]
-    scan = scan_message(active, url, hdrs, body)
+    scan = scan_message(active, url, hdrs, body, trailers=trailers)
     ctx = FlowContext("request", host, "POST", "https", 443, "/")
     d = decide(scan.findings, scan.unscannable, ctx, active)
     return d.verdict, [f.location for f in d.findings]
@@ -125,6 +125,18 @@ def test_github_token_elsewhere_in_a_request_to_github_is_a_leak(active, where):
     assert verdict(active, "api.github.com", **kw)[0] == "blocked"
     # the control: the same request with the token only in the Authorization header passes
     assert verdict(active, "api.github.com", headers=[("Authorization", f"Bearer {GHP}")])[0] == "allowed"
+
+
+@pytest.mark.parametrize("trailer", [
+    ("Authorization", f"Bearer {GHP}"),
+    ("Authorization", "Basic " + base64.b64encode(f"x-access-token:{GHP}".encode()).decode()),
+    ("grpc-message", "".join(f"%{b:02X}" for b in GHP.encode())),
+])
+def test_a_trailer_is_never_a_use_position(active, trailer):
+    """Trailers come after the body; no issuer reads a credential there: a token in one is a leak."""
+    result, locations = verdict(active, "api.github.com", trailers=[trailer])
+    assert result == "blocked" and f"trailer:{trailer[0].lower()}" in {loc.removesuffix(":basic") for loc in locations}
+    assert all(loc.startswith("trailer:") for loc in locations)
 
 
 def test_use_and_leak_in_one_request_blocks(active):

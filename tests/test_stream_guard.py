@@ -527,6 +527,95 @@ def test_guards_put_the_judges_verdict_and_incident_on_the_flow(env):
     assert f.metadata[INCIDENT] == judge.incident_id == env.incidents()[0]["incident_id"]
 
 
+# --- trailers ---------------------------------------------------------------------------------------------------------
+
+
+def test_token_in_a_streamed_response_trailer_cuts_before_the_held_tail(env):
+    """The trailers are on the message before the final call (mitmproxy stores them, then ends the body): judged
+    while the tail that could still become a token is held, so the cut sends neither the tail nor the trailers."""
+    f = response_flow({"content-type": "text/plain", "transfer-encoding": "chunked"})
+    env.guard.responseheaders(f)
+    sent = f.response.stream(b"clean text ghp_")  # 'ghp_' could begin a token: held
+    f.response.trailers = http.Headers(grpc_message=f"denied {GHP}")
+    sent += f.response.stream(b"")
+    assert b"".join(sent) == b"clean text " and f.response.trailers is None
+    assert env.closed == [f]
+    (incident,) = env.incidents()
+    assert incident["action"] == "block" and incident["findings"][0]["location"] == "trailer:grpc-message"
+    assert env.sample("dlproxy_flows_total", direction="response", verdict="blocked") == 1
+    assert GHP not in env.out.getvalue()
+
+
+def test_trailer_arriving_after_a_cut_is_dropped(env):
+    f = response_flow({"content-type": "text/plain", "transfer-encoding": "chunked"})
+    env.guard.responseheaders(f)
+    run_stream(f, [f"x {GHP} y".encode()])
+    f.response.trailers = http.Headers(x_note="harmless")
+    assert f.response.stream(b"") == [] and f.response.trailers is None
+
+
+def test_redact_in_a_streamed_request_trailer(env):
+    env.tctx.options.stream_large_bodies = "1"
+    f = tflow.tflow()
+    f.request.headers["transfer-encoding"] = "chunked"
+    env.guard.requestheaders(f)
+    assert isinstance(f.request.stream, FlowStream)
+    sent = f.request.stream(b"payload")
+    f.request.trailers = http.Headers(x_token=f"t={GHO}", x_other="ok")
+    sent += f.request.stream(b"")
+    assert b"".join(sent) == b"payload" and env.closed == []
+    assert f.request.trailers.fields == ((b"x-token", b"t=[REDACTED:github-oauth]"), (b"x-other", b"ok"))
+    (incident,) = env.incidents()
+    assert incident["action"] == "redact"
+
+
+def test_clean_trailers_pass_untouched(env):
+    f = response_flow({"content-type": "application/grpc"})
+    env.guard.responseheaders(f)
+    f.response.trailers = http.Headers(grpc_status="0", grpc_message="all%20fine")
+    assert run_stream(f, [b"\0\0\0\0\x01a"]) == b"\0\0\0\0\x01a"
+    assert f.response.trailers.fields == ((b"grpc-status", b"0"), (b"grpc-message", b"all%20fine"))
+    assert env.closed == [] and env.incidents() == []
+
+
+def test_buffered_request_trailer_is_blocked_with_403(env):
+    f = tflow.tflow()
+    f.request.trailers = http.Headers(x_token=GHP)
+    env.guard.inspectors["request"].request(f)
+    assert f.response is not None and f.response.status_code == 403
+    assert json.loads(f.response.content)["error"]["findings"][0]["location"] == "trailer:x-token"
+
+
+def test_buffered_response_trailer_is_withheld_with_502(env):
+    f = tflow.tflow(resp=True)
+    f.response.trailers = http.Headers(grpc_message="bad%20" + "".join(f"%{ord(c):02X}" for c in GHP))
+    env.guard.inspectors["response"].response(f)
+    assert f.response.status_code == 502 and not f.response.trailers
+
+
+def test_http1_trailer_reader_hands_the_trailers_back():
+    """carry_http1_trailers relies on h11's ChunkedReader ending a message with its trailer section, and on the
+    HTTP/1 layer's names it wraps."""
+    import h11
+    from h11._readers import ChunkedReader
+    from h11._receivebuffer import ReceiveBuffer
+    from mitmproxy.proxy.layers.http import _http1
+
+    internals.carry_http1_trailers()
+    internals.carry_http1_trailers()  # idempotent: wrapped once
+    assert _http1.make_body_reader.__name__ == "make_body_reader" and _http1.dlp_trailers
+    assert _http1.Http1Connection.read_body.__name__ == "read_body_with_trailers"
+    assert _http1.Http1Server.send.__name__ == _http1.Http1Client.send.__name__ == "send_with_trailers"
+    reader = _http1.make_body_reader(None)
+    buf = ReceiveBuffer()
+    buf += b"5\r\nhello\r\n0\r\nX-Token: abc\r\n\r\n"
+    assert isinstance(reader(buf), h11.Data)
+    end = reader(buf)
+    assert isinstance(end, h11.EndOfMessage) and not end.headers
+    assert reader.trailers.fields == ((b"X-Token", b"abc"),)
+    assert isinstance(reader.reader, ChunkedReader) and not isinstance(_http1.make_body_reader(5), type(reader))
+
+
 # --- mitmproxy internals we rely on (proxy/internals.py) ------------------------------------------------------------------
 
 

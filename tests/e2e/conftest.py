@@ -49,7 +49,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -117,13 +117,14 @@ class Received:
     path: str
     headers: list[tuple[str, str]]
     body: bytes
+    trailers: list[tuple[str, str]] = field(default_factory=list)  # a chunked request's trailer section
 
     def header(self, name: str) -> str | None:
         return next((v for k, v in self.headers if k.lower() == name.lower()), None)
 
     def carries(self, secret: str) -> bool:
         raw = secret.encode()
-        return secret in self.path or any(secret in v for _, v in self.headers) or raw in self.body
+        return secret in self.path or any(secret in v for _, v in self.headers + self.trailers) or raw in self.body
 
 
 def openai_completion(text: str = "Hello from upstream") -> dict:
@@ -146,13 +147,15 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         pass
 
     def _body(self) -> bytes:
+        self.trailers = []
         if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
             out = bytearray()
             while True:
                 size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
                 if size == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass
+                    while (line := self.rfile.readline()) not in (b"\r\n", b"\n", b""):
+                        name, _, value = line.decode("latin-1").partition(":")
+                        self.trailers.append((name.strip(), value.strip()))
                     return bytes(out)
                 out += self.rfile.read(size)
                 self.rfile.readline()
@@ -161,7 +164,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def _handle(self):
         body = self._body()
-        rec = Received(self.command, self.path, list(self.headers.items()), body)
+        rec = Received(self.command, self.path, list(self.headers.items()), body, self.trailers)
         with self.server.lock:
             self.server.received.append(rec)
         route = self.path.split("?", 1)[0]
@@ -307,6 +310,23 @@ def tls_upstream_server(e2e_dir) -> _Server:
     server.ca = str(ca)
     yield server
     server.shutdown()
+
+
+@pytest.fixture(scope="session")
+def h2_upstream_server(tls_upstream_server, e2e_dir):
+    """An HTTP/2-only TLS upstream (h2server.H2Server) with the TLS upstream's certificate, so every proxy here
+    trusts it: `https://localhost:PORT` through a proxy's CONNECT, or a reverse proxy to its `.url`."""
+    from e2e.h2server import H2Server
+
+    server = H2Server(str(e2e_dir / "upstream.pem"), str(e2e_dir / "upstream.key")).start()
+    yield server
+    server.shutdown()
+
+
+@pytest.fixture
+def h2_upstream(h2_upstream_server):
+    h2_upstream_server.reset()
+    return h2_upstream_server
 
 
 @pytest.fixture

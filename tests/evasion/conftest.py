@@ -12,6 +12,8 @@ import pytest
 from e2e.conftest import (  # noqa: F401  (fixtures re-exported so pytest finds them for this directory)
     e2e_dir,
     e2e_profile,
+    h2_upstream,
+    h2_upstream_server,
     start_proxy,
     tls_upstream_server,
     upstream,

@@ -199,11 +199,13 @@ _ESC = {b"\\": b"\\", b"/": b"/", b'"': b'"', b"'": b"'", b"b": b"\b", b"f": b"\
 
 
 def received_any_form(received: Iterable, token: str) -> bool:
-    """True when any recorded request (path, header values, body) carries `token` in any decodable form."""
+    """True when any recorded request (path, header and trailer values, body) carries `token` in any decodable
+    form."""
     needle = token.encode()
     for rec in received:
         parts = [rec.path.encode("utf-8", "surrogateescape"), rec.body]
-        parts += [f"{k}: {v}".encode("utf-8", "surrogateescape") for k, v in rec.headers]
+        fields = rec.headers + list(getattr(rec, "trailers", ()))
+        parts += [f"{k}: {v}".encode("utf-8", "surrogateescape") for k, v in fields]
         for part in parts:
             if carries(part, needle):
                 return True

@@ -36,6 +36,7 @@ from support import Request, received_any_form, wrong_checksum
 
 from dlproxy.engine.profile import builtin_profile_path, load_profiles
 from e2e.conftest import _Server, proxied_client
+from e2e.h2server import open_tunnel
 from generators import GENERATORS
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
@@ -338,15 +339,8 @@ def recorder():
 
 def tls_through(proxy, port: int, sni: str) -> str:
     """CONNECT to 127.0.0.1:port (an allowed address), then a TLS handshake with `sni`; how it ended."""
-    sock = socket.create_connection(("127.0.0.1", proxy.port), timeout=30)
+    sock = open_tunnel(proxy.port, f"127.0.0.1:{port}")
     try:
-        sock.sendall(f"CONNECT 127.0.0.1:{port} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
-        head = b""
-        while b"\r\n\r\n" not in head:
-            chunk = sock.recv(4096)
-            assert chunk, "the proxy closed the tunnel"
-            head += chunk
-        assert head.startswith(b"HTTP/1.1 200"), head
         context = ssl.create_default_context(cafile=proxy.ca)
         context.check_hostname = False
         try:
@@ -456,11 +450,15 @@ def test_no_sink_holds_the_token(sink_proxy, upstream, webhook, carrier):
 
 
 def test_no_sink_holds_a_token_from_an_http2_request_trailer(sink_proxy, upstream, webhook):
+    """The trailer is inspected like the rest of the request: blocked (403), with an incident naming the trailer,
+    and neither the upstream nor any of dlproxy's outputs holds the token."""
     secret = token("github-app-installation-token", "sink-trailer")
     mark = sink_proxy.mark()
-    h2_post_with_trailer(sink_proxy.port, sink_proxy.ca, secret)
+    assert h2_post_with_trailer(sink_proxy.port, sink_proxy.ca, secret) == 403
     assert not received_any_form(upstream.received, secret)
-    assert_sinks_clean(sink_proxy, webhook, secret, mark, [], wait_incident=False)
+    assert_sinks_clean(sink_proxy, webhook, secret, mark, [])
+    findings = [f for i in sink_proxy.incidents(since=mark) for f in i["findings"]]
+    assert [f["location"] for f in findings] == ["trailer:x-token"]
 
 
 def assert_sinks_clean(proxy, webhook, secret, mark, generated: list[str], wait_incident: bool = True) -> None:

@@ -9,6 +9,13 @@ with the token's fingerprint; the proxy's own output never holds the token.
 
 The upstream here serves each row's body in small writes: `chunked` (Transfer-Encoding: chunked) or `close`
 (no length, the body ends when the connection closes), optionally with a Content-Encoding.
+
+The trailer table (TRAILER_ROWS) runs the same three cases for a token in a trailer: the header section after a
+body (HTTP/2, chunked HTTP/1), in both directions, buffered and streamed, and gRPC's `grpc-message` (plain and
+percent-encoded, as gRPC sends it). Real clients: the `h2` library on a raw socket for HTTP/2 (no HTTP client
+sends request trailers), a raw socket for an HTTP/1 chunked request, curl `--raw` for an HTTP/1 response.
+A blocked request must not reach the upstream with the token; a response must not bring it to the client
+(its trailers are dropped and the stream cut, or the whole response withheld).
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import random
 import socketserver
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import brotli
@@ -27,8 +35,9 @@ import httpx
 import pytest
 
 from dlproxy.engine.findings import fingerprint
-from e2e.conftest import proxied_client
-from evasion.support import carries, detector, wrong_checksum
+from e2e.conftest import curl, proxied_client
+from e2e.h2server import h1_chunked_post, h2_exchange
+from evasion.support import carries, detector, received_any_form, wrong_checksum
 from generators import GENERATORS
 from stream_carriers import CARRIERS
 
@@ -69,6 +78,7 @@ class _Upstream(socketserver.ThreadingMixIn, http.server.HTTPServer):
     def __init__(self):
         super().__init__(("127.0.0.1", 0), _Handler)
         self.routes: dict[str, tuple[StreamRow, bytes]] = {}
+        self.trailers: dict[str, list[tuple[str, str]]] = {}  # path -> trailer section of its chunked body
 
     @property
     def url(self) -> str:
@@ -104,7 +114,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 if i // row.piece % 16 == 0:
                     time.sleep(0.001)
             if row.framing == "chunked":
-                self.wfile.write(b"0\r\n\r\n")
+                fields = "".join(f"{k}: {v}\r\n" for k, v in self.server.trailers.get(self.path, []))
+                self.wfile.write(b"0\r\n" + fields.encode("latin-1") + b"\r\n")
         except OSError:
             pass  # the proxy closed the upstream: the expected outcome of a cut
         self.close_connection = True
@@ -142,7 +153,7 @@ def plain_body(row: StreamRow, token: str) -> bytes:
     return b"some text then " + token.encode() + b" and more\n"
 
 
-def token_for(row: StreamRow) -> str:
+def token_for(row: StreamRow | TrailerRow) -> str:
     token = GENERATORS["github-classic-pat"](random.Random(f"evasion-stream:{row.id}"))
     assert detector().scan(f" {token} ")
     return token
@@ -175,3 +186,113 @@ def test_streamed_carrier(evasion_proxy, stream_upstream, row: StreamRow, kind: 
 def test_table_size():
     assert len(ROWS) >= 34
     assert json.dumps([r.id for r in ROWS])  # ids are plain strings
+
+
+# --- trailers ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Exchange:
+    """What one trailer exchange did: what the receiving side got (the upstream's recorded requests, or the
+    client's bytes), and whether the message went through whole (a 2xx that ended cleanly)."""
+    received: list  # upstream records (requests)
+    client: bytes  # what the client received (responses)
+    whole: bool
+
+
+@dataclass(frozen=True)
+class TrailerRow:
+    id: str
+    direction: str  # request | response
+    send: Callable  # (ctx, name, value) -> Exchange
+    name: str = "x-token"
+    encode: Callable[[str], str] = str  # the trailer value the evasion case sends (the plain case: the token)
+    streamed: bool = False  # documentation: which inspection path the row exercises
+
+
+@dataclass
+class TrailerCtx:
+    proxy: object
+    h2: object  # e2e.h2server.H2Server
+    h1: object  # the e2e HTTP/1 upstream (records request trailers)
+    stream: _Upstream
+
+
+def _h2_request(c: TrailerCtx, name: str, value: str) -> Exchange:
+    r = h2_exchange(c.proxy.port, c.proxy.ca, c.h2.port, "POST", "/upload", b'{"note": "hello"}',
+                    [("content-type", "application/json")], [(name, value)])
+    return Exchange(list(c.h2.received), r.text().encode(), r.status == 200 and r.ended)
+
+
+def _h1_chunked_request(c: TrailerCtx, name: str, value: str) -> Exchange:
+    got = h1_chunked_post(c.proxy.port, f"{c.h1.url}/upload", [(name, value)])
+    return Exchange(list(c.h1.received), got, got.startswith(b"HTTP/1.1 200"))
+
+
+def _h2_response(ctype: str, length: bool, extra: tuple = ()):
+    """An HTTP/2 response ending in trailers: with a content-length (buffered) or without (streamed)."""
+    def send(c: TrailerCtx, name: str, value: str) -> Exchange:
+        body = b"\0\0\0\0\x05hello" if "grpc" in ctype else b'{"ok": true}'
+        headers = [("content-type", ctype)] + ([("content-length", str(len(body)))] if length else [])
+        c.h2.respond("/trailer", [body[:3], body[3:]], headers=headers, trailers=[*extra, (name, value)])
+        r = h2_exchange(c.proxy.port, c.proxy.ca, c.h2.port, "POST", "/trailer", b"{}",
+                        [("content-type", ctype), ("te", "trailers")])
+        return Exchange([], r.text().encode(), r.status == 200 and r.ended and (name, value) in r.trailers)
+    return send
+
+
+def _h1_chunked_response(c: TrailerCtx, name: str, value: str) -> Exchange:
+    """curl --raw shows the chunked framing, trailer section included."""
+    row = StreamRow("trailer-h1", "application/json", None, "chunked")
+    path = f"/trailer/{random.random()}"
+    c.stream.routes[path] = (row, b'{"ok": true, "text": "' + b"a" * 40 + b'"}')
+    c.stream.trailers[path] = [(name, value)]
+    r = curl("-x", c.proxy.url, "--raw", "-i", c.stream.url + path)
+    whole = r.returncode == 0 and r.stdout.startswith(b"HTTP/1.1 200") and f"{name}: {value}".encode() in r.stdout
+    return Exchange([], r.stdout, whole)
+
+
+def _percent(token: str) -> str:
+    return "".join(f"%{b:02X}" for b in token.encode())
+
+
+GRPC = "application/grpc"
+TRAILER_ROWS = [
+    TrailerRow("h2-request-trailer", "request", _h2_request),
+    TrailerRow("h1-chunked-request-trailer", "request", _h1_chunked_request),
+    TrailerRow("h2-response-trailer", "response", _h2_response("application/json", length=True)),
+    TrailerRow("h2-response-trailer-streamed", "response", _h2_response("application/json", length=False),
+               streamed=True),
+    TrailerRow("h1-chunked-response-trailer", "response", _h1_chunked_response, streamed=True),
+    TrailerRow("grpc-message", "response", _h2_response(GRPC, length=False, extra=(("grpc-status", "16"),)),
+               name="grpc-message", encode=lambda t: f"token {t} rejected", streamed=True),
+    TrailerRow("grpc-message-percent-encoded", "response",
+               _h2_response(GRPC, length=False, extra=(("grpc-status", "16"),)),
+               name="grpc-message", encode=lambda t: "token%20" + _percent(t) + "%20rejected", streamed=True),
+]
+
+
+@pytest.mark.parametrize("kind", ["evasion", "plain", "wrong_checksum"])
+@pytest.mark.parametrize("row", TRAILER_ROWS, ids=[r.id for r in TRAILER_ROWS])
+def test_trailer_carrier(evasion_proxy, h2_upstream, upstream, stream_upstream, row: TrailerRow, kind: str):
+    c = TrailerCtx(evasion_proxy, h2_upstream, upstream, stream_upstream)
+    token = token_for(row)
+    if kind == "wrong_checksum":
+        value = row.encode(wrong_checksum(token))
+        got = row.send(c, row.name, value)
+        assert got.whole, f"{row.id}: a clean trailer was blocked or the message cut"
+        if row.direction == "request":
+            [rec] = got.received
+            assert (row.name, value) in [(k.lower(), v) for k, v in rec.trailers], "the trailer did not arrive"
+        return
+    value = row.encode(token) if kind == "evasion" else token
+    mark = evasion_proxy.mark()
+    got = row.send(c, row.name, value)
+    assert not got.whole, f"{row.id}: the message went through whole"
+    assert not received_any_form(got.received, token), f"{row.id}: the upstream received the token"
+    assert not carries(got.client, token.encode()), f"{row.id}: the client received the token"
+    incidents = evasion_proxy.incidents(since=mark, wait=10)
+    findings = [f for i in incidents for f in i.get("findings", [])]
+    assert any(f["fingerprint"] == fingerprint(token) and f["location"] == f"trailer:{row.name}"
+               for f in findings), f"{row.id}: no incident for the trailer: {incidents}"
+    evasion_proxy.assert_no_leak(token)

@@ -64,8 +64,10 @@ def plain_text_body(headers: Sequence[tuple[str, str]], body: bytes) -> bool:
 
 
 def extract_http(*, url: str | None, headers: Sequence[tuple[str, str]], body: bytes | None,
-                 limits: Limits, blob_free: bool = False, token_window: int | None = None) -> Extraction:
-    """Segments for the URL, every header and the body (decoded by Content-Encoding, then Content-Type).
+                 limits: Limits, blob_free: bool = False, token_window: int | None = None,
+                 trailers: Sequence[tuple[str, str]] = ()) -> Extraction:
+    """Segments for the URL, every header, the body (decoded by Content-Encoding, then Content-Type) and the
+    trailers (HTTP/2 and chunked HTTP/1 header fields after the body; located `trailer:<name>`).
 
     `blob_free`: the caller found no base64 run in the body (`plain_text_body`), so a text segment that is the
     body itself is not searched for one again. `token_window`: the widest token the caller's detector finds; the
@@ -90,6 +92,9 @@ def extract_http(*, url: str | None, headers: Sequence[tuple[str, str]], body: b
                 elif lname == "content-encoding":
                     codings.append(value)
             _body(ctx, body, ",".join(codings), ctype)
+        if trailers:
+            stage = "trailer"
+            extract_headers(ctx, trailers, "trailer")
     except Exception as exc:  # a bug: report it, never let it (or body content in its text) escape
         log.warning("dlproxy extraction failed in %s: %s", stage, type(exc).__name__)
         ctx.fail(stage, ERROR)

@@ -1,6 +1,8 @@
 """Headers: every value in one segment (`name: value` lines; a finding resolves to `header:<name>`, or
 `header:cookie:<name>` for cookies), plus decoded forms where the raw value hides a token:
-`Authorization: Basic` as `user:password`, percent-encoded values (cookies, Referer), base64 values.
+`Authorization: Basic` as `user:password`, percent-encoded values (cookies, Referer, gRPC's `grpc-message`),
+base64 values. Trailers (the header section after a body) are extracted the same way under `trailer:<name>`:
+a location no issuer position names, so a credential in a trailer is never in use.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ _COOKIES = ("cookie", "set-cookie")
 _SPECIAL = frozenset(_AUTH + _COOKIES)
 
 
-def extract_headers(ctx: Ctx, headers: Sequence[tuple[str, str]]) -> None:
+def extract_headers(ctx: Ctx, headers: Sequence[tuple[str, str]], kind: str = "header") -> None:
     lines: list[bytes] = []
     starts: list[int] = []
     names: list[str] = []
@@ -32,8 +34,8 @@ def extract_headers(ctx: Ctx, headers: Sequence[tuple[str, str]]) -> None:
         lines.append(line)
         offset += len(line)
         if len(raw) >= 24 or lname in _SPECIAL or b"%" in raw:
-            _decoded_forms(ctx, lname, raw)
-    block = ctx.take(b"".join(lines), Loc("header"))
+            _decoded_forms(ctx, lname, raw, kind)
+    block = ctx.take(b"".join(lines), Loc(kind))
 
     def where(start: int, end: int) -> str:
         i = bisect.bisect_right(starts, start) - 1
@@ -45,12 +47,12 @@ def extract_headers(ctx: Ctx, headers: Sequence[tuple[str, str]]) -> None:
             suffix += ":" + cookie if cookie else ""
         return suffix
 
-    ctx.emit(Loc("header"), block, where)
+    ctx.emit(Loc(kind), block, where)
 
 
-def _decoded_forms(ctx: Ctx, lname: str, raw: bytes) -> None:
+def _decoded_forms(ctx: Ctx, lname: str, raw: bytes, kind: str) -> None:
     """Extra segments for a value whose raw form can hide a token: Basic, cookies, %-encoding, base64."""
-    hloc = Loc("header:" + label(lname))
+    hloc = Loc(f"{kind}:{label(lname)}")
     if lname in _AUTH and raw[:6].lower() == b"basic ":
         ctx.emit(hloc.child(":basic"), ctx.take(b64decode(raw[6:].strip()), hloc))
         return

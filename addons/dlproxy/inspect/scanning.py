@@ -1,8 +1,8 @@
 """Scanning one message, on the event loop, in a thread, or in a worker process. Pure: no mitmproxy import.
 
-    scan = scan_message(active, url, headers, body)   # extract → detect; findings with safe locations
+    scan = scan_message(active, url, headers, body, trailers=())   # extract → detect; findings, safe locations
     pool = ScanPool(workers=1)                         # processes for big bodies (see addon.OFFLOAD_BYTES)
-    scan = await pool.scan(active, url, headers, body)
+    scan = await pool.scan(active, url, headers, body, trailers)
 
 Threads help latency only partly (the extractor and `re` hold the GIL); a process frees the loop almost
 completely but costs throughput (the body is pickled to the worker and back). The proxy defaults to threads
@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
+import functools
 import multiprocessing
 import pickle
 from dataclasses import dataclass, field
@@ -38,16 +39,17 @@ class Scan:
     context: dict[str, str] = field(default_factory=dict)  # secret → text around it (for sealed evidence only)
 
 
-def scan_message(active: Active, url: str | None, headers, body: bytes, blob_free: bool = False) -> Scan:
-    """Extract every located text part of a message and run the detector over each (`blob_free`: the caller
-    found no base64 run in the body; see extract_http).
+def scan_message(active: Active, url: str | None, headers, body: bytes, blob_free: bool = False,
+                 trailers=()) -> Scan:
+    """Extract every located text part of a message (its `trailers` too) and run the detector over each
+    (`blob_free`: the caller found no base64 run in the body; see extract_http).
 
     The first `settings.max_findings` findings get their exact location (a JSON path, a form field), one pass
     per segment however many there are; any further ones keep their segment's location ("body:json"), which
     policy treats like any other place that is not a use position. Every one of them is judged."""
     detector = active.detector
     extraction = extract_http(url=url, headers=headers, body=body, limits=active.limits, blob_free=blob_free,
-                              token_window=getattr(detector, "max_token_len", None) or None)
+                              token_window=getattr(detector, "max_token_len", None) or None, trailers=trailers)
     budget = getattr(active.settings, "max_findings", 100)
     stats: collections.Counter = collections.Counter()
     findings: list[Finding] = []
@@ -106,14 +108,15 @@ def _safe_locations(findings: list[Finding], secrets: dict[str, Finding], detect
 _worker_active: Active | None = None
 
 
-def _scan_in_worker(generation: int, profile_blob: bytes, backend: str, url, headers, body: bytes) -> Scan:
+def _scan_in_worker(generation: int, profile_blob: bytes, backend: str, url, headers, body: bytes,
+                    trailers=()) -> Scan:
     """Runs in a worker process: (re)build the detector when the profile generation changed, then scan."""
     global _worker_active
     if _worker_active is None or _worker_active.generation != generation:
         profile = pickle.loads(profile_blob)
         _worker_active = Active(profile, Detector(profile, backend=backend), Limits.from_settings(profile.settings),
                                 generation)
-    return scan_message(_worker_active, url, headers, body)
+    return scan_message(_worker_active, url, headers, body, trailers=trailers)
 
 
 class ScanPool:
@@ -126,13 +129,14 @@ class ScanPool:
         self._executor: concurrent.futures.Executor | None = None
         self._blobs: dict[int, bytes] = {}
 
-    async def scan(self, active: Active, url, headers, body: bytes) -> Scan:
+    async def scan(self, active: Active, url, headers, body: bytes, trailers=()) -> Scan:
         loop = asyncio.get_running_loop()
         if self.workers <= 0:
-            return await loop.run_in_executor(self._get(), scan_message, active, url, headers, body)
+            return await loop.run_in_executor(self._get(), functools.partial(scan_message, trailers=trailers),
+                                              active, url, headers, body)
         try:
             return await loop.run_in_executor(self._get(), _scan_in_worker, active.generation, self._blob(active),
-                                              active.detector.backend, url, headers, body)
+                                              active.detector.backend, url, headers, body, trailers)
         except concurrent.futures.process.BrokenProcessPool:
             self.shutdown()  # a worker died (OOM kill?): start afresh next time; this flow fails closed
             raise

@@ -279,11 +279,12 @@ class _Inspector:
             msg = self.message(flow)
             body = msg.raw_content or b""
             headers = _header_list(msg.headers)
+            trailers = trailer_list(msg)
             offload, blob_free = self._placement(active, headers, body)
             if offload:
-                return self._inspect_offloaded(flow, active, msg, headers, body)
+                return self._inspect_offloaded(flow, active, msg, headers, body, trailers)
             started = time.perf_counter()
-            scan = scan_message(active, self.url(flow), headers, body, blob_free=blob_free)
+            scan = scan_message(active, self.url(flow), headers, body, blob_free=blob_free, trailers=trailers)
             self.conclude(flow, active, msg, scan, started)
         except Exception as exc:  # never fail open: mitmproxy would forward the flow
             self.fail(flow, exc, active)
@@ -306,10 +307,10 @@ class _Inspector:
         return True, False
 
     async def _inspect_offloaded(self, flow: http.HTTPFlow, active: Active, msg: http.Message, headers,
-                                 body: bytes) -> None:
+                                 body: bytes, trailers) -> None:
         try:
             started = time.perf_counter()
-            scan = await self.state.pool.scan(active, self.url(flow), headers, body)
+            scan = await self.state.pool.scan(active, self.url(flow), headers, body, trailers)
             self.conclude(flow, active, msg, scan, started)
         except Exception as exc:
             self.fail(flow, exc, active)
@@ -346,7 +347,8 @@ class _Inspector:
         targets = {s: f.entry_id for s, f in scan.secrets.items() if f.fingerprint in redacted}
         problem = self._rewrite(flow, msg, targets)
         if problem is None:
-            again = scan_message(active, self.url(flow), _header_list(msg.headers), msg.raw_content or b"")
+            again = scan_message(active, self.url(flow), _header_list(msg.headers), msg.raw_content or b"",
+                                 trailers=trailer_list(msg))
             check = decide(again.findings, again.unscannable, self.context(flow, again.secrets), active,
                            False, self.state.issuer_binding)
             if check.action in (Action.BLOCK, Action.REDACT):
@@ -371,6 +373,7 @@ class _Inspector:
             fields.append((name, new))
             remaining -= done
         msg.headers.fields = tuple(fields)
+        remaining -= redact_trailers(msg, redactor)
         body = msg.raw_content
         if body:
             encoding = (msg.headers.get("content-encoding") or "identity").strip().lower()
@@ -417,6 +420,26 @@ class _Inspector:
 def _header_list(headers: http.Headers) -> list[tuple[str, str]]:
     """(name, value) pairs as str, as mitmproxy decodes them (UTF-8, surrogateescape), without its per-item API."""
     return [(k.decode("utf-8", "surrogateescape"), v.decode("utf-8", "surrogateescape")) for k, v in headers.fields]
+
+
+def trailer_list(msg: http.Message) -> list[tuple[str, str]]:
+    """The message's trailers (HTTP/2, or chunked HTTP/1: internals.carry_http1_trailers) as (name, value)."""
+    return _header_list(msg.trailers) if msg.trailers else []
+
+
+def redact_trailers(msg: http.Message, redactor: redact.Redactor) -> set[str]:
+    """Rewrite the trailer values in place; the secrets replaced. Trailers go out after the body, so this
+    works for a streamed message too as long as it runs before its end."""
+    if not msg.trailers:
+        return set()
+    done_all: set[str] = set()
+    fields = []
+    for name, value in msg.trailers.fields:
+        new, done = redactor(value)
+        fields.append((name, new))
+        done_all |= done
+    msg.trailers.fields = tuple(fields)
+    return done_all
 
 
 class RequestInspector(_Inspector):

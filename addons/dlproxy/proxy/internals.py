@@ -5,9 +5,12 @@ and tests/test_dispatch.py pin what these functions rely on, so an upgrade break
     close_upstream      close a flow's upstream connection from inside a stream callable (a block mid-stream)
     close_websocket     have the WebSocket layer close both sides with a code and a reason
     proxy_listening     is the proxy server up and listening (/readyz)
+    carry_http1_trailers  teach mitmproxy's HTTP/1 layer to read and write chunked trailers (process-wide)
 
 Why they are needed: mitmproxy ignores `flow.kill()` while a body streams and for WebSocket messages, and has no
-public API for a close frame; its public API neither says whether the proxy server listens.
+public API for a close frame; its public API neither says whether the proxy server listens. Its HTTP/1 layer
+raises on a chunked trailer section it receives (NotImplementedError: the connection hangs, the message is never
+inspected) and on trailers it should send to an HTTP/1 peer (AssertionError: the same).
 """
 
 from __future__ import annotations
@@ -76,6 +79,88 @@ def close_websocket(flow: http.HTTPFlow, code: int, reason: str) -> bool:
     _tasks.add(task)
     task.add_done_callback(_tasks.discard)
     return True
+
+
+class _TrailerKeepingReader:
+    """h11's ChunkedReader, with a trailer section handed back apart: mitmproxy's HTTP/1 layer raises on an
+    end of message that carries headers, so they are taken off it and kept for `_read_body` to deliver."""
+
+    def __init__(self, reader):
+        self.reader = reader
+        self.trailers: http.Headers | None = None
+
+    def __call__(self, buf):
+        import h11
+
+        event = self.reader(buf)
+        if isinstance(event, h11.EndOfMessage) and event.headers:
+            self.trailers = http.Headers(list(event.headers.raw_items()))
+            return h11.EndOfMessage()
+        return event
+
+    def read_eof(self):
+        return self.reader.read_eof()
+
+
+def carry_http1_trailers() -> None:
+    """Make mitmproxy's HTTP/1 layer carry chunked trailers like its HTTP/2 layer does; idempotent.
+
+    Reading: the trailer section becomes a RequestTrailers/ResponseTrailers event just before the end of the
+    message, so mitmproxy stores it as `flow.request.trailers`/`flow.response.trailers` before the `request`/
+    `response` hook (buffered) or the stream callable's final call (streamed), where dlproxy inspects it.
+    Writing: trailers for an HTTP/1 peer go into the last chunk of a chunked message; a message that is not
+    chunked (an HTTP/2 request without a length, re-sent as HTTP/1) has no place for them: they are dropped."""
+    from mitmproxy.proxy import commands
+    from mitmproxy.proxy.layers.http import _http1
+    from mitmproxy.proxy.layers.http._base import ReceiveHttp
+    from mitmproxy.proxy.layers.http._events import (
+        RequestEndOfMessage,
+        RequestTrailers,
+        ResponseEndOfMessage,
+        ResponseTrailers,
+    )
+
+    if getattr(_http1, "dlp_trailers", False):
+        return
+    make_reader = _http1.make_body_reader
+    read_body = _http1.Http1Connection.read_body
+
+    def make_body_reader(expected_size):
+        reader = make_reader(expected_size)
+        return _TrailerKeepingReader(reader) if expected_size is None else reader
+
+    def read_body_with_trailers(self, event):
+        for command in read_body(self, event):
+            reader = self.body_reader
+            if isinstance(command, ReceiveHttp) and isinstance(command.event, self.ReceiveEndOfMessage) and \
+                    isinstance(reader, _TrailerKeepingReader) and reader.trailers is not None:
+                kind = RequestTrailers if isinstance(self, _http1.Http1Server) else ResponseTrailers
+                trailers, reader.trailers = reader.trailers, None
+                yield ReceiveHttp(kind(command.event.stream_id, trailers))
+            yield command
+
+    def sending_trailers(send):
+        def send_with_trailers(self, event):
+            if isinstance(event, (RequestTrailers, ResponseTrailers)):
+                self.dlp_trailers = event.trailers  # written with the last chunk, at the end of the message
+                return
+            trailers = None
+            if isinstance(event, (RequestEndOfMessage, ResponseEndOfMessage)):
+                trailers, self.dlp_trailers = getattr(self, "dlp_trailers", None), None
+            for command in send(self, event):
+                if trailers and isinstance(command, commands.SendData) and command.data == LAST_CHUNK:
+                    command = commands.SendData(command.connection, b"0\r\n" + bytes(trailers) + b"\r\n")
+                yield command
+        return send_with_trailers
+
+    _http1.make_body_reader = make_body_reader
+    _http1.Http1Connection.read_body = read_body_with_trailers
+    _http1.Http1Server.send = sending_trailers(_http1.Http1Server.send)
+    _http1.Http1Client.send = sending_trailers(_http1.Http1Client.send)
+    _http1.dlp_trailers = True
+
+
+LAST_CHUNK = b"0\r\n\r\n"
 
 
 def proxy_listening() -> str:

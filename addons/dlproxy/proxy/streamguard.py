@@ -41,7 +41,7 @@ from ..ops.incidents import IncidentLog
 from ..ops.metrics import Metrics
 from ..ops.revocation import Sighting
 from . import internals
-from .addon import ProfileState, RequestInspector, ResponseInspector, scan_message
+from .addon import ProfileState, RequestInspector, ResponseInspector, scan_message, trailer_list
 from .apis import api_block_response, api_of, jsonrpc_request
 from .enforce import (
     GENERATED,
@@ -117,15 +117,15 @@ class FlowStream:
         self.framing = framing
         self.judge = StreamJudge(guard.state, active, ctx_, guard.metrics, guard.incidents, direction, logger,
                                  verdict, incident_id)
+        self.msg = flow.request if direction == Direction.REQUEST else flow.response
         detector = active.detector
         if framing:
             hold = min(active.settings.max_inspect_bytes, MAX_EVENT_BYTES)
             self.scanner = SSEScanner(detector, self.judge.verdicts, api_of(flow), max_hold=hold, framing=framing)
         else:
-            msg = flow.request if direction == "request" else flow.response
             self.scanner = ByteStreamScanner(detector, self.judge.verdicts, "body:stream", fixed_length,
                                              Limits.from_settings(active.settings),
-                                             msg.headers.get("content-type", ""))
+                                             self.msg.headers.get("content-type", ""))
         self.state = "open"  # open | passthrough | cut
         self.elapsed = 0.0
         self.scanned = 0
@@ -135,10 +135,16 @@ class FlowStream:
 
     def __call__(self, data: bytes) -> list[bytes]:
         if self.state == "cut":
+            if not data:
+                self.msg.trailers = None  # arrived after the cut: never forwarded
             return []
         started = time.perf_counter()
         try:
-            out = self._passthrough(data) if self.state == "passthrough" else self._step(data)
+            cut = self._trailers() if not data else None
+            if cut is not None:
+                out = cut
+            else:
+                out = self._passthrough(data) if self.state == "passthrough" else self._step(data)
         except Exception as exc:  # never raise from a stream callable: cut instead
             out = self._fail(exc)
         self.elapsed += time.perf_counter() - started
@@ -176,6 +182,26 @@ class FlowStream:
         except DecodeError:
             return self._cut()
 
+    def _trailers(self) -> list[bytes] | None:
+        """Inspect the trailers; None when they may follow the body, else what a cut sends.
+
+        mitmproxy stores the trailers (HTTP/2, chunked HTTP/1) on the message before this final call and forwards
+        them only after it, so they are judged while the body's undecided tail is still held: a credential in a
+        trailer cuts the message like one in its body (the tail and the trailers are never sent)."""
+        msg = self.msg
+        if not msg.trailers:
+            return None
+        active = self.judge.active
+        scan = scan_message(active, None, [], b"", trailers=trailer_list(msg))
+        if not scan.findings and not scan.unscannable:
+            return None
+        decision = self.judge.decide(scan.findings, scan.unscannable)
+        if decision.enforcement == REDACT:
+            decision = self.guard.inspectors[self.direction].redact(self.flow, msg, active, scan, decision)
+        ctx_ = flow_context(self.flow, self.direction, scan.secrets)
+        self.judge.keep(decision, self.guard.record(decision, ctx_, scan))
+        return self._cut() if decision.enforcement == Enforcement.BLOCK else None
+
     # -- policy (StreamJudge) --
 
     def _unscannable(self, reason: str, can_pass: bool) -> list[bytes]:
@@ -197,8 +223,9 @@ class FlowStream:
     # -- enforcement --
 
     def _cut(self) -> list[bytes]:
-        """Stop the stream: close the upstream, give an SSE client its API's error event."""
+        """Stop the stream: close the upstream, drop the trailers, give an SSE client its API's error event."""
         self.state = "cut"
+        self.msg.trailers = None
         out: list[bytes] = []
         try:
             if self.framing and self.direction == Direction.RESPONSE:
@@ -327,8 +354,10 @@ class StreamGuard:
         if not fixed:
             msg.headers.pop("content-length", None)
             if "chunked" not in msg.headers.get("transfer-encoding", "").lower() and \
-                    flow.request.http_version != "HTTP/1.0":
-                msg.headers["transfer-encoding"] = "chunked"  # HTTP/2 output drops it
+                    msg.http_version == "HTTP/1.1" and flow.request.http_version != "HTTP/1.0":
+                # Only on an HTTP/1.1 message: mitmproxy drops it when it re-sends that as HTTP/2, but sends an
+                # HTTP/2 message's headers as they are, and the header is illegal there (curl exits 92).
+                msg.headers["transfer-encoding"] = "chunked"
         ctx_ = flow_context(flow, direction)
         msg.stream = FlowStream(self, flow, direction, active, ctx_, decoder, framing, fixed, verdict, incident_id)
         if direction == Direction.RESPONSE:

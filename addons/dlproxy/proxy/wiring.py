@@ -28,6 +28,7 @@ from .websocket import WebSocketGuard
 def make_addons(metrics: Metrics | None = None) -> list:
     """A fresh set of addons sharing one Metrics instance (its own registry, so a script reload is safe)."""
     metrics = metrics or Metrics()
+    internals.carry_http1_trailers()  # else an HTTP/1 trailer section hangs the connection, uninspected
     state = ProfileState(metrics)
     logscrub.install(lambda: state.current.detector if state.current is not None else None)
     incidents = IncidentLog(metrics)
