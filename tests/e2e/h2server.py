@@ -133,6 +133,8 @@ class H2Server:
                                                                        headers=[("content-type", "application/json")])
         conn.send_headers(stream_id, [(":status", str(reply.status)), *reply.headers],
                           end_stream=not reply.pieces and not reply.trailers)
+        sock.sendall(conn.data_to_send())
+        time.sleep(0.005)
         for i, piece in enumerate(reply.pieces):
             last = i == len(reply.pieces) - 1 and not reply.trailers
             conn.send_data(stream_id, piece, end_stream=last)

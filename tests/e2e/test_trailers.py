@@ -98,6 +98,15 @@ def test_a_trailer_is_not_a_use_position(proxy, upstream):
     assert incident["findings"][0]["location"] == "trailer:authorization"
 
 
+def test_response_blocked_at_its_headers_drops_the_upstream_trailers(proxy, h2_upstream):
+    """A token in the response headers replaces the response by the 502 before its body: trailers the upstream
+    sends with no body in between would land on that 502; they are not forwarded."""
+    h2_upstream.respond("/h", [], headers=[("x-note", GHP)], trailers=[("x-token", GHP)])
+    r = h2_exchange(proxy.port, proxy.ca, h2_upstream.port, "GET", "/h")
+    assert r.status == 502 and GHP not in r.text() and r.trailers == []
+    proxy.assert_no_leak(GHP)
+
+
 @pytest.fixture
 def h2_reverse_proxy(start_proxy, h2_upstream):
     return start_proxy("--mode", f"reverse:{h2_upstream.url}", name="reverse-h2")

@@ -87,13 +87,16 @@ def _length(headers) -> int | None:
 
 class _Discard:
     """The stream callable of a streamed response replaced by our block (502) at responseheaders: the upstream
-    body is dropped (its connection closed) and the block's own body goes out instead."""
+    body is dropped (its connection closed) and the block's own body goes out instead. Upstream trailers that
+    arrive before the upstream is closed are stored by mitmproxy on the block response: they are dropped too."""
 
     def __init__(self, flow: http.HTTPFlow, body: bytes):
         self.flow = flow
         self.body = body
 
     def __call__(self, data: bytes) -> list[bytes]:
+        if self.flow.response is not None:
+            self.flow.response.trailers = None
         body, self.body = self.body, b""
         if body:
             try:
