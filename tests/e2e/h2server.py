@@ -148,6 +148,15 @@ class H2Server:
 # --- the client side: one HTTP/2 exchange through a proxy's CONNECT tunnel ------------------------------------
 
 
+class H2First(ssl.SSLContext):
+    """httpcore offers ALPN ["http/1.1", "h2"] and mitmproxy honours the client's order; real clients (curl,
+    browsers, Go, Node) offer h2 first. This context keeps the h2-first order whatever httpcore asks for."""
+
+    def set_alpn_protocols(self, protocols):
+        super().set_alpn_protocols(["h2", "http/1.1"])
+
+
+
 @dataclass
 class H2Result:
     status: int | None = None  # None: no response head (the stream was reset or the connection closed)

@@ -15,6 +15,7 @@ import openai
 import pytest
 
 from conftest import E2E_PROFILE, GHP, Proxy, curl, dlproxy_cmd, proxied_client
+from e2e.h2server import H2First
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
@@ -76,18 +77,10 @@ def test_anthropic_sdk(reverse_proxy, upstream):
     reverse_proxy.assert_no_leak(GHP)
 
 
-class _H2First(ssl.SSLContext):
-    """httpcore offers ALPN ["http/1.1", "h2"] and mitmproxy honours the client's order; real clients (curl,
-    browsers, Go, Node) offer h2 first. This context keeps the h2-first order whatever httpcore asks for."""
-
-    def set_alpn_protocols(self, protocols):
-        super().set_alpn_protocols(["h2", "http/1.1"])
-
-
 def test_http2_over_tls_to_the_reverse_listener(reverse_proxy, upstream):
     """Clients may speak TLS (and HTTP/2) to the sidecar; mitmproxy mints a cert from its CA."""
     body = json.dumps({"messages": [{"role": "user", "content": "hello over h2"}]}).encode()
-    context = _H2First(ssl.PROTOCOL_TLS_CLIENT)
+    context = H2First(ssl.PROTOCOL_TLS_CLIENT)
     context.load_verify_locations(reverse_proxy.ca)
     with httpx.Client(http2=True, verify=context, trust_env=False, timeout=30) as client:
         url = f"https://localhost:{reverse_proxy.port}/v1/chat/completions"
@@ -253,7 +246,7 @@ def test_http2_client_gets_a_streamed_response_without_hop_by_hop_framing(revers
     head, _, body = r.stdout.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/2 200") and b"transfer-encoding" not in head.lower()
     assert body == events.encode()
-    context = _H2First(ssl.PROTOCOL_TLS_CLIENT)
+    context = H2First(ssl.PROTOCOL_TLS_CLIENT)
     context.load_verify_locations(reverse_proxy.ca)
     with httpx.Client(http2=True, verify=context, trust_env=False, timeout=30) as client:
         resp = client.get(f"https://localhost:{reverse_proxy.port}/events")

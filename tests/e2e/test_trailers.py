@@ -15,8 +15,7 @@ import httpx
 import pytest
 
 from e2e.conftest import GHO, GHP, curl, make_token
-from e2e.h2server import h1_chunked_post, h2_exchange
-from e2e.test_modes import _H2First
+from e2e.h2server import H2First, h1_chunked_post, h2_exchange
 
 pytestmark = pytest.mark.e2e
 
@@ -124,7 +123,7 @@ def test_http2_upstream_streamed_to_an_http2_client(h2_reverse_proxy, h2_upstrea
     head, _, rest = r.stdout.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/2 200") and b"transfer-encoding" not in head.lower()
     assert rest.startswith(body)
-    context = _H2First(ssl.PROTOCOL_TLS_CLIENT)
+    context = H2First(ssl.PROTOCOL_TLS_CLIENT)
     context.load_verify_locations(h2_reverse_proxy.ca)
     with httpx.Client(http2=True, verify=context, trust_env=False, timeout=30) as client:
         resp = client.get(f"https://localhost:{h2_reverse_proxy.port}/s")
