@@ -194,3 +194,26 @@ def test_short_blocks_the_same_with_and_without_hyperscan(monkeypatch):
             m.setattr(quickcheck, "line_blocks", lambda *a: None)
             plain = base64blobs.find_short_blocks(data)
         assert sorted(set(bulk)) == sorted(set(plain)), i
+
+
+@pytest.mark.parametrize("bulk", [True, False], ids=["hyperscan", "regex"])
+def test_short_block_search_never_raises_and_spans_stay_inside(bulk, monkeypatch):
+    """Padded blocks whose quanta do not add up (a line too many before them, or too few lines) are dropped, never an
+    error: an exception here would make a clean body unscannable."""
+    if bulk and quickcheck.hyperscan is None:
+        pytest.skip("needs Hyperscan")
+    if not bulk:
+        monkeypatch.setattr(quickcheck, "line_blocks", lambda *a: None)
+    rng = random.Random(21)
+    samples = [b"abcd\n7S5iLLHFbjkIOP4\r\nhAOPyQvOn+evo4d\r\ngBc7XRx",
+               b"XtAYIjwS7z5nAbaHzEtmJFV\r\nAH8vaFpbdkDpqgzohtqQTob\r\nHUg/8R4mLC+mnO4ku2SYTfx"]
+    alphabet = b"ABCDabcd0123+/=-_ \t\r\n\n\n.x"
+    for _ in range(3000):
+        if rng.random() < 0.5:
+            samples.append(bytes(rng.choice(alphabet) for _ in range(rng.randint(0, 120))))
+        else:
+            w = rng.choice(base64blobs.SHORT_WIDTHS)
+            samples.append((rng.choice(["", "ABCD\n", "abcd\n"]) + _wrap(rng.randbytes(rng.randint(5, 40)), w,
+                            eol=rng.choice(["\n", "\r\n"])) + rng.choice(["", "\n", "==", "\n==", "x"])).encode())
+    for data in samples:
+        assert all(0 <= s < e <= len(data) for s, e in base64blobs.find_short_blocks(data)), data

@@ -190,8 +190,11 @@ def find_short_blocks(data: bytes) -> list[tuple[int, int]]:
             for _ in range(3):
                 if (lines.count(b"a", start, end) + block.count(b"=")) % 4 == 0:
                     break
-                start = lines.index(b"n", start) + 1
+                newline = lines.find(b"n", start, end)
+                start = end if newline == -1 else newline + 1
             else:
+                continue
+            if start >= end:
                 continue
             block = data[start:end]
         spans.append((start, end))
