@@ -292,6 +292,7 @@ def _decompressions(data: bytes) -> Iterator[bytes]:
     attempts: list[Callable[[bytes], bytes]] = [
         gzip.decompress, bz2.decompress, lzma.decompress, brotli.decompress,
         lambda d: zlib.decompressobj(-15).decompress(d, 1 << 24),
+        lambda d: zlib.decompressobj(31).decompress(d, 1 << 24),  # a gzip member with data after it
         lambda d: zstandard.ZstdDecompressor().decompressobj().decompress(d)]
     offsets = {0}
     for magic in (b"\x1f\x8b", b"\x78\x9c", b"\x78\x01", b"\x78\xda", b"\x78\x5e", b"BZh", b"\xfd7zXZ",

@@ -16,6 +16,7 @@ import hashlib
 import io
 import json
 import lzma
+import pickle
 import random
 import struct
 import tarfile
@@ -255,6 +256,204 @@ def multipart_file(filename_param: str, content: bytes = b"hello\n") -> Request:
     return text_body(body, "multipart/form-data; boundary=XyZ")
 
 
+# --- carriers ordinary clients and tools produce (second round) --------------------------------------------
+
+
+def yaml_dq_continued(t: str | bytes) -> str:
+    """YAML double-quoted scalar whose escaped line break (`\\` at the end of a line) joins the token's halves."""
+    tok = b(t).decode()
+    return f'auth:\n  token: "{tok[:18]}\\\n    {tok[18:]}"\n'
+
+
+def toml_ml_continued(t: str | bytes) -> str:
+    """TOML multi-line basic string: a line-ending backslash trims the newline and the indentation after it."""
+    tok = b(t).decode()
+    return f'[auth]\ntoken = """\n{tok[:18]}\\\n      {tok[18:]}"""\n'
+
+
+def js_escapes(t: str | bytes, brace: bool) -> str:
+    chars = b(t).decode()
+    body = "".join(f"\\u{{{ord(c):x}}}" if brace else f"\\x{ord(c):02x}" for c in chars)
+    return f'const cfg = {{ token: "{body}" }};\nexport default cfg;\n'
+
+
+def jwt(claims: dict) -> str:
+    def seg(obj) -> str:
+        return base64.urlsafe_b64encode(json.dumps(obj, separators=(",", ":")).encode()).decode().rstrip("=")
+    return seg({"alg": "HS256", "typ": "JWT"}) + "." + seg(claims) + "." + "c2lnbmF0dXJlLWJ5dGVzLWhlcmU"
+
+
+def flask_session(t: str | bytes) -> str:
+    """Flask/itsdangerous session cookie: `.` + base64url(zlib(JSON)) + `.timestamp.signature`."""
+    payload = zlib.compress(json.dumps({"user": "alice", "gh": b(t).decode(), "pad": "x" * 40}).encode())
+    return "." + base64.urlsafe_b64encode(payload).decode().rstrip("=") + ".Z3xqNw.c2lnbmF0dXJl"
+
+
+def docker_config(t: str | bytes) -> str:
+    return json.dumps({"auths": {"ghcr.io": {"auth": base64.b64encode(b"octocat:" + b(t)).decode()}}})
+
+
+def multipart_parts(*parts: tuple[str, bytes]) -> Request:
+    """multipart/form-data from (part headers, content) pairs."""
+    body = b"".join(b"--XyZ\r\n" + h.encode() + b"\r\n\r\n" + c + b"\r\n" for h, c in parts) + b"--XyZ--\r\n"
+    return text_body(body, "multipart/form-data; boundary=XyZ")
+
+
+def qp_soft_break(t: str | bytes) -> bytes:
+    tok = b(t)
+    return b"deploy with " + tok[:15] + b"=\r\n" + tok[15:] + b" ok"
+
+
+def tar_bytes(build) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        build(tf)
+    return buf.getvalue()
+
+
+def tar_add(tf, name: str, data: bytes = b"", **attrs) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    for k, v in attrs.items():
+        setattr(info, k, v)
+    tf.addfile(info, io.BytesIO(data))
+
+
+class _Unseekable(io.RawIOBase):
+    """A write-only stream: zipfile then writes data descriptors (sizes after the data), as streaming zippers do."""
+
+    def __init__(self):
+        self.buf = bytearray()
+
+    def writable(self):
+        return True
+
+    def write(self, data):
+        self.buf += data
+        return len(data)
+
+
+def zip_streamed(members: dict[str, bytes]) -> bytes:
+    out = _Unseekable()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in members.items():
+            with zf.open(name, "w") as f:
+                f.write(data)
+    return bytes(out.buf)
+
+
+def zip_member_comment(t: str | bytes) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        info = zipfile.ZipInfo("a.txt")
+        info.comment = b(t)
+        zf.writestr(info, b"hello\n")
+    return buf.getvalue()
+
+
+def gzip_named(name: str | bytes, data: bytes = b"hello\n") -> bytes:
+    """A gzip member whose header's FNAME field (the original file name) is `name`."""
+    buf = io.BytesIO()
+    with gzip.GzipFile(filename=b(name).decode("latin-1"), fileobj=buf, mode="wb", mtime=0) as g:
+        g.write(data)
+    return buf.getvalue()
+
+
+def png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def png_ztxt(t: str | bytes) -> bytes:
+    """A 1x1 PNG with a zTXt (zlib-compressed text) metadata chunk holding the token."""
+    ihdr = struct.pack(">IIBBBBB", 1, 1, 8, 0, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr)
+            + png_chunk(b"zTXt", b"Comment\x00\x00" + zlib.compress(b"deploy token " + b(t)))
+            + png_chunk(b"IDAT", zlib.compress(b"\x00\x00")) + png_chunk(b"IEND", b""))
+
+
+def pkt_line(data: bytes) -> bytes:
+    return b"%04x" % (len(data) + 4) + data
+
+
+def git_object(kind: int, data: bytes) -> bytes:
+    """A packfile object entry: type and size in a varint header, then the zlib-deflated content."""
+    size = len(data)
+    head = bytearray([(kind << 4) | (size & 0x0F) | (0x80 if size > 15 else 0)])
+    size >>= 4
+    while size:
+        head.append((size & 0x7F) | (0x80 if size > 0x7F else 0))
+        size >>= 7
+    return bytes(head) + zlib.compress(data)
+
+
+def git_receive_pack(t: str | bytes) -> bytes:
+    """What `git push` sends to /git-receive-pack: a ref update in pkt-lines, a flush, then a packfile whose blob
+    objects are zlib streams (a commit adding a .env)."""
+    blob = env_file(t)
+    commit = (b"tree 4b825dc642cb6eb9a060e54bf8d69288fbee4904\nauthor A <a@x.test> 0 +0000\n"
+              b"committer A <a@x.test> 0 +0000\n\nadd config\n")
+    objects = [git_object(1, commit), git_object(3, blob)]
+    pack = b"PACK" + struct.pack(">II", 2, len(objects)) + b"".join(objects)
+    pack += hashlib.sha1(pack).digest()
+    ref = b"0" * 40 + b" " + hashlib.sha1(commit).hexdigest().encode() + b" refs/heads/main\x00 report-status\n"
+    return pkt_line(ref) + b"0000" + pack
+
+
+def ar_member(name: bytes, data: bytes) -> bytes:
+    head = name.ljust(16) + b"0".ljust(12) + b"0".ljust(6) + b"0".ljust(6) + b"100644".ljust(8)
+    head += str(len(data)).encode().ljust(10) + b"`\n"
+    return head + data + (b"\n" if len(data) % 2 else b"")
+
+
+def deb_package(t: str | bytes) -> bytes:
+    """A .deb: an ar archive whose data.tar.xz member sits at an offset after two other members."""
+    def txz(members: dict[str, bytes]) -> bytes:
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w:xz") as tf:
+            for name, data in members.items():
+                tar_add(tf, name, data)
+        return buf.getvalue()
+    return (b"!<arch>\n" + ar_member(b"debian-binary", b"2.0\n")
+            + ar_member(b"control.tar.xz", txz({"./control": b"Package: app\nVersion: 1.0\n"}))
+            + ar_member(b"data.tar.xz", txz({"./etc/app/.env": env_file(t)})))
+
+
+def aws_chunked(data: bytes) -> bytes:
+    """The aws-chunked framing of SigV4 streaming uploads (what AWS SDKs send for PutObject)."""
+    sig = "0" * 64
+    return (f"{len(data):x};chunk-signature={sig}\r\n".encode() + data + f"\r\n0;chunk-signature={sig}\r\n\r\n"
+            .encode())
+
+
+def s3_put(data: str | bytes) -> Request:
+    data = b(data)
+    return Request("PUT", "/bucket/config.env", (
+        ("Content-Type", "text/plain"), ("Content-Encoding", "aws-chunked"),
+        ("x-amz-content-sha256", "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"),
+        ("x-amz-decoded-content-length", str(len(data)))), aws_chunked(data))
+
+
+def coded(content_encoding: str, compress=gzip.compress, content_type: str = "application/json"):
+    def place(data: str | bytes) -> Request:
+        return Request("POST", "/upload", (("Content-Type", content_type), ("Content-Encoding", content_encoding)),
+                       compress(b(data)))
+    return place
+
+
+def rfc2047_q(t: str | bytes) -> str:
+    """RFC 2047 Q encoding: `_` means a space there, so the token's underscore is written `=5F`."""
+    return "=?UTF-8?Q?" + "".join(c if c.isalnum() else f"={ord(c):02X}" for c in b(t).decode()) + "?="
+
+
+def rfc2047_b(t: str | bytes) -> str:
+    return "=?UTF-8?B?" + base64.b64encode(b(t)).decode() + "?="
+
+
+def mail_subject(subject: str) -> bytes:
+    return (b"From: a@example.test\r\nTo: b@example.test\r\nSubject: " + subject.encode() + b"\r\n"
+            b"MIME-Version: 1.0\r\nContent-Type: text/plain\r\n\r\nsee subject\r\n")
+
+
 # --- the table ---------------------------------------------------------------------------------------------
 
 NOT_UTF8_PREFIX = "Caf\xe9 r\xe9sum\xe9 \u201cquoted\u201d "  # cp1252 text: not valid UTF-8
@@ -451,11 +650,177 @@ TABLE: list[Variant] = [
             lambda t: text_body(mime_b64_part(t, attachment=zip_bytes({"cfg/.env": env_file(t)})),
                                 "message/rfc822", "/send"),
             lambda t: text_body(mime_plain(t), "message/rfc822", "/send"), entry=NPM),
+    # -- config and source files: quoting, continuation, escapes of other languages ----------------------------
+    encoded("yaml-dq-line-continuation", "YAML double-quoted string, `\\`-newline inside the token",
+            ctype("application/yaml"), yaml_dq_continued),
+    encoded("toml-ml-line-continuation", "TOML \"\"\" string, line-ending backslash inside the token",
+            ctype("application/toml"), toml_ml_continued, entry=CF),
+    encoded("env-export-quoted", ".env with `export NAME=\"…\"`", plain_text,
+            lambda t: b'# deploy\nexport GH_TOKEN="' + b(t) + b'"\nexport X=1\n'),
+    encoded("csv-doubled-quotes", "CSV field with doubled quotes around the token", ctype("text/csv"),
+            lambda t: b'id,note\n1,"said ""' + b(t) + b'"" twice"\n', entry=GL),
+    encoded("js-hex-escapes", "JavaScript source, every character `\\x67`-escaped", ctype("application/javascript"),
+            lambda t: js_escapes(t, brace=False), entry=NPM),
+    encoded("js-unicode-brace-escapes", "JavaScript source, every character `\\u{67}`-escaped",
+            ctype("application/javascript"), lambda t: js_escapes(t, brace=True)),
+    encoded("json-u-prefix-only", "JSON with only the prefix `\\u`-escaped (`\\u0067hp_…`)", json_raw,
+            lambda t: '{"content":"' + json_u(b(t).decode()[:4]) + b(t).decode()[4:] + '"}'),
+    # -- markup: entities and data: URIs -------------------------------------------------------------------------
+    encoded("html-hex-entities-no-semicolon", "HTML hex entities without `;` (`&#x67&#x68…`)", ctype("text/html"),
+            lambda t: "<p>" + "".join(f"&#x{ord(c):x}" for c in b(t).decode()) + "</p>", entry=GL),
+    encoded("html-lowbar-entity", "HTML named entity for the underscore (`ghp&lowbar;…`)", ctype("text/html"),
+            lambda t: "<p>" + b(t).decode().replace("_", "&lowbar;") + "</p>", entry=GHS),
+    encoded("html-entities-in-json", "HTML entities inside a JSON string (CMS `body_html`)", json_raw,
+            lambda t: json.dumps({"body_html": "<p>" + "".join(f"&#{ord(c)};" for c in b(t).decode()) + "</p>"}),
+            entry=CF),
+    encoded("xml-attr-char-refs", "XML attribute value of hex character references", ctype("application/xml"),
+            lambda t: '<config><auth token="' + "".join(f"&#x{ord(c):X};" for c in b(t).decode()) + '"/></config>',
+            entry=NPM),
+    encoded("html-data-uri", "HTML <a href=\"data:text/plain;base64,…\">", ctype("text/html"),
+            lambda t: '<a href="data:text/plain;base64,' + b64("TOKEN=" + b(t).decode()) + '">cfg</a>'),
+    encoded("css-data-uri", "CSS url(data:…;base64,…)", ctype("text/css"),
+            lambda t: ".x{background:url(data:application/octet-stream;base64," + b64(b"k=" + b(t)) + ")}",
+            entry=CF),
+    # -- base64 stacked on other encodings ------------------------------------------------------------------------
+    encoded("b64-of-gzip-json", "base64 of a gzip of the token in a JSON field", json_raw,
+            lambda t: json.dumps({"blob": b64(gzip.compress(env_file(t)))}), entry=GL),
+    encoded("b64-double", "base64 of base64 in a JSON field", json_raw,
+            lambda t: json.dumps({"blob": b64(b64("TOKEN=" + b(t).decode()))}), entry=NPM),
+    encoded("b64url-unpadded-json", "base64url without padding in a JSON body", json_raw,
+            lambda t: json.dumps({"state": b64(b"k=" + b(t), url=True).rstrip("=")}), entry=GHS),
+    encoded("jwt-payload-bearer", "a JWT whose payload claim holds the token (Authorization: Bearer)",
+            header("Authorization"), lambda t: "Bearer " + jwt({"sub": "alice", "gh": b(t).decode()}), entry=CF),
+    encoded("flask-session-cookie", "Flask session cookie: base64url(zlib(JSON))", header("Cookie"),
+            lambda t: "session=" + flask_session(t)),
+    encoded("docker-config-auth", "Docker config.json auth = base64(user:token)", json_raw, docker_config),
+    encoded("npmrc-auth-b64", ".npmrc `_auth=` base64(user:token)", plain_text,
+            lambda t: "registry=https://registry.npmjs.org/\n_auth=" + b64(b"me:" + b(t)) + "\n", entry=NPM),
+    # -- forms, multipart, APIs ---------------------------------------------------------------------------------
+    encoded("multipart-part-qp", "multipart part, Content-Transfer-Encoding quoted-printable, soft break in the token",
+            lambda v: multipart_parts(('Content-Disposition: form-data; name="note"\r\n'
+                                       "Content-Transfer-Encoding: quoted-printable", b(v))),
+            qp_soft_break, entry=GL),
+    Variant("multipart-part-b64", "multipart part, Content-Transfer-Encoding base64",
+            lambda t: multipart_parts(('Content-Disposition: form-data; name="cfg"; filename="a.env"\r\n'
+                                       "Content-Transfer-Encoding: base64", b64(env_file(t), 76).encode())),
+            lambda t: multipart_parts(('Content-Disposition: form-data; name="cfg"; filename="a.env"', env_file(t))),
+            entry=AZ),
+    encoded("multipart-json-field-escaped", "JSON with `\\u`-escapes in a multipart form field",
+            lambda v: multipart_parts(('Content-Disposition: form-data; name="meta"\r\nContent-Type: '
+                                       "application/json", b(v))),
+            lambda t: '{"t":"' + json_u(b(t).decode()) + '"}', entry=NPM),
+    encoded("multipart-gzip-part", "a gzip file in a multipart part, no Content-Encoding",
+            lambda v: multipart_parts(('Content-Disposition: form-data; name="f"; filename="cfg.gz"\r\n'
+                                       "Content-Type: application/octet-stream", b(v))),
+            lambda t: gzip.compress(env_file(t)), entry=CF),
+    encoded("graphql-get-variables", "GraphQL GET: variables JSON percent-encoded, token `\\u`-escaped",
+            lambda v: Request("GET", "/graphql?query=" + pct("query($t:String){q(t:$t)}") + "&variables=" + pct(v)),
+            lambda t: '{"t":"' + json_u(b(t).decode()) + '"}', entry=GHS),
+    encoded("jsonrpc-batch", "JSON-RPC batch array, token `\\u`-escaped in the second call", json_raw,
+            lambda t: json.dumps([{"jsonrpc": "2.0", "id": 1, "method": "ping"},
+                                  {"jsonrpc": "2.0", "id": 2, "method": "set", "params": {"k": "X"}}]
+                                 ).replace('"X"', '"' + json_u(b(t).decode()) + '"')),
+    encoded("ndjson-escaped", "NDJSON upload, token `\\u`-escaped on line 3", ctype("application/x-ndjson"),
+            lambda t: '{"a":1}\n{"b":2}\n{"c":"' + json_u(b(t).decode()) + '"}\n', entry=GL),
+    encoded("query-php-array", "PHP-style array query `cfg[auth][token]=`",
+            lambda v: Request("GET", "/save?cfg%5Bauth%5D%5Btoken%5D=" + b(v).decode() + "&x=1"), pct_all),
+    encoded("cookie-pct-encoded", "a cookie value, every character percent-encoded", header("Cookie"),
+            lambda t: "theme=dark; remember=" + pct_all(b(t).decode()), entry=CF),
+    encoded("referer-pct-query", "Referer URL with the token percent-encoded in its query", header("Referer"),
+            lambda t: "https://app.example/cb?x=1&code=" + pct_all(b(t).decode()), entry=NPM),
+    # -- archives and binary formats ---------------------------------------------------------------------------
+    encoded("tar-pax-long-name", "uncompressed tar, a > 100-character path (PAX header)",
+            lambda v: text_body(tar_bytes(lambda tf: tar_add(tf, "deep/" + "d" * 120 + "/.env", b(v))),
+                                "application/x-tar"), env_file),
+    Variant("tar-pax-long-name-token", "uncompressed tar, the token in a long (PAX) member name",
+            lambda t: raw_body(tar_bytes(lambda tf: tar_add(tf, "keys/" + "x" * 90 + "/" + b(t).decode()))),
+            lambda t: raw_body(tar_bytes(lambda tf: tar_add(tf, "k", b(t)))), entry=GL),
+    Variant("tar-symlink-target", "tar.gz, a symlink whose target is the token",
+            lambda t: raw_body(gzip.compress(tar_bytes(lambda tf: tar_add(
+                tf, "link", type=tarfile.SYMTYPE, linkname="../" + b(t).decode())))),
+            lambda t: raw_body(gzip.compress(tar_bytes(lambda tf: tar_add(tf, "k", b(t)))))),
+    Variant("tar-pax-attribute", "tar.gz, the token in a PAX extended attribute",
+            lambda t: raw_body(gzip.compress(tar_bytes(lambda tf: tar_add(
+                tf, "a.txt", b"x", pax_headers={"SCHILY.xattr.user.token": b(t).decode()})))),
+            lambda t: raw_body(gzip.compress(tar_bytes(lambda tf: tar_add(tf, "k", b(t))))), entry=CF),
+    encoded("zip-data-descriptor", "zip written as a stream (data descriptors, sizes after the data)", raw_body,
+            lambda t: zip_streamed({"cfg/.env": env_file(t)}), entry=NPM),
+    Variant("zip-member-comment", "the token in a zip member's comment",
+            lambda t: raw_body(zip_member_comment(t)), lambda t: raw_body(zip_bytes({"a.txt": b(t)})), entry=GHS),
+    encoded("zip-nested-3", "a zip in a zip in a zip", raw_body,
+            lambda t: zip_bytes({"l1.zip": zip_bytes({"l2.zip": zip_bytes({"deep/.env": env_file(t)})})}), entry=GL),
+    encoded("zip-bzip2-method", "zip member compressed with bzip2 (method 12)", raw_body,
+            lambda t: zip_bytes({"cfg/.env": env_file(t)}, method=zipfile.ZIP_BZIP2), entry=AZ),
+    encoded("zip-lzma-method", "zip member compressed with LZMA (method 14)", raw_body,
+            lambda t: zip_bytes({"cfg/.env": env_file(t)}, method=zipfile.ZIP_LZMA), entry=CF),
+    Variant("gzip-fname-content-encoding", "Content-Encoding: gzip whose header FNAME is the token",
+            lambda t: Request("POST", "/upload", (("Content-Type", "text/plain"), ("Content-Encoding", "gzip")),
+                              gzip_named(b(t) + b".txt")),
+            lambda t: coded("gzip", content_type="text/plain")(b(t))),
+    Variant("gzip-file-fname", "a .gz upload whose header FNAME is the token", lambda t: raw_body(gzip_named(t)),
+            lambda t: raw_body(gzip.compress(b(t))), entry=NPM),
+    encoded("png-ztxt", "PNG with a zTXt (zlib) metadata chunk", ctype("image/png"), png_ztxt, entry=GL),
+    encoded("git-receive-pack", "git push: a packfile blob (zlib) in /git-receive-pack",
+            lambda v: text_body(v, "application/x-git-receive-pack-request", "/o/r.git/git-receive-pack"),
+            git_receive_pack),
+    encoded("deb-package", "a .deb: ar archive with data.tar.xz at an offset", ctype("application/vnd.debian.binary-package"),
+            deb_package, entry=CF),
+    encoded("content-type-lies-png", "text declared image/png", ctype("image/png"), env_file, entry=GHS),
+    encoded("pickle-length-byte", "a Python pickle: SHORT_BINUNICODE length byte before, MEMOIZE after", raw_body,
+            lambda t: pickle.dumps({"token": b(t).decode(), "n": 1}, protocol=4), entry=CF),
+    encoded("hex-colons", "the token as colon-separated hex (openssl style)", plain_text,
+            lambda t: "key:\n    " + ":".join(f"{c:02x}" for c in b(t)) + "\n", entry=NPM),
+    encoded("hex-xxd-p-wrapped", "`xxd -p` output: hex wrapped at 60 columns", plain_text,
+            lambda t: "\n".join(b(t).hex()[i:i + 60] for i in range(0, 2 * len(b(t)), 60)) + "\n"),
+    # -- Content-Encoding spellings and framings ------------------------------------------------------------
+    encoded("ce-identity-gzip", "Content-Encoding: identity, gzip", coded("identity, gzip"),
+            lambda t: json.dumps({"k": b(t).decode()}), entry=GL),
+    encoded("ce-x-gzip", "Content-Encoding: x-gzip", coded("x-gzip"), lambda t: json.dumps({"k": b(t).decode()}),
+            entry=NPM),
+    encoded("ce-uppercase-gzip", "Content-Encoding: GZIP", coded("GZIP"), lambda t: json.dumps({"k": b(t).decode()}),
+            entry=CF),
+    encoded("ce-aws-chunked", "S3 PutObject with Content-Encoding: aws-chunked (SigV4 streaming)", s3_put,
+            env_file, entry=AZ),
+    # -- mail header encodings --------------------------------------------------------------------------------
+    Variant("multipart-filename-rfc2047-q", "multipart filename as an RFC 2047 Q encoded-word (`_` is `=5F`)",
+            lambda t: multipart_file(f'filename="{rfc2047_q(t)}"'),
+            lambda t: multipart_file('filename="a.txt"', b(t))),
+    Variant("mail-subject-rfc2047-b", "message/rfc822 Subject as an RFC 2047 B encoded-word",
+            lambda t: text_body(mail_subject(rfc2047_b(t)), "message/rfc822", "/send"),
+            lambda t: text_body(mime_plain(t), "message/rfc822", "/send"), entry=CF),
+    Variant("mail-subject-rfc2047-q", "message/rfc822 Subject as an RFC 2047 Q encoded-word",
+            lambda t: text_body(mail_subject(rfc2047_q(t)), "message/rfc822", "/send"),
+            lambda t: text_body(mime_plain(t), "message/rfc822", "/send"), entry=GL),
+    # -- documented non-goals: no receiver decodes these into the token --------------------------------------
+    encoded("source-string-concatenation", "Python source: the token as two concatenated literals", plain_text,
+            lambda t: 'TOKEN = ("' + b(t).decode()[:20] + '"\n         "' + b(t).decode()[20:] + '")\n'),
+    encoded("reversed", "the token written backwards", plain_text, lambda t: "key " + b(t).decode()[::-1] + "\n"),
 ]
 
 
 # Known gaps (case id -> reason): strict xfails, removed as each is closed.
-GAPS: dict[str, str] = {}
+GAPS: dict[str, str] = {
+    "yaml-dq-line-continuation-evasion": "a backslash-newline continuation inside a quoted string is not joined",
+    "toml-ml-line-continuation-evasion": "a backslash-newline continuation inside a quoted string is not joined",
+    "js-unicode-brace-escapes-evasion": "the escape view decodes \\uXXXX and \\xXX, not ES2015 \\u{X}",
+    "html-entities-in-json-evasion": "character references are decoded in XML/HTML bodies only, not in JSON strings",
+    "tar-symlink-target-evasion": "tar link targets are not extracted as names",
+    "tar-pax-attribute-evasion": "tar PAX extended-attribute values are not extracted",
+    "zip-member-comment-evasion": "zip member comments are not extracted (the archive comment is)",
+    "gzip-fname-content-encoding-evasion": "the gzip header's FNAME/FCOMMENT fields are not extracted",
+    "gzip-file-fname-evasion": "the gzip header's FNAME/FCOMMENT fields are not extracted",
+    "png-ztxt-evasion": "zlib streams inside a PNG (zTXt/iTXt chunks) are not inflated",
+    "git-receive-pack-evasion": "git packfiles are not parsed: their objects are zlib streams at offsets",
+    "deb-package-evasion": "ar archives (.deb) are not parsed; their compressed members sit at offsets",
+    "hex-colons-evasion": "hex runs must be digits only: colon-separated bytes are not decoded",
+    "hex-xxd-p-wrapped-evasion": "hex wrapped over lines is not joined (only base64 blocks are)",
+    "ce-aws-chunked-wrong_checksum": "Content-Encoding aws-chunked is unsupported_encoding: a clean S3 upload is blocked",
+    "multipart-filename-rfc2047-q-evasion": "RFC 2047 encoded-words in multipart file names are not decoded",
+    "mail-subject-rfc2047-b-evasion": "RFC 2047 encoded-words in mail headers are not decoded",
+    "mail-subject-rfc2047-q-evasion": "RFC 2047 encoded-words in mail headers are not decoded",
+    "source-string-concatenation-evasion": "non-goal: no decoder joins string literals of source code",
+    "reversed-evasion": "non-goal: deliberate obfuscation that no standard decoder undoes",
+}
 
 
 @pytest.mark.parametrize(("variant", "kind"), cases(TABLE, GAPS))

