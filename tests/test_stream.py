@@ -144,9 +144,12 @@ def _open_run(text: bytes) -> int:
 
 def _base64_hold(seen: bytes) -> int:
     """Where the scanner's base64 view holds from: 3 characters into an open run of 8 or more base64 characters
-    (a block of wrapped lines counts as one run), which may be a blob decoded once it ends."""
+    (a block of wrapped lines counts as one run) that is not a short word, which may be a blob decoded once it
+    ends."""
     start = _open_run(seen)
-    return start + 3 if len(seen) - start >= 8 else len(seen)
+    run = seen[start:]
+    word = len(run) < 24 and run.isalpha() and (run[1:].islower() or run.isupper())
+    return start + 3 if len(run) >= 8 and not word else len(seen)
 
 
 B64_PIECES = [b"QUJD", b"ZGVm", b"+/", b"-_", b"=", b"==", b"\n", b"\r\n", b" ", b"x", b"a" * 60, b"A" * 16,

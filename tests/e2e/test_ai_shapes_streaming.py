@@ -140,7 +140,7 @@ def assert_cut(sidecar, mark: Marker, received: bytes | str) -> dict:
     data = received.encode() if isinstance(received, str) else received
     assert not carries(data, GHP.encode()), "the client received the token"
     blocks: list[dict] = []
-    for _ in range(100):  # the client can see the error event before the incident line is written
+    for _ in range(400):  # the client can see the error event before the incident line is written (a loaded machine)
         blocks = [i for i in sidecar.incidents(since=mark.since)
                   if i.get("action") == "block" and i.get("path", "").startswith(mark.prefix + "/")]
         if blocks:

@@ -16,10 +16,16 @@ percent-encoded, as gRPC sends it). Real clients: the `h2` library on a raw sock
 sends request trailers), a raw socket for an HTTP/1 chunked request, curl `--raw` for an HTTP/1 response.
 A blocked request must not reach the upstream with the token; a response must not bring it to the client
 (its trailers are dropped and the stream cut, or the whole response withheld).
+
+AI stream rows: a model's reply (SSE or NDJSON, in each API's shape) emits the token a few characters per event,
+inside JSON-in-JSON tool arguments, split mid-escape, base64-encoded, one character per event. Their control is the
+same stream with the token whole in one event; what the client can rebuild from the deltas (every string per JSON
+path, concatenated) must hold the token in no decodable form either.
 """
 
 from __future__ import annotations
 
+import base64
 import gzip
 import http.server
 import json
@@ -29,6 +35,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import brotli
 import httpx
@@ -40,6 +47,17 @@ from e2e.h2server import h1_chunked_post, h2_exchange
 from evasion.support import carries, detector, received_any_form, wrong_checksum
 from generators import GENERATORS
 from stream_carriers import CARRIERS
+from test_stream_shapes import (
+    anthropic_partial_json,
+    gemini,
+    ollama_chat,
+    openai_tool_args,
+    pieces,
+    reassembled,
+    responses_tool_args,
+    sse,
+    vercel_v5,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("evasion-streams")]
 
@@ -54,6 +72,76 @@ class StreamRow:
     framing: str = "chunked"  # chunked | close
     encoding: str | None = None  # Content-Encoding applied to the body
     piece: int = 7  # bytes per upstream write
+    control: object = None  # secret -> the same carrier with the token plainly in it (default: plain_body)
+    events: str | None = None  # "sse" | "lines": an AI stream whose deltas the client reassembles
+
+
+def openai_chat(parts: list[str]) -> bytes:
+    base = {"id": "chatcmpl-ev1", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o-mini"}
+    out = [sse({**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]})]
+    out += [sse({**base, "choices": [{"index": 0, "delta": {"content": p}, "finish_reason": None}]}) for p in parts]
+    return b"".join(out + [sse({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}),
+                           sse("[DONE]")])
+
+
+def anthropic_text(parts: list[str]) -> bytes:
+    out = [sse({"type": "message_start", "message": {"id": "msg_ev", "role": "assistant", "content": []}},
+               "message_start"),
+           sse({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+               "content_block_start")]
+    out += [sse({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": p}},
+                "content_block_delta") for p in parts]
+    return b"".join(out + [sse({"type": "content_block_stop", "index": 0}, "content_block_stop"),
+                           sse({"type": "message_stop"}, "message_stop")])
+
+
+REPLY = "Sure, here it is: {} and nothing else."
+
+
+def _b64(secret: str) -> str:
+    return base64.b64encode(secret.encode()).decode()
+
+
+def _escape_split(args: str, rng: random.Random) -> list[str]:
+    """A few characters per event, with a boundary inside every escape (between the backslash and its letter)."""
+    out, i = [], 0
+    while i < len(args):
+        n = rng.randint(1, 4)
+        j = args.find("\\", i, i + n)
+        if j != -1:
+            n = j - i + 1
+        out.append(args[i:i + n])
+        i += n
+    return out
+
+
+def _ai(row_id: str, builder, text, framing: str = "sse", split=None, plain=None, **kw) -> StreamRow:
+    """An AI stream row: `text(secret)` is what the model emits, split a few characters per event (or by `split`);
+    the control emits `plain(secret)` (default: the reply with the token whole) in one event."""
+    ctype = "text/event-stream" if framing == "sse" else "application/x-ndjson"
+    def build(secret: str) -> bytes:
+        return builder((split or (lambda t, r: pieces(t, r, 1, 4)))(text(secret), random.Random(row_id + secret)))
+
+    def control(secret: str) -> bytes:
+        return builder([(plain or REPLY.format)(secret)])
+
+    return StreamRow(row_id, ctype, build, control=control, events=framing, **kw)
+
+
+AI_ROWS = [
+    _ai("openai-tool-args-newline", openai_tool_args, lambda t: json.dumps({"cmd": "echo\n" + t})),
+    _ai("anthropic-partial-json-split-mid-escape", anthropic_partial_json, lambda t: json.dumps({"cmd": "x\n" + t}),
+        split=_escape_split),
+    _ai("gemini-sse", gemini, REPLY.format),
+    _ai("vercel-v5-text-delta", vercel_v5, REPLY.format),
+    _ai("ollama-ndjson", ollama_chat, REPLY.format, framing="lines"),
+    _ai("responses-function-call-arguments", responses_tool_args, lambda t: json.dumps({"token": t})),
+    _ai("openai-one-character-per-event", openai_chat, REPLY.format, split=lambda t, _r: list(t)),
+    _ai("openai-sse-gzip", openai_chat, REPLY.format, encoding="gzip", piece=5),
+    _ai("openai-base64-token-deltas", openai_chat, lambda t: REPLY.format(_b64(t))),
+    _ai("anthropic-base64-token-deltas", anthropic_text, lambda t: "Encoded: " + _b64(t) + "\n"),
+    _ai("ollama-base64-token-deltas", ollama_chat, lambda t: REPLY.format(_b64(t)), framing="lines"),
+]
 
 
 def _rows() -> list[StreamRow]:
@@ -65,7 +153,7 @@ def _rows() -> list[StreamRow]:
         ctype, build = CARRIERS[name]
         for enc in ("gzip", "br"):
             rows.append(StreamRow(f"{name}-{enc}-chunked", ctype, build, "chunked", enc, piece=5))
-    return rows
+    return rows + AI_ROWS
 
 
 ROWS = _rows()
@@ -168,10 +256,12 @@ def test_streamed_carrier(evasion_proxy, stream_upstream, row: StreamRow, kind: 
         got, clean = fetch(evasion_proxy, stream_upstream, row, body)
         assert clean and got == body, f"{row.id}: a clean stream was changed or cut"
         return
-    body = row.build(token) if kind == "evasion" else plain_body(row, token)
+    body = row.build(token) if kind == "evasion" else (row.control or partial(plain_body, row))(token)
     mark = evasion_proxy.mark()
     got, _clean = fetch(evasion_proxy, stream_upstream, row, body)
     assert not carries(got, token.encode()), f"{row.id}: the client received the token"
+    if row.events:
+        assert not carries(reassembled(got, row.events), token.encode()), f"{row.id}: the deltas rebuild the token"
     deadline = time.monotonic() + 10
     while True:
         incidents = evasion_proxy.incidents(since=mark)
@@ -184,7 +274,7 @@ def test_streamed_carrier(evasion_proxy, stream_upstream, row: StreamRow, kind: 
 
 
 def test_table_size():
-    assert len(ROWS) >= 34
+    assert len(ROWS) >= 40
     assert json.dumps([r.id for r in ROWS])  # ids are plain strings
 
 

@@ -10,7 +10,7 @@ A model streams its reply a few characters per event, as JSON deltas, so a token
 no single event holds it. The scanner rebuilds the text of every delta channel — OpenAI Chat Completions
 `choices[i].delta.content` / `.tool_calls[j].function.arguments`, the Responses API `response.*.delta`,
 Anthropic `content_block_delta` (`text_delta.text`, `input_json_delta.partial_json`, `thinking_delta.thinking`) —
-and scans it with a ScanWindow per channel. An event is forwarded, byte-identical, as soon as all the text it
+and scans it through stream.TextScanner per channel. An event is forwarded, byte-identical, as soon as all the text it
 carries is decided; it is held (with every event after it, to keep the order) only while a token may be in
 flight in one of its channels. Each event's own bytes are scanned too, so a token inside any other field, or a
 non-AI event stream, is caught as well.
@@ -28,8 +28,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from .stream import BLOCK, REDACT, HoldLimit, Judge, ScanWindow, Verdicts, marker
-from .views import EscapeView
+from ..extract.core import Limits
+from .stream import BLOCK, REDACT, HoldLimit, Judge, TextScanner, Verdicts, marker
 
 EOL = re.compile(rb"\r\n|\r|\n")
 MAX_EVENT_BYTES = 16 * 1024 * 1024  # a single event (or held events) larger than this cannot be inspected
@@ -444,31 +444,27 @@ def _dumps(obj: Any) -> bytes:
 
 
 class _Channel:
-    """The reassembled text of one delta channel, scanned as it grows. Its escape view (views.EscapeView), made once
-    the text holds a backslash or `&`, is scanned too: tool-call arguments are JSON inside JSON, and a token
-    written `\\u0067hp_…` or glued to a `\\n` there only shows once unescaped."""
+    """The reassembled text of one delta channel, scanned as it grows through the views a streamed body gets
+    (stream.TextScanner): tool-call arguments are JSON inside JSON, and a token written `\\u0067hp_…`, glued to a
+    `\\n`, or base64-encoded a few characters per event only shows in the escape or base64 view."""
 
-    __slots__ = ("window", "spans", "length", "view", "vwindow", "vbase", "rewritable", "released")
+    __slots__ = ("text", "spans", "length", "rewritable")
 
-    def __init__(self, window: ScanWindow, rewritable: bool = True):
-        self.window = window
+    def __init__(self, text: TextScanner, rewritable: bool = True):
+        self.text = text
         self.spans: list[tuple[int, int, bytes]] = []  # redactions applied to this channel's text
         self.length = 0
-        self.view: EscapeView | None = None
-        self.vwindow: ScanWindow | None = None
-        self.vbase = 0  # channel offset where the view starts
         self.rewritable = rewritable
-        self.released = 0  # channel offset up to which the events carrying it went out
 
-    def decided(self, end: int, vend: int | None) -> bool:
-        return self.window.decided >= end and (vend is None or self.vwindow.decided >= vend)
+    def decided(self, end: int) -> bool:
+        return self.text.decided >= end
 
 
 @dataclass(slots=True)
 class _Event:
     raw: bytes
     obj: Any = None
-    contribs: list = field(default_factory=list)  # (channel, start, end, path, end in the channel's view)
+    contribs: list = field(default_factory=list)  # (channel, start, end, path)
     redact_raw: bool = False
     prefix: str = ""  # lines: a Vercel data stream part's type code ("0:")
 
@@ -592,53 +588,30 @@ class SSEScanner:
     def _add(self, ev: _Event, delta: Delta) -> bool:
         ch = self.channels.get(delta.key)
         if ch is None:
-            ch = self.channels[delta.key] = _Channel(ScanWindow(self.detector, self.verdicts, delta.location),
-                                                     rewritable=delta.path is not None and self.framing != "eventstream")
+            text = TextScanner(self.detector, self.verdicts, delta.location, limits=Limits(max_inspect_bytes=self.max_hold))
+            text.hold_runs = False
+            ch = self.channels[delta.key] = _Channel(text, rewritable=delta.path is not None
+                                                     and self.framing != "eventstream")
         data = delta.text.encode("utf-8", "surrogatepass")
         start = ch.length
-        if ch.view is None and (b"\\" in data or b"&" in data):
-            self._open_view(ch, delta.location)
         ch.length += len(data)
-        _, spans = ch.window.push(data)
+        _, spans = ch.text.push(data)
+        ch.text.hold_runs = True  # once it grows: a value seen once (an id) is not held for the next event
         ch.spans += spans
-        vend = None
-        if ch.view is not None:
-            ch.vwindow.push(ch.view.feed(data))
-            vend = ch.view.out
-        ev.contribs.append((ch, start, ch.length, delta.path, vend))
-        if ch.window.stopped or (ch.vwindow is not None and ch.vwindow.stopped) or (ch.spans and not ch.rewritable):
+        ev.contribs.append((ch, start, ch.length, delta.path))
+        if ch.text.stopped or (ch.spans and not ch.rewritable):
             self._stop()  # blocked; or a redaction where the event cannot be rewritten: cut instead
             return False
         return True
-
-    def _open_view(self, ch: _Channel, location: str) -> None:
-        """Start the channel's escape view with the text still held as scan context (a token may begin there)."""
-        w = ch.window
-        ch.view = EscapeView()
-        ch.vbase = w._base
-        ch.vwindow = ScanWindow(self.detector, self.verdicts, location + ":unescaped")
-        ch.vwindow.accept = ch.view.touches
-        ch.vwindow.on_redact = lambda f, ch=ch: self._view_redact(ch, f)
-        ch.vwindow.push(ch.view.feed(w._buf))
-
-    def _view_redact(self, ch: _Channel, f) -> None:
-        # a head of the secret that already went out stays; the marker goes where the held rest begins
-        start = max(ch.vbase + ch.view.to_source(f.start), ch.released)
-        end = ch.vbase + ch.view.to_source(f.end, end=True)
-        ch.spans.append((start, end, marker(f.entry_id)))
-        ch.spans.sort()
 
     def _finish_channels(self, keys: list[tuple] | None) -> None:
         for key, ch in self.channels.items():
             if keys is not None and not any(key[:len(k)] == k for k in keys):
                 continue
-            if ch.window.decided < ch.length:
-                _, spans = ch.window.push(b"", final=True)
+            if ch.text.decided < ch.length:
+                _, spans = ch.text.push(b"", final=True)
                 ch.spans += spans
-            if ch.vwindow is not None and not ch.vwindow.stopped:
-                ch.vwindow.push(ch.view.feed(b"", final=True), final=True)
-            if ch.window.stopped or (ch.vwindow is not None and ch.vwindow.stopped) or \
-                    (ch.spans and not ch.rewritable):
+            if ch.text.stopped or (ch.spans and not ch.rewritable):
                 self._stop()
                 return
 
@@ -653,19 +626,17 @@ class SSEScanner:
         pending = self.pending
         while pending:
             ev = pending[0]
-            for ch, _start, end, _path, vend in ev.contribs:
-                if not ch.decided(end, vend):
+            for ch, _start, end, _path in ev.contribs:
+                if not ch.decided(end):
                     return
             pending.popleft()
             self.pending_bytes -= len(ev.raw)
-            for ch, _start, end, _path, _vend in ev.contribs:
-                ch.released = max(ch.released, end)
             out.append(self._render(ev))
 
     def _render(self, ev: _Event) -> bytes:
         """The event as forwarded: its raw bytes, unless a redaction touches the text it carries."""
         changed = False
-        for ch, start, end, path, _vend in ev.contribs:
+        for ch, start, end, path in ev.contribs:
             spans = [s for s in ch.spans if s[0] < end and s[1] > start]
             if not spans:
                 continue

@@ -366,37 +366,160 @@ class Base64Run:
         return closed, closed_at
 
 
+def _word_like(run: bytearray) -> bool:
+    """A word of prose (letters, lower case after the first, or all capitals), not the start of base64, which has
+    digits, `+`, `/` or capitals inside within a few characters. Such a run flows while it is short: "Streaming" at
+    the end of a model's delta is not held until the next one."""
+    return len(run) < base64blobs.MIN_BLOB and run.isalpha() and (run[1:].islower() or run.isupper())
+
+
 def _may_hold_blob(text: bytes) -> bool:
     """A blob starts with MIN_BLOB base64 characters in a row (one Hyperscan pass when installed)."""
     return quickcheck.run_of(base64blobs._B64, base64blobs.MIN_BLOB).may_match(text, min_bytes=0)
 
 
-class ByteStreamScanner:
-    """A streamed body (chunked download, large upload): chunks in, chunks safe to forward out.
-
-    The same carriers as a buffered body, fed incrementally, so none exists on one side only:
+class TextScanner:
+    """One stream of text through the views a buffered body gets, fed incrementally, so none exists on one side
+    only: chunks in, (bytes safe to forward, redaction spans in them) out.
       - the bytes as they are (ScanWindow: minimal hold-back);
       - their escape view (views.EscapeView: JSON escapes such as `\\n` or `\\u0067` before a token, `\\/`,
         HTML character references), scanned with its own window; a cut or redaction there maps back to the bytes;
-      - base64 runs, decoded and extracted (extract: text, archives, nested base64) once the run ends; a run of
-        HOLD_RUN or more base64 characters is held until then (GitHub's contents API, data: URLs);
-      - a body that starts as an archive or a compressed file (zip, gzip, zstd, xz, bz2) cannot be decoded piece by
-        piece: it is collected and extracted whole at its end, like a buffered body.
-    Whatever would need more than `limits.max_inspect_bytes` held raises HoldLimit (policy: on_oversize).
+      - base64 runs (Base64Run), decoded and extracted (extract: text, archives, nested base64) once the run ends; a
+        run of HOLD_RUN or more base64 characters (unless it reads as a word) is held until then (GitHub's
+        contents API, data: URLs, a token base64-encoded and streamed a few characters per event).
+    The bytes are released only as far as every view has decided them (`decided`). ByteStreamScanner runs a body
+    through it; sse.SSEScanner the reassembled text of each delta channel. More than `limits.max_inspect_bytes`
+    held raises HoldLimit (policy: on_oversize).
     """
 
-    def __init__(self, detector, judge: Judge, location: str = "body", fixed_length: bool = False,
-                 limits: Limits | None = None, ctype: str = ""):
+    def __init__(self, detector, verdicts: Verdicts | Judge, location: str = "body", fixed_length: bool = False,
+                 limits: Limits | None = None):
         self.detector = detector
-        self.verdicts = judge if isinstance(judge, Verdicts) else Verdicts(judge)
+        self.verdicts = verdicts if isinstance(verdicts, Verdicts) else Verdicts(verdicts)
         self.window = ScanWindow(detector, self.verdicts, location, fixed_length)
         self.location = location
         self.view = EscapeView()
         self.vwindow: ScanWindow | None = None  # made at the first escape: until then the view is the bytes
         self.limits = limits if limits is not None else Limits()
         self.max_hold = max(self.limits.max_inspect_bytes, 1)
-        self.ctype = ctype
         self.run = Base64Run()  # of the view: held while open, searched for blobs once it ends
+        self.hold_runs = True  # False: open runs flow (a delta channel's first text: an id that never grows)
+
+    @property
+    def stopped(self) -> bool:
+        return self.window.stopped
+
+    @property
+    def decided(self) -> int:
+        """Offset up to which every view has decided the bytes (all of them released)."""
+        return self.window.decided
+
+    def held(self) -> bytes:
+        w = self.window
+        return w._buf[w._released - w._base:]
+
+    def push(self, data: bytes, final: bool = False) -> tuple[bytes, list[tuple[int, int, bytes]]]:
+        if self.window.stopped:
+            return b"", []
+        view = self.view.feed(data, final)
+        vwin = self.vwindow
+        if vwin is None and self.view.escaped:
+            vwin = self._open_view(self.view.out - len(view))
+        if vwin is not None:
+            vwin.push(view, final)
+            if vwin.stopped:
+                return self.window.stop_at(self.view.to_source(vwin.blocked_at)), []
+        hold_from = self._blobs(view, final)
+        if self.window.stopped:
+            return b"", []
+        limit = None
+        if not final:
+            undecided = vwin.decided if vwin is not None else self.view.out
+            if hold_from is not None:
+                undecided = min(undecided, hold_from)
+            limit = self.view.to_source(undecided)
+        out = self.window.push(data, final, limit)
+        if vwin is not None:
+            self.view.forget(vwin.decided)
+        w = self.window
+        if len(w._buf) - (w._released - w._base) > self.max_hold:
+            raise HoldLimit()
+        return out
+
+    def _open_view(self, start: int) -> ScanWindow:
+        """The escape view's window, from the first escape on. Before view offset `start` the view is the bytes
+        themselves, so the raw window's context up to there (not an escape it holds undecoded) seeds it."""
+        w = self.window
+        vwin = ScanWindow(self.detector, self.verdicts, self.location + ":unescaped")
+        vwin.on_redact = self._redact_escaped
+        vwin.accept = self.view.touches  # a token without escapes in or around it: the raw window's
+        vwin._base = vwin._released = w._base
+        vwin.push(w._buf[:max(0, start - w._base)])
+        self.vwindow = vwin
+        return vwin
+
+    def _redact_escaped(self, f: Finding) -> None:
+        self.window.redact(self.view.to_source(f.start), self.view.to_source(f.end, end=True), f.entry_id)
+
+    def _blobs(self, view: bytes, final: bool) -> int | None:
+        """Scan base64 runs that ended; return the view offset to hold from (an open run) or None. A blob holding
+        a secret stops the window."""
+        if not view and not final:
+            return self._hold()
+        at = self.view.out - len(view)
+        closed, at = self.run.close(view, at) if final else self.run.push(view, at)
+        if len(closed) >= base64blobs.MIN_BLOB and _may_hold_blob(closed) and self._decoded_secret(closed, at):
+            return None
+        if len(self.run.data) > self.max_hold:
+            raise HoldLimit("base64 run")
+        return self._hold()
+
+    def _hold(self) -> int | None:
+        run = self.run.data
+        if self.hold_runs and len(run) >= HOLD_RUN and not _word_like(run):
+            # 3 base64 characters carry 2 whole bytes: at most "gh" of a token the blob starts with
+            return self.run.at + 3
+        return None
+
+    def _decoded_secret(self, text: bytes, at: int) -> bool:
+        """Base64 blobs in `text` (view offset `at`), decoded and extracted; True when one stops the stream."""
+        for start, end in find_blobs(text):
+            ext = extract_http(url=None, headers=[("content-type", "text/plain")], body=text[start:end],
+                               limits=self.limits)
+            found = []
+            for seg in ext.segments:
+                if seg.location == "body":
+                    continue  # the run itself: the other views scan it
+                hits = self.detector.scan(seg.data)
+                self.verdicts.remember(hits, seg.data)
+                found += [f.at(self.location + ":base64") for f in hits]
+            if found:
+                blocked, redact = self.verdicts.check(found)
+                if blocked is not None or redact:  # an encoded secret cannot be redacted in place: cut
+                    self.window.stop_at(self.view.to_source(at + start))
+                    return True
+        return False
+
+
+class ByteStreamScanner:
+    """A streamed body (chunked download, large upload): chunks in, chunks safe to forward out.
+
+    The body's text goes through a TextScanner (the bytes, their escape view, base64 runs); a body that starts as
+    an archive or a compressed file (zip, gzip, zstd, xz, bz2) cannot be decoded piece by piece: it is collected and
+    extracted whole at its end, like a buffered body. Whatever would need more than `limits.max_inspect_bytes` held
+    raises HoldLimit (policy: on_oversize).
+    """
+
+    def __init__(self, detector, judge: Judge, location: str = "body", fixed_length: bool = False,
+                 limits: Limits | None = None, ctype: str = ""):
+        self.detector = detector
+        self.text = TextScanner(detector, judge, location, fixed_length, limits)
+        self.verdicts = self.text.verdicts
+        self.window = self.text.window
+        self.location = location
+        self.limits = self.text.limits
+        self.max_hold = self.text.max_hold
+        self.ctype = ctype
         self._head = b""  # the first bytes, until they say whether the body is an archive
         self._collect: bytearray | None = None
 
@@ -416,10 +539,7 @@ class ByteStreamScanner:
             return bytes(self._collect)
         if self._head:
             return self._head
-        w = self.window
-        return w._buf[w._released - w._base:]
-
-    # -- the three views --
+        return self.text.held()
 
     def _push(self, data: bytes, final: bool) -> list[bytes]:
         if self.window.stopped:
@@ -433,88 +553,8 @@ class ByteStreamScanner:
                 self._collect = bytearray()
         if self._collect is not None:
             return self._collected(data, final)
-        view = self.view.feed(data, final)
-        vwin = self.vwindow
-        if vwin is None and self.view.escaped:
-            vwin = self._open_view(self.view.out - len(view))
-        if vwin is not None:
-            vwin.push(view, final)
-            if vwin.stopped:
-                return self._out(self.window.stop_at(self.view.to_source(vwin.blocked_at)))
-        hold_from = self._blobs(view, final)
-        if self.window.stopped:
-            return []
-        if hold_from is not None and hold_from < 0:  # a secret in a decoded blob
-            return []
-        limit = None
-        if not final:
-            undecided = vwin.decided if vwin is not None else self.view.out
-            if hold_from is not None:
-                undecided = min(undecided, hold_from)
-            limit = self.view.to_source(undecided)
-        released, _ = self.window.push(data, final, limit)
-        if vwin is not None:
-            self.view.forget(vwin.decided)
-        w = self.window
-        if len(w._buf) - (w._released - w._base) > self.max_hold:
-            raise HoldLimit()
-        return self._out(released)
-
-    def _open_view(self, start: int) -> ScanWindow:
-        """The escape view's window, from the first escape on. Before view offset `start` the view is the bytes
-        themselves, so the raw window's context up to there (not an escape it holds undecoded) seeds it."""
-        w = self.window
-        vwin = ScanWindow(self.detector, self.verdicts, self.location + ":unescaped")
-        vwin.on_redact = self._redact_escaped
-        vwin.accept = self.view.touches  # a token without escapes in or around it: the raw window's
-        vwin._base = vwin._released = w._base
-        vwin.push(w._buf[:max(0, start - w._base)])
-        self.vwindow = vwin
-        return vwin
-
-    def _redact_escaped(self, f: Finding) -> None:
-        self.window.redact(self.view.to_source(f.start), self.view.to_source(f.end, end=True), f.entry_id)
-
-    @staticmethod
-    def _out(released: bytes) -> list[bytes]:
+        released, _ = self.text.push(data, final)
         return [released] if released else []
-
-    def _blobs(self, view: bytes, final: bool) -> int | None:
-        """Scan base64 runs that ended; return the view offset to hold from (an open run), None, or -1 (blocked)."""
-        if not view and not final:
-            return self._hold()
-        at = self.view.out - len(view)
-        closed, at = self.run.close(view, at) if final else self.run.push(view, at)
-        if closed and _may_hold_blob(closed) and self._decoded_secret(closed, at):
-            return -1
-        if len(self.run.data) > self.max_hold:
-            raise HoldLimit("base64 run")
-        return self._hold()
-
-    def _hold(self) -> int | None:
-        if len(self.run.data) >= HOLD_RUN:
-            # 3 base64 characters carry 2 whole bytes: at most "gh" of a token the blob starts with
-            return self.run.at + 3
-        return None
-
-    def _decoded_secret(self, text: bytes, at: int) -> bool:
-        """Base64 blobs in `text` (view offset `at`), decoded and extracted; True when one blocks the stream."""
-        for start, end in find_blobs(text):
-            ext = extract_http(url=None, headers=[("content-type", "text/plain")], body=text[start:end],
-                               limits=self.limits)
-            found = []
-            for seg in ext.segments:
-                if seg.location == "body":
-                    continue  # the run itself: the other views scan it
-                hits = self.detector.scan(seg.data)
-                self.verdicts.remember(hits, seg.data)
-                found += [f.at(self.location + ":base64") for f in hits]
-            if found:
-                blocked, redact = self.verdicts.check(found)
-                if blocked is not None or redact:  # an encoded secret cannot be redacted in place: cut
-                    self.window.stop_at(self.view.to_source(at + start))
-                    return True
-        return False
 
     def _collected(self, data: bytes, final: bool) -> list[bytes]:
         """An archive or compressed file: held whole, extracted at its end like a buffered body."""
@@ -541,4 +581,4 @@ class ByteStreamScanner:
             reason = ext.unscannable[0].reason
             raise Uninspectable(reason, can_pass=reason in OVERSIZE_REASONS)
         self._collect = bytearray()
-        return self._out(body)
+        return [body] if body else []
