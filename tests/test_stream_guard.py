@@ -128,6 +128,30 @@ def test_no_stream_for_head_and_bodiless_statuses(env):
     assert not f.response.stream
 
 
+@pytest.mark.parametrize("client,server_alpn,response_te,request_te", [
+    ("HTTP/1.1", None, True, True),
+    ("HTTP/2.0", None, False, True),  # the request goes to an HTTP/1 upstream: it needs chunks
+    ("HTTP/2.0", b"h2", False, False),
+    ("HTTP/1.1", b"h2", True, False),  # the request is re-sent as HTTP/2: no chunks
+    ("HTTP/1.0", None, False, False),
+])
+def test_chunked_framing_only_where_the_message_is_written_as_http11(env, client, server_alpn, response_te,
+                                                                     request_te):
+    f = response_flow({"content-type": "text/event-stream"})
+    f.request.http_version = f.response.http_version = client
+    f.server_conn.alpn = server_alpn
+    env.guard.responseheaders(f)
+    assert ("transfer-encoding" in f.response.headers) is response_te
+    env.tctx.options.stream_large_bodies = "1"
+    f = tflow.tflow()
+    f.request.http_version = client
+    f.request.headers["content-encoding"] = "gzip"  # decoded as it streams: the length goes
+    f.server_conn.alpn = server_alpn
+    env.guard.requestheaders(f)
+    assert isinstance(f.request.stream, FlowStream) and "content-length" not in f.request.headers
+    assert ("transfer-encoding" in f.request.headers) is request_te
+
+
 def test_stream_large_bodies_keeps_a_fixed_length(env):
     env.tctx.options.update(stream_large_bodies="1k")
     f = response_flow({"content-type": "application/zip", "content-length": "5000"})

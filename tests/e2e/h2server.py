@@ -184,19 +184,23 @@ def open_tunnel(proxy_port: int, authority: str) -> socket.socket:
     return sock
 
 
-def h2_exchange(proxy_port: int, proxy_ca: str, target_port: int, method: str, path: str, body: bytes = b"",
+def h2_exchange(proxy_port: int, proxy_ca: str, target_port: int | None, method: str, path: str, body: bytes = b"",
                 headers: list | None = None, trailers: list | None = None) -> H2Result:
     """One HTTP/2 request (with request trailers when given) to https://localhost:`target_port` through the
-    proxy's CONNECT tunnel, using the `h2` library on a raw socket (HTTP clients cannot send trailers)."""
+    proxy's CONNECT tunnel (`target_port` None: to the proxy itself, a reverse listener), using the `h2` library
+    on a raw socket (HTTP clients cannot send trailers)."""
     result = H2Result()
-    with open_tunnel(proxy_port, f"localhost:{target_port}") as raw:
+    authority = f"localhost:{target_port or proxy_port}"
+    opened = open_tunnel(proxy_port, authority) if target_port else socket.create_connection(("127.0.0.1", proxy_port),
+                                                                                           timeout=30)
+    with opened as raw:
         context = ssl.create_default_context(cafile=proxy_ca)
         context.set_alpn_protocols(["h2"])
         with context.wrap_socket(raw, server_hostname="localhost") as sock:
             assert sock.selected_alpn_protocol() == "h2"
             conn = h2.connection.H2Connection(h2.config.H2Configuration(header_encoding="utf-8"))
             conn.initiate_connection()
-            conn.send_headers(1, [(":method", method), (":scheme", "https"), (":authority", f"localhost:{target_port}"),
+            conn.send_headers(1, [(":method", method), (":scheme", "https"), (":authority", authority),
                                   (":path", path), *(headers or [])], end_stream=not body and not trailers)
             if body:
                 conn.send_data(1, body, end_stream=not trailers)

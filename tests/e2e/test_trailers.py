@@ -63,6 +63,17 @@ def test_streamed_request_with_a_clean_trailer_arrives_whole(streaming_proxy, h2
     assert rec.body == b"x" * 300 and rec.trailers == [("x-checksum", "abc")]
 
 
+def test_streamed_http2_upload_of_unknown_length_to_an_http1_upstream_arrives_whole(start_proxy, upstream):
+    """An HTTP/2 request without a length, streamed, re-sent to an HTTP/1 upstream: it needs chunked framing (and
+    its trailers go in the last chunk); the same header must not go to an HTTP/2 upstream (the test above)."""
+    proxy = start_proxy("--mode", f"reverse:{upstream.url}", "--set", "stream_large_bodies=1",
+                        name="reverse-stream-requests")
+    r = h2_exchange(proxy.port, proxy.ca, None, "POST", "/upload", b"x" * 300, trailers=[("x-checksum", "abc")])
+    assert r.status == 200 and r.ended
+    [rec] = upstream.received
+    assert rec.body == b"x" * 300 and rec.trailers == [("x-checksum", "abc")]
+
+
 def test_redact_in_a_request_trailer(proxy, upstream):
     mark = proxy.mark()
     got = h1_chunked_post(proxy.port, f"{upstream.url}/upload", [("X-Token", f"token {GHO}")])

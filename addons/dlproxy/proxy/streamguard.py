@@ -85,6 +85,20 @@ def _length(headers) -> int | None:
         return None
 
 
+def _sent_as_http11(flow: http.HTTPFlow, direction: Direction) -> bool:
+    """Is the message written as HTTP/1.1 (which frames a body of unknown length with chunks)? A response goes
+    out in the client's version; a request in the upstream's, which is HTTP/2 only when its connection, opened
+    before the request (mitmproxy's eager connection strategy), negotiated h2. `Transfer-Encoding` must not reach
+    an HTTP/2 peer: mitmproxy drops it from a message it converts from HTTP/1, but sends an HTTP/2 message's
+    headers as they are (curl exits 92 on it, PROTOCOL_ERROR)."""
+    if flow.request.http_version == "HTTP/1.0":
+        return False
+    if direction == Direction.RESPONSE:
+        return flow.request.http_version == "HTTP/1.1"
+    server = flow.server_conn
+    return not (server is not None and server.alpn == b"h2")
+
+
 class _Discard:
     """The stream callable of a streamed response replaced by our block (502) at responseheaders: the upstream
     body is dropped (its connection closed) and the block's own body goes out instead. Upstream trailers that
@@ -356,10 +370,7 @@ class StreamGuard:
             msg.headers.pop("content-encoding", None)
         if not fixed:
             msg.headers.pop("content-length", None)
-            if "chunked" not in msg.headers.get("transfer-encoding", "").lower() and \
-                    msg.http_version == "HTTP/1.1" and flow.request.http_version != "HTTP/1.0":
-                # Only on an HTTP/1.1 message: mitmproxy drops it when it re-sends that as HTTP/2, but sends an
-                # HTTP/2 message's headers as they are, and the header is illegal there (curl exits 92).
+            if "chunked" not in msg.headers.get("transfer-encoding", "").lower() and _sent_as_http11(flow, direction):
                 msg.headers["transfer-encoding"] = "chunked"
         ctx_ = flow_context(flow, direction)
         msg.stream = FlowStream(self, flow, direction, active, ctx_, decoder, framing, fixed, verdict, incident_id)
