@@ -9,6 +9,7 @@ are held only while a token may be in flight.
 
 from __future__ import annotations
 
+import base64
 import json
 import random
 import re
@@ -292,6 +293,36 @@ def test_model_style_deltas_ending_in_a_keyword_head_are_not_held(builtin, api):
         if raw not in scanner.feed(raw):
             held += [d.text for d in extract_deltas(json.loads(parse_fields(raw)[1]))]
     assert held == [" sk-proj-", "abc", " ghp_", "abc"]
+
+
+@pytest.mark.parametrize("api", list(BUILDERS))
+def test_words_that_could_start_base64_are_not_held_but_base64_is(builtin, api):
+    """A delta ending in a long word ("Streaming") goes out with its event; a run that reads as base64 (digits or
+    inner capitals) is held until it ends, 3 characters in."""
+    scanner = SSEScanner(builtin, Judge())
+    parser = SSEParser()
+    words = ["Streaming", " proxies", " INSPECTING", " checking", " Z2hwX2Fi", "Y2Rl", " done"]
+    held = []
+    for raw in parser.feed(BUILDERS[api](words)):
+        if raw not in scanner.feed(raw):
+            held += [d.text for d in extract_deltas(json.loads(parse_fields(raw)[1]))]
+    assert held == [" Z2hwX2Fi", "Y2Rl"]
+
+
+@pytest.mark.parametrize("api", list(BUILDERS))
+@pytest.mark.parametrize("seed", range(6))
+def test_token_base64_encoded_a_few_characters_per_event_is_cut(ghp_only, api, seed):
+    """The reassembled text goes through the base64 view of a streamed body: decoded once the run ends."""
+    token = make_ghp(f"b64-{seed}")
+    encoded = base64.b64encode(token.encode()).decode()
+    rng = random.Random(seed)
+    stream = BUILDERS[api](pieces(f"Here you go: {encoded} — keep it safe.", rng))
+    judge = Judge(BLOCK)
+    scanner = SSEScanner(ghp_only, judge)
+    out, _ = feed_all(scanner, net_chunks(stream, rng))
+    assert scanner.stopped and len(judge.calls) == 1 and judge.calls[0][0].location.endswith(":base64")
+    text = client_text(out)[0]
+    assert encoded[:8] not in text  # the run flows until it has 8 characters: at most 7 (5 bytes, "ghp_" + 1)
 
 
 def test_finish_reason_and_done_release_a_held_tail(ghp_only):

@@ -96,7 +96,8 @@ class Detector:
         # a word shorter than OPEN_RUN_MIN without any lead's first character).
         self._open_any = bytes(max((tbl[c] for tbl in runs), default=0x20) for c in range(256))
         self._open_longest = max((r[1] for r in self._open_runs), default=0)
-        self._lead_firsts = {lead[:1] for _, _, specs in self._open_runs for lead, _ in specs if lead}
+        firsts = {lead[0] for _, _, specs in self._open_runs for lead, _ in specs if lead}
+        self._not_lead_first = bytes(c for c in range(256) if c not in firsts)  # deleted: what is left is a lead's
 
     def entry(self, entry_id: str) -> Entry:
         return self._entries[entry_id]
@@ -181,7 +182,7 @@ class Detector:
         if n and self._open_any[data[-1]] == 0x61:  # the buffer ends in a token character of some entry
             window = data[max(0, n - self._open_longest - 1):]
             window = window[window.translate(self._open_any).rfind(b" ") + 1:]  # the trailing run of any entry
-            if len(window) >= OPEN_RUN_MIN or any(c in window for c in self._lead_firsts):
+            if len(window) >= OPEN_RUN_MIN or window.translate(None, self._not_lead_first):
                 runs = self._open_runs
             else:
                 runs = ()

@@ -263,22 +263,23 @@ _B64_CLASS = bytes(0x61 if (chr(b).isascii() and (chr(b).isalnum() or chr(b) in 
                    for b in range(256))
 _MAGICS = (b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08", b"\x1f\x8b\x08", b"\x28\xb5\x2f\xfd", b"\xfd7zXZ\x00",
            b"BZh")
+TAIL = 256  # Base64Run: bytes of new text looked at first
 HOLD_RUN = 8  # a trailing base64 run this long is held until it ends (it may be a blob); shorter runs flow
 
 
 _PAD_BREAK = re.compile(rb"=(?=[A-Za-z0-9+/=_-])")
 
 
-def _classes(text: bytes, start: int = 0) -> bytes:
-    """text[start:] as classes: `a` for a base64 character, a space for a break. Padding followed by more base64
-    is a break too: it ends a blob, what follows starts a new run ("TOKEN=ghp_…"). A `\r` at the very end is not
-    a break yet: it may begin the `\r\n` of a wrapped line."""
-    classes = text[start:].translate(_B64_CLASS)
-    if b"=" not in text[start:-1] and not text.endswith(b"\r"):
+def _classes(text: bytes) -> bytes:
+    """`text` as classes: `a` for a base64 character, a space for a break. Padding followed by more base64 is a
+    break too: it ends a blob, what follows starts a new run ("TOKEN=ghp_…"). A `\r` at the very end is not a break
+    yet: it may begin the `\r\n` of a wrapped line."""
+    classes = text.translate(_B64_CLASS)
+    if b"=" not in text[:-1] and not text.endswith(b"\r"):
         return classes
     marked = bytearray(classes)
-    for m in _PAD_BREAK.finditer(text, start):
-        marked[m.start() - start] = 0x20
+    for m in _PAD_BREAK.finditer(text):
+        marked[m.start()] = 0x20
     if text.endswith(b"\r") and marked:
         marked[-1] = 0x61
     return bytes(marked)
@@ -307,10 +308,12 @@ class Base64Run:
         run = self.data
         if not run:
             self.at = at
-        r0 = max(0, len(run) - 1)  # seg: the run's last byte (a padding `=` there ends the run) and the new text
-        seg = bytes(run[r0:]) + text
-        # the classes of the last bytes usually decide it; of all of seg when not
-        found = self._start(seg, r0, max(0, len(seg) - 256)) or self._start(seg, r0, 0)
+        # the last bytes usually decide it (no copy of a long text); else the run's last byte (a padding `=` there
+        # ends the run) and all the new text
+        found = self._start(text[-TAIL:], len(run) + len(text) - TAIL, True) if len(text) > TAIL else None
+        if found is None:
+            r0 = max(0, len(run) - 1)
+            found = self._start(bytes(run[r0:]) + text, r0, False)
         k, k0, width = found
         closed_at = self.at
         if k == 0:
@@ -327,31 +330,30 @@ class Base64Run:
         self.lines_end = k0 - k if width is not None else 0
         return closed, closed_at
 
-    def _start(self, seg: bytes, r0: int, w0: int) -> tuple[int, int, int | None] | None:
+    def _start(self, seg: bytes, r0: int, cut_short: bool) -> tuple[int, int, int | None] | None:
         """(where the open run of data + new text starts, where its partial line starts, its block's line width),
-        from the classes of seg[w0:] (seg is that text from r0 on); None when bytes before w0 would be needed."""
-        classes = _classes(seg, w0)
+        from `seg`, that text from offset r0 on; `cut_short`: seg is only its end, None when more is needed."""
+        classes = _classes(seg)
         lines_end = self.lines_end
-        base = r0 + w0  # offset of classes[0]
         j = classes.rfind(b" ")
-        if j == -1 and w0:
+        if j == -1 and cut_short:
             return None
-        k = base + j + 1 if j != -1 else lines_end  # no break: the run's partial line goes on
+        k = r0 + j + 1 if j != -1 else lines_end  # no break: the run's partial line goes on
         k0, width = k, None
         while k >= 2:
             if k == lines_end:  # the end of the run's block of lines, all self.width long
                 if width is None or width == self.width:
                     k, width = 0, self.width
                 break
+            if k - 2 < r0 and cut_short:
+                return None
             if k - 1 < r0 or seg[k - 1 - r0] != 0x0A:
                 break
             nl = k - 2 if k - 2 >= r0 and seg[k - 2 - r0] == 0x0D else k - 1
-            if nl <= base and w0:
+            j = classes.rfind(b" ", 0, nl - r0)
+            if j == -1 and cut_short:
                 return None
-            j = classes.rfind(b" ", 0, nl - base)
-            if j == -1 and w0:
-                return None
-            line_start = base + j + 1 if j != -1 else lines_end
+            line_start = r0 + j + 1 if j != -1 else lines_end
             n = nl - line_start
             if n < 16 or n % 4 or (width is not None and n != width):
                 break
