@@ -104,6 +104,14 @@ def gzip_padded_to(data: bytes, wire_len: int) -> bytes:
     return header + b"n" * name_len + b"\x00" + deflated + trailer
 
 
+def aws_chunked(data: bytes, size: int = 700, trailer: bytes = b"", sig: bool = True) -> bytes:
+    """S3's aws-chunked framing: `hex-size;chunk-signature=…` CRLF data CRLF …, a zero chunk, trailer lines."""
+    ext = b";chunk-signature=" + b"0" * 64 if sig else b""
+    out = b"".join(b"%x" % len(data[i:i + size]) + ext + b"\r\n" + data[i:i + size] + b"\r\n"
+                   for i in range(0, len(data), size))
+    return out + b"0" + ext + b"\r\n" + trailer + b"\r\n"
+
+
 def stacked(data: bytes, n: int) -> bytes:
     for _ in range(n):
         data = gzip.compress(data)
@@ -175,6 +183,18 @@ CASES = [
      BOMB),
     # 4x on average, but its first wire bytes expand far past the ratio: a stream cannot wait for the rest
     ("front-loaded", "gzip", lambda: gzip.compress(FRONT_LOADED), Both(FRONT_LOADED, BOMB)),
+    ("aws-chunked", "aws-chunked", lambda: aws_chunked(PLAIN), PLAIN),
+    ("aws-chunked-unsigned-trailer", "aws-chunked", lambda: aws_chunked(PLAIN, 8192, b"x-amz-checksum-crc32:AAAA\r\n",
+                                                                       sig=False), PLAIN + b"x-amz-checksum-crc32:AAAA\r\n"),
+    ("aws-chunked-gzip-s3-trailer", "aws-chunked,gzip", lambda: aws_chunked(gzip.compress(PLAIN), trailer=(
+        b"x-amz-checksum-crc32:AAAA\r\nx-amz-trailer-signature:" + b"0" * 64 + b"\r\n")), PLAIN),
+    ("aws-chunked-gzip-other-trailer", "aws-chunked,gzip", lambda: aws_chunked(gzip.compress(PLAIN), trailer=(
+        b"x-note: ghp_hidden_in_a_trailer_line\r\n")), CORRUPT),
+    ("aws-chunked-data-after-end", "aws-chunked", lambda: aws_chunked(PLAIN) + b"more", CORRUPT),
+    ("aws-chunked-then-gzip", "aws-chunked,gzip", lambda: aws_chunked(gzip.compress(PLAIN)), PLAIN),
+    ("aws-chunked-truncated", "aws-chunked", lambda: aws_chunked(PLAIN)[:-100], TRUNCATED),
+    ("aws-chunked-bad-size", "aws-chunked", lambda: b"zz;chunk-signature=0\r\nhello\r\n0\r\n\r\n", CORRUPT),
+    ("aws-chunked-size-overrun", "aws-chunked", lambda: b"2\r\nhello\r\n0\r\n\r\n", CORRUPT),
     ("zstd-window-over-8mb", "zstd", lambda: zstd(PLAIN, window_log=24, write_content_size=False),
      CORRUPT),
 ]
@@ -304,3 +324,27 @@ def test_files_decode_every_stream_and_stop_at_the_cap():
     assert decode("bz2", two + b"junk", 100) == (b"one two", CORRUPT)
     assert decode("zlib", zlib.compress(b"pdf text"), 100) == (b"pdf text", None)
     assert decode("rar", b"Rar!", 100) == (b"", UNSUPPORTED)
+
+
+def test_gzip_names_are_read_from_every_member_header():
+    """FNAME/FCOMMENT are text a decompressor skips: read from each member's header (FEXTRA skipped first)."""
+    import io
+
+    def member(name: bytes, comment: bytes = b"", extra: bytes = b"") -> bytes:
+        flags = 0x08 | (0x10 if comment else 0) | (0x04 if extra else 0)
+        head = b"\x1f\x8b\x08" + bytes([flags]) + bytes(4) + b"\x00\xff"
+        if extra:
+            head += len(extra).to_bytes(2, "little") + extra
+        body = gzip.compress(b"data")[10:]  # the deflate stream and trailer of a name-less member
+        return head + name + b"\x00" + (comment + b"\x00" if comment else b"") + body
+
+    from dlproxy.extract.encoding import gzip_names
+
+    wire = gzip.compress(b"first") + member(b"b.txt", b"a comment", extra=b"\x1f\x8b\x08\x08xx")
+    assert gzip_names(wire) == b"b.txt\na comment"
+    buf = io.BytesIO()
+    with gzip.GzipFile(filename="named.txt", fileobj=buf, mode="wb") as g:
+        g.write(b"x")
+    assert gzip_names(buf.getvalue()) == b"named.txt"
+    assert gzip_names(b"\x1f\x8b\x08\x08" + bytes(6) + b"n" * 5000) == b""  # no terminator within bounds
+    assert gzip_names(member(b"x") * 100).count(b"x") == 64  # at most 64 headers are read

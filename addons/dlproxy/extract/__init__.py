@@ -33,7 +33,7 @@ from .core import (
     Segment,
     Unscannable,
 )
-from .encoding import decode_content_encoding
+from .encoding import decode_content_encoding, gzip_names
 from .headers import extract_headers
 from .jsonx import locate_json_path
 from .route import extract_content
@@ -125,6 +125,8 @@ def _body(ctx: Ctx, body: bytes, content_encoding: str, ctype: str) -> None:
         ctx.content(ctx.take(body, loc), loc, Level(), ctype)
         return
     ctx.charge(res.decoded)
+    if "gzip" in content_encoding.lower() and (names := gzip_names(body)):  # the wire's gzip headers: file names
+        ctx.emit(loc.child(":gzip-names"), ctx.take(names, loc))
     if res.reason is not None:
         ctx.fail(loc, res.reason)
         if res.reason not in (BOMB, TOO_LARGE) and (res.reason != TRUNCATED or not res.data):

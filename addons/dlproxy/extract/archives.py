@@ -30,7 +30,7 @@ from .core import (
     Loc,
     label,
 )
-from .encoding import FILE_ZSTD_WINDOW, OVER, decode
+from .encoding import FILE_ZSTD_WINDOW, OVER, decode, gzip_names
 from .markup import extract_office_part, is_office_text_part
 
 _READ = 1 << 20
@@ -78,7 +78,7 @@ def extract_zip(ctx: Ctx, data: bytes, loc: Loc, lv: Level, raw_scanned: bool = 
         ctx.fail(loc, MEMBERS)
         infos = infos[:limit]
     names = {i.filename for i in infos}
-    _names(ctx, loc, [i.filename for i in infos], zf.comment)
+    _names(ctx, loc, [i.filename for i in infos], b"\n".join([zf.comment, *(i.comment for i in infos if i.comment)]))
     office = "[Content_Types].xml" in names or ("mimetype" in names and "content.xml" in names)
     inner = lv._replace(archive=lv.archive + 1)
     for info in infos:
@@ -102,7 +102,7 @@ def extract_zip(ctx: Ctx, data: bytes, loc: Loc, lv: Level, raw_scanned: bool = 
 
 
 def _names(ctx: Ctx, loc: Loc, names: list[str], comment: bytes = b"") -> None:
-    """Member names and the archive comment are content too (a token can be a file name)."""
+    """Member names, link targets and comments are content too (a token can be a file name)."""
     text = "\n".join(names).encode("utf-8", "surrogateescape")
     if comment:
         text += b"\n" + comment
@@ -199,6 +199,9 @@ def extract_tar(ctx: Ctx, data: bytes, loc: Loc, lv: Level) -> None:
         _names(ctx, loc, names)
 
 
+_PAX_SEEN = frozenset({"path", "linkpath", "size", "mtime", "atime", "ctime", "uid", "gid"})  # already named
+
+
 def _tar_members(ctx: Ctx, tf: tarfile.TarFile, loc: Loc, inner: Level, limit: int, names: list[str]) -> None:
     count = 0
     while True:
@@ -210,6 +213,9 @@ def _tar_members(ctx: Ctx, tf: tarfile.TarFile, loc: Loc, inner: Level, limit: i
         if member is None:
             return
         names.append(member.name)
+        if member.linkname:
+            names.append(member.linkname)
+        names += [v for k, v in member.pax_headers.items() if k not in _PAX_SEEN and isinstance(v, str)]
         count += 1
         if count > limit:
             ctx.fail(loc, MEMBERS)
@@ -327,4 +333,6 @@ def extract_compressed(ctx: Ctx, data: bytes, loc: Loc, lv: Level, coding: str, 
     if not out and status is not None:
         ctx.emit(loc, data)  # not what its magic says: scan it as it is
         return
+    if coding == "gzip" and (names := gzip_names(data)):
+        ctx.emit(loc.child(":names"), ctx.take(names, loc))
     ctx.content(out, loc, lv._replace(layers=lv.layers + 1), "", inner_name(name))

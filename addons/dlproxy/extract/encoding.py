@@ -1,5 +1,5 @@
 """Bounded decoders, one incremental family for buffered and streamed bodies: Content-Encoding (gzip incl.
-multi-member, deflate, br, zstd, stacked lists) and compressed files (gzip, bz2, xz, zstd, zlib, lzma).
+multi-member, deflate, br, zstd, S3's aws-chunked framing, stacked lists) and compressed files (gzip, bz2, xz, zstd, zlib, lzma).
 
     decoder = ContentDecoder.for_header("gzip, br", limits)   # None for identity; DecodeError if unsupported
     for piece in decoder.feed(chunk): ...                     # decoded pieces of at most 1 MiB
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import bz2
 import lzma
+import re
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from typing import NamedTuple
@@ -54,7 +55,8 @@ BZ2_MAGIC = b"BZh"
 XZ_MAGIC = b"\xfd7zXZ\x00"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
-CODING_ALIASES = {"gzip": "gzip", "x-gzip": "gzip", "deflate": "deflate", "br": "br", "zstd": "zstd"}
+CODING_ALIASES = {"gzip": "gzip", "x-gzip": "gzip", "deflate": "deflate", "br": "br", "zstd": "zstd",
+                  "aws-chunked": "aws-chunked"}
 HTTP_ZSTD_WINDOW = 1 << 23  # RFC 9659: content-coding zstd uses windows of at most 8 MB
 FILE_ZSTD_WINDOW = 1 << 27
 XZ_MEMLIMIT = 1 << 27
@@ -86,8 +88,31 @@ def sniff_container(data: bytes) -> str | None:
     return None
 
 
+def gzip_names(data: bytes, members: int = 64, longest: int = 1024) -> bytes:
+    """The FNAME and FCOMMENT fields of the gzip member headers in `data` (the original file name, a comment: text
+    a decompressor skips), one per line. Headers are found by their magic, so a later member's are found too."""
+    out: list[bytes] = []
+    at = data.find(b"\x1f\x8b\x08")
+    while at != -1 and members > 0:
+        members -= 1
+        flags, pos = data[at + 3] if at + 3 < len(data) else 0, at + 10
+        if flags & 0x18 and not flags & 0xE0:
+            if flags & 0x04 and pos + 2 <= len(data):  # FEXTRA comes first
+                pos += 2 + int.from_bytes(data[pos:pos + 2], "little")
+            for bit in (0x08, 0x10):
+                if flags & bit:
+                    end = data.find(b"\x00", pos, pos + longest)
+                    if end == -1:
+                        break
+                    out.append(data[pos:end])
+                    pos = end + 1
+        at = data.find(b"\x1f\x8b\x08", max(at + 3, pos))
+    return b"\n".join(out)
+
+
 def parse_codings(header: str) -> list[str] | None:
-    """`gzip, br` -> ["gzip", "br"] in the order applied; identity dropped; None if one is unknown."""
+    """`gzip, br` -> ["gzip", "br"] in the order applied; identity dropped; None if one is unknown.
+    `aws-chunked` is S3's upload framing: listed first (`aws-chunked,gzip`) but applied last, so undone first."""
     codings = []
     for token in header.split(","):
         token = token.strip().lower()
@@ -97,6 +122,8 @@ def parse_codings(header: str) -> list[str] | None:
         if coding is None:
             return None
         codings.append(coding)
+    if "aws-chunked" in codings[:-1]:
+        codings = [c for c in codings if c != "aws-chunked"] + ["aws-chunked"]
     return codings
 
 
@@ -129,6 +156,9 @@ class ContentDecoder:
         """`limits`: the expansion rule (None: `cap` alone bounds the output); `cap`: the most all layers together
         may produce (None: no budget, as for a stream, whose scanner holds a bounded window)."""
         self.stages = [_stage(c, zstd_window) for c in reversed(codings)]
+        for stage in self.stages[:-1]:
+            if isinstance(stage, _AwsChunked):
+                stage.inner = True
         self.made = [0] * len(self.stages)
         self.limits = limits
         self.cap = cap
@@ -250,6 +280,8 @@ def _stage(coding: str, zstd_window: int):
         return _Zlib(15, members=False)
     if coding == "br":
         return _Brotli()
+    if coding == "aws-chunked":
+        return _AwsChunked()
     if coding == "zstd":
         window_log = zstd_window.bit_length() - 1
         return _Frames(lambda: zstd.ZstdDecompressor(options={_WINDOW_LOG_MAX: window_log}), ZSTD_MAGIC[0])
@@ -451,6 +483,76 @@ class _Brotli:
             raise DecodeError(CORRUPT) from None
         if not self.d.is_finished():
             raise DecodeError(TRUNCATED)
+
+
+class _AwsChunked:
+    """S3's `aws-chunked` framing of SigV4 streaming uploads: `hex-size[;chunk-signature=…]` CRLF, that many
+    bytes, CRLF; a zero-size chunk ends the data, then trailer lines (`x-amz-checksum-crc32:…`) and an empty line.
+    The data is the output, never larger than the input. Trailer lines are content too: they are output after the
+    data when nothing is encoded inside the framing; under an inner coding (`aws-chunked,gzip`) they cannot be,
+    and only S3's own short checksum/signature trailers are accepted (anything else is corrupt: fail closed)."""
+
+    MAX_LINE = 4096
+    _S3_TRAILER = re.compile(rb"x-amz-[a-z0-9-]{1,40}:[ \t]*[A-Za-z0-9+/=]{1,64}[ \t]*\r?")
+
+    def __init__(self):
+        self.line = b""  # a size or trailer line still arriving
+        self.left = 0  # data bytes of the current chunk still to come
+        self.eol = 0  # line-end bytes still to skip after a chunk's data
+        self.trailers = False  # the zero-size chunk was read
+        self.ended = False  # the empty line after the trailers was read
+        self.fed = False
+        self.inner = False  # set by ContentDecoder: another coding is undone after this one
+
+    def feed(self, data: bytes, room: Room) -> Iterator[bytes]:
+        self.fed = self.fed or bool(data)
+        pos, n = 0, len(data)
+        while pos < n:
+            if self.ended:
+                raise DecodeError(CORRUPT)
+            if self.left:
+                take = min(self.left, n - pos)
+                yield from _split(data[pos:pos + take])
+                pos += take
+                self.left -= take
+                self.eol = 0 if self.left else 2
+                continue
+            if self.eol:
+                if data[pos] not in b"\r\n":
+                    raise DecodeError(CORRUPT)
+                self.eol = 0 if data[pos] == 0x0A else self.eol - 1
+                pos += 1
+                continue
+            end = data.find(b"\n", pos)
+            self.line += data[pos:n if end == -1 else end]
+            if len(self.line) > self.MAX_LINE:
+                raise DecodeError(CORRUPT)
+            if end == -1:
+                return
+            pos, line, self.line = end + 1, self.line, b""
+            if self.trailers:
+                yield from self._trailer(line)
+                continue
+            size = line.split(b";", 1)[0].strip()
+            if not size or size.strip(b"0123456789abcdefABCDEF"):
+                raise DecodeError(CORRUPT)
+            self.left = int(size, 16)
+            self.trailers = self.left == 0
+
+    def _trailer(self, line: bytes) -> Iterator[bytes]:
+        if not line.strip():
+            self.ended = True
+        elif not self.inner:
+            yield line + b"\n"
+        elif not self._S3_TRAILER.fullmatch(line):
+            raise DecodeError(CORRUPT)
+
+    def finish(self, room: Room) -> Iterator[bytes]:
+        if self.fed and not self.trailers:
+            raise DecodeError(TRUNCATED)
+        if self.line:  # a last trailer line without its line end
+            yield from self._trailer(self.line)
+        return
 
 
 def _split(out: bytes) -> Iterator[bytes]:

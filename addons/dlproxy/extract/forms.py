@@ -17,7 +17,7 @@ from urllib.parse import unquote
 from .base64blobs import scan_blobs
 from .core import CORRUPT_ENCODING, MALFORMED, MEMBERS, TRUNCATED, Ctx, Level, Loc, label
 from .locate import locate_spans
-from .text import percent_decode
+from .text import decode_words, percent_decode
 
 # -- urlencoded ---------------------------------------------------------------------------------------
 
@@ -189,8 +189,9 @@ def _extract_part(ctx: Ctx, index: int, head: bytes, body: bytes, mloc: Loc, lv:
     filename = disp.get("filename") or ""
     if not filename and ctype:
         filename = header_params(ctype)[1].get("name", "")  # multipart/mixed attachments
+    filename = decode_words(filename)
     ploc = mloc.child(":" + label(name) + (f"[{label(filename)}]" if filename else ""))
-    if filename:  # a file name is content too (filename*= already percent-decoded)
+    if filename:  # a file name is content too (filename*= already percent-decoded, encoded-words decoded)
         ctx.emit(ploc.child(":filename"), ctx.take(filename.encode("utf-8", "surrogateescape"), ploc))
     cte = headers.get("content-transfer-encoding", "").strip().lower()
     if cte == "base64":

@@ -3,7 +3,7 @@
 The standard library's `email` parser undoes what mail transport does to text: quoted-printable soft line
 breaks (which split a token across lines), base64 parts, nested multiparts, attached files. Each leaf part is
 extracted by its own type and file name (archives through the container path); headers and file names are
-scanned as text. Parts count toward max_archive_members, nesting toward max_archive_depth.
+scanned as text, RFC 2047 encoded-words (`=?UTF-8?B?…?=` in a Subject) decoded. Parts count toward max_archive_members, nesting toward max_archive_depth.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import email.policy
 import re
 
 from .core import DEPTH, MEMBERS, Ctx, Level, Loc, label
+from .text import decode_words
 
 # A message starts with header lines, among them one that mail always has.
 _HEAD = re.compile(rb"\A(?:[!-9;-~]+:[^\r\n]*\r?\n(?:[ \t][^\r\n]*\r?\n)*){1,64}\r?\n", re.S)
@@ -33,14 +34,26 @@ def extract_mail(ctx: Ctx, data: bytes, loc: Loc, lv: Level) -> None:
         return
     message = email.message_from_bytes(data, policy=email.policy.compat32)
     inner = lv._replace(archive=lv.archive + 1)
+    words: list[str] = []
+    try:
+        _parts(ctx, message, mloc, inner, words)
+    finally:
+        if words:
+            ctx.emit(mloc.child(":headers"), ctx.take("\n".join(words).encode("utf-8", "surrogateescape"), mloc))
+
+
+def _parts(ctx: Ctx, message, mloc: Loc, inner: Level, words: list[str]) -> None:
+    """Every leaf part extracted; header values that hold encoded-words collected, decoded, into `words`."""
     for index, part in enumerate(message.walk()):
         if index >= ctx.limits.max_archive_members:
             ctx.fail(mloc, MEMBERS)
             return
+        words += [decoded for value in part.values()
+                  if isinstance(value, str) and (decoded := decode_words(value)) != value]
         if part.is_multipart():
             continue
         payload = part.get_payload(decode=True)
-        filename = part.get_filename() or ""
+        filename = decode_words(part.get_filename() or "")
         ploc = mloc.child(f":part{index}" + (f"[{label(filename)}]" if filename else ""))
         if filename:
             ctx.emit(ploc.child(":filename"), ctx.take(filename.encode("utf-8", "surrogateescape"), ploc))

@@ -1,4 +1,4 @@
-"""Small byte-level helpers shared by the extractors: charsets, text-or-binary, percent-decoding.
+"""Small byte-level helpers shared by the extractors: charsets, text-or-binary, percent-decoding, RFC 2047 words.
 
 All of them run in C (translate, find, split, codecs) rather than looping over bytes in Python.
 """
@@ -6,6 +6,8 @@ All of them run in C (translate, find, split, codecs) rather than looping over b
 from __future__ import annotations
 
 import codecs
+import email.errors
+import email.header
 import re
 from urllib.parse import unquote_to_bytes
 
@@ -115,3 +117,14 @@ def percent_decode(data: bytes, plus: bool = False) -> bytes:
             break
         data = unquote_to_bytes(data)
     return data
+
+
+def decode_words(text: str) -> str:
+    """RFC 2047 encoded-words (`=?UTF-8?B?…?=`, `=?UTF-8?Q?ghp=5F…?=`) decoded, as mail clients and some multipart
+    encoders write header values and file names; `text` unchanged when it holds none or they do not decode."""
+    if "=?" not in text:
+        return text
+    try:
+        return str(email.header.make_header(email.header.decode_header(text)))
+    except (LookupError, ValueError, UnicodeError, email.errors.HeaderParseError):
+        return text
