@@ -169,6 +169,17 @@ def test_scan_open_is_scan_and_undecided_from_in_one_pass(detector, seed):
         assert mark_end is None
 
 
+def test_prepare_streams_builds_the_stream_database_before_the_first_chunk(profile):
+    if not hyperscan_available():
+        pytest.skip("the stream database is Hyperscan's")
+    detector = Detector(profile, backend="hyperscan")
+    assert detector.prefilter._open == {}
+    detector.prepare_streams()
+    [db] = detector.prefilter._open.values()
+    detector.scan_open(b"x thg_Ab3", 0)
+    assert list(detector.prefilter._open.values()) == [db]  # the step used it, nothing compiled again
+
+
 BARE_MID_PROFILE = """\
 profile: engine-test-bare-mid
 entries:

@@ -117,6 +117,11 @@ class Detector:
         return self._verified(data, hits, None), self._undecided(data, self._open_keywords(data, hits, since)), \
             mark_end
 
+    def prepare_streams(self) -> None:
+        """Build what scan_open needs now (the Hyperscan stream database) rather than on the first streamed
+        chunk, whose events would wait for the compile."""
+        self.prefilter.find_open(b"", HEAD_WIDTH)
+
     def undecided_from(self, data: bytes, since: int = 0) -> int:
         """Offset from which a token could still complete if more data arrived; len(data) when none can.
 

@@ -181,6 +181,7 @@ class ProfileState:
             raise
         except ValueError as e:  # e.g. backend 'hyperscan' without the package
             raise ProfileError([f"dlp_backend: {e}"]) from None
+        detector.prepare_streams()  # now, not in the first streamed response (its events would wait)
         return Active(profile, detector, Limits.from_settings(profile.settings), self._generation + 1)
 
     def reload(self, reason: str = "manual") -> bool:
