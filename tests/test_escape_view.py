@@ -44,13 +44,19 @@ def _hide(token: str, how: str) -> str:
         return urllib.parse.quote("".join(f"%{c:02X}" for c in token.encode()), safe="")
     if how == "u-last":
         return token[:-1] + f"\\u{ord(token[-1]):04x}"
+    if how == "brace-all":
+        return "".join(f"\\u{{{ord(c):x}}}" for c in token)
+    if how == "ref-dec":
+        return "".join(f"&#{ord(c)};" for c in token)
+    if how == "ref-hex-first":
+        return f"&#x{ord(token[0]):x};" + token[1:]
     if how == "x-middle":
         mid = len(token) // 2
         return token[:mid] + f"\\x{ord(token[mid]):02x}" + token[mid + 1:]
     raise AssertionError(how)
 
 
-HOWS = ("pct-all", "pct-first", "pct-double", "u-last", "x-middle")
+HOWS = ("pct-all", "pct-first", "pct-double", "u-last", "x-middle", "brace-all", "ref-dec", "ref-hex-first")
 
 
 def _secrets(detector: Detector, data: bytes | None) -> set[bytes]:
@@ -84,8 +90,14 @@ def test_sparse_escapes_decode_a_small_part_of_a_large_text(detector):
     assert len(view) <= 2 * detector.max_token_len + 200
 
 
+@pytest.mark.parametrize("how", HOWS)
+def test_every_kind_of_escape_is_decoded(detector, how):
+    token = make_ghp(f"kind-{how}")
+    assert _secrets(detector, escaped_view(("text " + _hide(token, how) + " more").encode())) == {token.encode()}
+
+
 def test_escapes_of_non_ascii_characters_make_no_view():
-    text = ("résumé=r%C3%A9sum%C3%A9 caf\\u00e9 \\u4e2d\\u6587 " * 5000).encode()
+    text = ("résumé=r%C3%A9sum%C3%A9 caf\\u00e9 \\u4e2d\\u6587 &#233; \\u{e9} &amp; " * 5000).encode()
     assert escaped_view(text) is None
     assert escaped_view(text, 20_000) is None
     assert escaped_view(b"ghp%5Fabc") == b"ghp_abc"

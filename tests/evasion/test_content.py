@@ -802,8 +802,6 @@ TABLE: list[Variant] = [
 GAPS: dict[str, str] = {
     "yaml-dq-line-continuation-evasion": "a backslash-newline continuation inside a quoted string is not joined",
     "toml-ml-line-continuation-evasion": "a backslash-newline continuation inside a quoted string is not joined",
-    "js-unicode-brace-escapes-evasion": "the escape view decodes \\uXXXX and \\xXX, not ES2015 \\u{X}",
-    "html-entities-in-json-evasion": "character references are decoded in XML/HTML bodies only, not in JSON strings",
     "png-ztxt-evasion": "zlib streams inside a PNG (zTXt/iTXt chunks) are not inflated",
     "git-receive-pack-evasion": "git packfiles are not parsed: their objects are zlib streams at offsets",
     "deb-package-evasion": "ar archives (.deb) are not parsed; their compressed members sit at offsets",

@@ -43,17 +43,23 @@ def _unescape_one(m: re.Match) -> bytes:
 # Escapes that can hide a token's characters. Two patterns, each led by one literal byte: the regex engine finds
 # those fast, an alternation of them byte by byte (about ten times slower on a megabyte).
 _HIDING_PCT = re.compile(rb"%[0-9A-Fa-f]{2}")
-_HIDING_BS = re.compile(rb"\\(?:u[0-9a-fA-F]{4}|x[0-9a-fA-F]{2})")
+_HIDING_BS = re.compile(rb"\\(?:u[0-9a-fA-F]{4}|x[0-9a-fA-F]{2}|u\{[0-9a-fA-F]{1,6}\})")
+_HIDING_REF = re.compile(rb"&#(?:[0-9]{1,7}|[xX][0-9a-fA-F]{1,6});")
 # The escapes of ASCII characters: the only ones that can stand for a token's characters (tokens are ASCII; `%C3%A9`
 # or `\\u00e9` is an accented letter, never part of one). A deeper level starts from one of them (`%2567`).
 _ASCII_PCT = re.compile(rb"%[0-7][0-9A-Fa-f]")
-_ASCII_BS = re.compile(rb"\\(?:u00[0-7][0-9a-fA-F]|x[0-7][0-9a-fA-F])")
+_ASCII_BS = re.compile(rb"\\(?:u00[0-7][0-9a-fA-F]|x[0-7][0-9a-fA-F]|u\{0*[0-7]?[0-9a-fA-F]\})")
+# HTML character references of ASCII characters (`&#103;`, `&#x67;`) in text no markup parser read (HTML in JSON)
+_ASCII_REF = re.compile(rb"&#(?:0*(?:[0-9]{1,2}|1[01][0-9]|12[0-7])|[xX]0*[0-7]?[0-9a-fA-F]);")
+# ES2015 `\u{67}` (JavaScript source) and character references: decoded after the percent and JSON escapes
+_BRACE_OR_REF = re.compile(rb"\\u\{([0-9a-fA-F]{1,6})\}|&#([0-9]{1,7});|&#[xX]([0-9a-fA-F]{1,6});")
+_LONGEST_ESCAPE = 12  # \uXXXX\uXXXX (a surrogate pair), &#x0000067;
 _EDGE = 16  # beyond the widest token: the byte before it (its boundary)
 
 
 def escaped_view(data: bytes, window: int | None = None) -> bytes | None:
-    """Text with the percent and JSON escapes that can hide a token's characters (`%67`, `\\u0067`, `\\x67`)
-    decoded, repeatedly up to MAX_ESCAPE_LEVELS; None when there are none. For text no parser unescaped: JSON in
+    """Text with the percent, JSON and JavaScript escapes and HTML character references that can hide a token's
+    characters (`%67`, `\\u0067`, `\\x67`, `\\u{67}`, `&#103;`) decoded, repeatedly up to MAX_ESCAPE_LEVELS; None when there are none. For text no parser unescaped: JSON in
     a header, a form field or a query, a URL inside a JSON string.
 
     `window` (the widest token the detector can find): only the text within that distance of such an escape is
@@ -78,7 +84,7 @@ class _Escapes:
     def __init__(self, data: bytes):
         self.data = data
         self.found: dict[re.Pattern, re.Match | None] = {}
-        for kind, lead in ((_ASCII_PCT, b"%"), (_ASCII_BS, b"\\")):
+        for kind, lead in ((_ASCII_PCT, b"%"), (_ASCII_BS, b"\\"), (_ASCII_REF, b"&#")):
             if lead in data:
                 self.found[kind] = kind.search(data)
 
@@ -113,10 +119,10 @@ def _stretches(data: bytes, first: re.Match, escapes: _Escapes, window: int) -> 
             start = max(0, m.start() - reach)
         seen, end = m.end(), min(n, m.end() + reach)
         while seen < end:
-            last = max(data.rfind(b"%", seen, end), data.rfind(b"\\", seen, end))
+            last = max(data.rfind(b"%", seen, end), data.rfind(b"\\", seen, end), data.rfind(b"&", seen, end))
             seen = end
             if last != -1:
-                end = min(n, last + 12 + reach)  # 12: the longest escape (a \\uXXXX surrogate pair)
+                end = min(n, last + _LONGEST_ESCAPE + reach)
         if 4 * (covered + end - start) >= 3 * n:
             return None
         m = escapes.next(end)
@@ -125,7 +131,16 @@ def _stretches(data: bytes, first: re.Match, escapes: _Escapes, window: int) -> 
 
 
 def _hiding(data: bytes) -> bool:
-    return bool((b"%" in data and _HIDING_PCT.search(data)) or (b"\\" in data and _HIDING_BS.search(data)))
+    return bool((b"%" in data and _HIDING_PCT.search(data)) or (b"\\" in data and _HIDING_BS.search(data))
+                or (b"&#" in data and _HIDING_REF.search(data)))
+
+
+def _brace_or_ref(m: re.Match) -> bytes:
+    digits = m.group(1) or m.group(3)
+    cp = int(digits, 16) if digits else int(m.group(2))
+    if cp > 0x10FFFF or 0xD800 <= cp <= 0xDFFF:
+        return m.group()
+    return chr(cp).encode()
 
 
 def _decoded(data: bytes) -> bytes | None:
@@ -136,6 +151,8 @@ def _decoded(data: bytes) -> bytes | None:
             out = unquote_to_bytes(out)
         if b"\\" in out:
             out = unescape(out)
+        if b"\\u{" in out or b"&#" in out:
+            out = _BRACE_OR_REF.sub(_brace_or_ref, out)
         if out == before or not _hiding(out):
             break
     return out if out != data else None
