@@ -217,3 +217,12 @@ def test_short_block_search_never_raises_and_spans_stay_inside(bulk, monkeypatch
                             eol=rng.choice(["\n", "\r\n"])) + rng.choice(["", "\n", "==", "\n==", "x"])).encode())
     for data in samples:
         assert all(0 <= s < e <= len(data) for s, e in base64blobs.find_short_blocks(data)), data
+
+
+def test_hex_wrapped_over_lines_is_joined():
+    """`xxd -p` output: hex of a file at 60 columns; the lines are one run of hex, not base64."""
+    token = make_ghp("xxd")
+    text = f"# deploy settings\nGITHUB_TOKEN={token}\nREGION=eu-west-1\n".encode()
+    hexed = "\n".join(text.hex()[i:i + 60] for i in range(0, 2 * len(text), 60)) + "\n"
+    ext = extract_file("dump.hex", ("hexdump follows\n" + hexed).encode(), Limits())
+    assert any(seg.location.endswith(":hex") and token.encode() in seg.data for seg in ext.segments)

@@ -806,7 +806,6 @@ GAPS: dict[str, str] = {
     "git-receive-pack-evasion": "git packfiles are not parsed: their objects are zlib streams at offsets",
     "deb-package-evasion": "ar archives (.deb) are not parsed; their compressed members sit at offsets",
     "hex-colons-evasion": "hex runs must be digits only: colon-separated bytes are not decoded",
-    "hex-xxd-p-wrapped-evasion": "hex wrapped over lines is not joined (only base64 blocks are)",
     "source-string-concatenation-evasion": "non-goal: no decoder joins string literals of source code",
     "reversed-evasion": "non-goal: deliberate obfuscation that no standard decoder undoes",
 }

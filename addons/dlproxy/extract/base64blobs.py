@@ -32,6 +32,9 @@ _HEX_TEXT = rb"(?:[2-7][0-9a-fA-F]|0[9aAdD]){16}"
 BULK_AFTER = 64  # runs found one by one before the rest of a large segment goes to the bulk finder
 _URLSAFE = bytes.maketrans(b"-_", b"+/")
 _B32_CHARS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+_WS = b"\r\n \t"  # a wrapped block's line breaks and indentation
+_HEX_WS = b"0123456789abcdefABCDEF" + _WS
+_B32_WS = _B32_CHARS + _WS
 _MAX_BASE32 = 64 * 1024  # base64.b32decode is not C code: bounded
 _PRINTABLE = bytes(0x61 if 0x21 <= b < 0x7F else 0x20 for b in range(256))
 _PRINTABLE_RUN = b"a" * 20  # shorter than the shortest checksummed token
@@ -280,14 +283,17 @@ def _hex_or_base32(blob: bytes) -> bool:
     """Only hex digits, or only base32 characters (padding aside). A prefix decides most blobs (an image's base64
     has a lowercase letter in its first characters): the whole blob is only looked at when the prefix fits."""
     head = blob[:64]
-    if head.translate(None, _HEX) and head.rstrip(b"=").translate(None, _B32_CHARS):
+    if head.translate(None, _HEX_WS) and head.rstrip(b"=").translate(None, _B32_WS):
         return False
-    return not blob.translate(None, _HEX) or not blob.rstrip(b"=").translate(None, _B32_CHARS)
+    return not blob.translate(None, _HEX_WS) or not blob.rstrip(b"=").translate(None, _B32_WS)
 
 
 def _scan_hex_or_base32(ctx: Ctx, seg: Segment, lv: Level, start: int, end: int, blob: bytes) -> None:
     """A run of only hex (or only base32) characters: decoded as that, not as base64. Hashes and IDs decode to
-    random bytes and stop at `worth_decoding`; text written as hex or base32 is scanned."""
+    random bytes and stop at `worth_decoding`; text written as hex or base32 is scanned. A block wrapped over lines
+    (`xxd -p`: 60 columns) is joined first."""
+    if b"\n" in blob:
+        blob = blob.translate(None, _WS)
     if not blob.translate(None, _HEX):
         if len(blob) % 2:
             blob = blob[:-1]
