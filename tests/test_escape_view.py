@@ -124,3 +124,13 @@ def test_a_percent_encoded_token_in_a_large_json_prompt_is_found(detector):
                        token_window=detector.max_token_len)
     views = [s for s in ext.segments if s.location.endswith(":unescaped")]
     assert len(views) == 1 and len(views[0].data) < len(body) // 4
+
+
+@pytest.mark.parametrize("text, view", [
+    (b'k: "ghp_ab\\\n    cd"\n', b'k: "ghp_abcd"\n'),  # YAML/TOML continuation: the indentation goes too
+    (b'k="ghp_ab\\\r\ncd"', b'k="ghp_abcd"'),  # shell, C
+])
+def test_a_backslash_newline_continuation_makes_a_view(text, view):
+    assert escaped_view(text) == view
+    assert escaped_view(text * 2000, 100) is not None
+    assert escaped_view(b"a line\nwith no continuation\\ at all") is None

@@ -800,8 +800,6 @@ TABLE: list[Variant] = [
 
 # Known gaps (case id -> reason): strict xfails, removed as each is closed.
 GAPS: dict[str, str] = {
-    "yaml-dq-line-continuation-evasion": "a backslash-newline continuation inside a quoted string is not joined",
-    "toml-ml-line-continuation-evasion": "a backslash-newline continuation inside a quoted string is not joined",
     "png-ztxt-evasion": "zlib streams inside a PNG (zTXt/iTXt chunks) are not inflated",
     "git-receive-pack-evasion": "git packfiles are not parsed: their objects are zlib streams at offsets",
     "deb-package-evasion": "ar archives (.deb) are not parsed; their compressed members sit at offsets",

@@ -48,7 +48,10 @@ _HIDING_REF = re.compile(rb"&#(?:[0-9]{1,7}|[xX][0-9a-fA-F]{1,6});")
 # The escapes of ASCII characters: the only ones that can stand for a token's characters (tokens are ASCII; `%C3%A9`
 # or `\\u00e9` is an accented letter, never part of one). A deeper level starts from one of them (`%2567`).
 _ASCII_PCT = re.compile(rb"%[0-7][0-9A-Fa-f]")
-_ASCII_BS = re.compile(rb"\\(?:u00[0-7][0-9a-fA-F]|x[0-7][0-9a-fA-F]|u\{0*[0-7]?[0-9a-fA-F]\})")
+_ASCII_BS = re.compile(rb"\\(?:u00[0-7][0-9a-fA-F]|x[0-7][0-9a-fA-F]|u\{0*[0-7]?[0-9a-fA-F]\}|\r?\n)")
+# A backslash-newline continuation inside a quoted string (YAML double quotes and TOML drop the next line's
+# indentation too; C, Python and shell strings have none there): undone before the JSON escapes
+_CONTINUATION = re.compile(rb"\\\r?\n[ \t]*")
 # HTML character references of ASCII characters (`&#103;`, `&#x67;`) in text no markup parser read (HTML in JSON)
 _ASCII_REF = re.compile(rb"&#(?:0*(?:[0-9]{1,2}|1[01][0-9]|12[0-7])|[xX]0*[0-7]?[0-9a-fA-F]);")
 # ES2015 `\u{67}` (JavaScript source) and character references: decoded after the percent and JSON escapes
@@ -167,6 +170,8 @@ def unescape(data: bytes) -> bytes:
     """
     if b"\\" not in data:
         return data
+    if b"\\\n" in data or b"\\\r\n" in data:  # not JSON: a continuation line of YAML, TOML, a shell or C string
+        data = _CONTINUATION.sub(b"", data)
     out = _escape_decode(data)
     if b"\\" in out and _UNICODE_OR_SLASH.search(data):  # \\u or \\/ left: redo in the exact order
         data = _unicode_escapes(data)
