@@ -800,9 +800,6 @@ TABLE: list[Variant] = [
 
 # Known gaps (case id -> reason): strict xfails, removed as each is closed.
 GAPS: dict[str, str] = {
-    "png-ztxt-evasion": "zlib streams inside a PNG (zTXt/iTXt chunks) are not inflated",
-    "git-receive-pack-evasion": "git packfiles are not parsed: their objects are zlib streams at offsets",
-    "deb-package-evasion": "ar archives (.deb) are not parsed; their compressed members sit at offsets",
     "hex-colons-evasion": "hex runs must be digits only: colon-separated bytes are not decoded",
     "source-string-concatenation-evasion": "non-goal: no decoder joins string literals of source code",
     "reversed-evasion": "non-goal: deliberate obfuscation that no standard decoder undoes",

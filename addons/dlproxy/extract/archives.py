@@ -259,6 +259,8 @@ def extract_embedded(ctx: Ctx, data: bytes, loc: Loc, lv: Level) -> None:
     compressed stream after a shell script (makeself). The prefix itself was already scanned."""
     if lv.archive >= ctx.limits.max_archive_depth:
         return
+    if _git_pack(ctx, data, loc, lv) or _png_text(ctx, data, loc, lv) or _ar(ctx, data, loc, lv):
+        return
     tail = data.rfind(_EOCD, max(0, len(data) - 65557))
     if tail > 0 and data.find(b"PK\x03\x04") > 0:
         extract_zip(ctx, data, loc.child(":zip"), lv, raw_scanned=True)
@@ -279,6 +281,110 @@ def extract_embedded(ctx: Ctx, data: bytes, loc: Loc, lv: Level) -> None:
         ctx.charge(len(out))  # trailing data after the stream is normal here (a script's exit code, a signature)
         ctx.content(out, loc.child(":" + coding), lv._replace(archive=lv.archive + 1, layers=lv.layers + 1))
         return
+
+
+_PACK = re.compile(rb"PACK\x00\x00\x00[\x02\x03]")
+_PACK_SLICE = 1 << 16
+
+
+def _git_pack(ctx: Ctx, data: bytes, loc: Loc, lv: Level) -> bool:
+    """A git packfile (what `git push` sends after its pkt-line ref updates): every object is a zlib stream after
+    a varint header (and a base offset or id for deltas, whose inserted text is literal), inflated one by one."""
+    m = _PACK.search(data)
+    if m is None:
+        return False
+    ploc, pos = loc.child(":git-pack"), m.end() + 4
+    count = int.from_bytes(data[m.end():pos], "big")
+    limit = ctx.limits.max_archive_members
+    if count > limit:
+        ctx.fail(ploc, MEMBERS)
+    inner = lv._replace(archive=lv.archive + 1, layers=lv.layers + 1)
+    for n in range(min(count, limit)):
+        byte, kind = 0x80, (data[pos] >> 4) & 7 if pos < len(data) else 0
+        while byte & 0x80 and pos < len(data):  # type and size
+            byte, pos = data[pos], pos + 1
+        if kind == 6:  # OFS_DELTA: a varint offset of the base
+            byte = 0x80
+            while byte & 0x80 and pos < len(data):
+                byte, pos = data[pos], pos + 1
+        elif kind == 7:  # REF_DELTA: the base's id
+            pos += 20
+        out, pos, reason = _inflate_at(ctx, data, pos)
+        if reason is not None:
+            ctx.fail(ploc, reason)
+        ctx.charge(len(out))
+        ctx.content(out, ploc.child(f"/object{n}"), inner)
+        if reason is not None or ctx.left <= 0:
+            return True
+    return True
+
+
+def _inflate_at(ctx: Ctx, data: bytes, pos: int) -> tuple[bytes, int, str | None]:
+    """The zlib stream at `pos` within the budget: (output, the position after it, None or a reason)."""
+    d, out = zlib.decompressobj(), bytearray()
+    cap, over = ctx.cap(len(data) - pos)
+    try:
+        while not d.eof:
+            chunk = data[pos:pos + _PACK_SLICE]
+            if not chunk:
+                return bytes(out), pos, TRUNCATED
+            out += d.decompress(chunk, cap + 1 - len(out))
+            if len(out) > cap:
+                return bytes(out[:cap]), pos, over
+            pos += len(chunk) - len(d.unused_data) - len(d.unconsumed_tail)
+    except zlib.error:
+        return bytes(out), pos, CORRUPT_ENCODING
+    return bytes(out), pos, None
+
+
+_PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def _png_text(ctx: Ctx, data: bytes, loc: Loc, lv: Level) -> bool:
+    """A PNG's compressed text chunks (zTXt, iTXt with the compression flag): metadata an image viewer shows."""
+    if not data.startswith(_PNG):
+        return False
+    pos, n = len(_PNG), 0
+    while pos + 12 <= len(data) and n < ctx.limits.max_archive_members:
+        size, kind = int.from_bytes(data[pos:pos + 4], "big"), data[pos + 4:pos + 8]
+        body, pos = data[pos + 8:pos + 8 + size], pos + 12 + size
+        if kind == b"zTXt":
+            packed = body.partition(b"\x00")[2][1:]  # keyword, NUL, method
+        elif kind == b"iTXt" and body.partition(b"\x00")[2][:1] == b"\x01":  # compressed
+            rest = body.partition(b"\x00")[2][2:]  # flag, method; then language, NUL, translated keyword, NUL
+            packed = rest.partition(b"\x00")[2].partition(b"\x00")[2]
+        else:
+            continue
+        n += 1
+        cap, over = ctx.cap(len(packed))
+        out, status = decode("zlib", packed, cap)
+        if status is not None:
+            ctx.fail(loc, over if status == OVER else status)
+        ctx.charge(len(out))
+        ctx.content(out, loc.child(f":png-{kind.decode()}{n}"), lv._replace(layers=lv.layers + 1))
+    return True
+
+
+def _ar(ctx: Ctx, data: bytes, loc: Loc, lv: Level) -> bool:
+    """An ar archive (`.deb`: debian-binary, control.tar.*, data.tar.*): 60-byte headers, members extracted."""
+    if not data.startswith(b"!<arch>\n"):
+        return False
+    pos, names, inner = 8, [], lv._replace(archive=lv.archive + 1)
+    while pos + 60 <= len(data):
+        head = data[pos:pos + 60]
+        size = head[48:58].strip()
+        if head[58:60] != b"`\n" or not size.isdigit():
+            ctx.fail(loc, MALFORMED)
+            break
+        name = head[:16].decode("latin-1").strip().rstrip("/")
+        member, pos = data[pos + 60:pos + 60 + int(size)], pos + 60 + int(size) + (int(size) & 1)
+        names.append(name)
+        if len(names) > ctx.limits.max_archive_members:
+            ctx.fail(loc, MEMBERS)
+            break
+        ctx.content(member, loc.child("/" + label(name, 200)), inner, "", name)
+    _names(ctx, loc, names)
+    return True
 
 
 _PDF_STREAM = re.compile(rb"/FlateDecode[^>]*>>\s*stream\r?\n")
