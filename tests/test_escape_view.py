@@ -1,4 +1,4 @@
-"""The escape view of text no parser unescaped (extract.jsonx.escaped_view): with the detector's widest token as
+"""The escape view of text no parser unescaped (extract.escapes.escaped_view): with the detector's widest token as
 its window it decodes only the stretches near an escape of an ASCII character, and finds every token the whole
 decoded text shows."""
 
@@ -13,7 +13,7 @@ import pytest
 from dlproxy.engine.detector import Detector
 from dlproxy.engine.profile import builtin_profile_path, load_profiles
 from dlproxy.extract import Limits, extract_http
-from dlproxy.extract.jsonx import escaped_view
+from dlproxy.extract.escapes import escaped_view
 from dlproxy.inspect.policy import Active
 from dlproxy.inspect.scanning import scan_message
 from tokens import make_ghp

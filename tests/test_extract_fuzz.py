@@ -88,6 +88,7 @@ def test_damaged_containers(kind, payload, flips, cut):
 
 @FUZZ
 @given(name=st.text(max_size=30), data=st.binary(max_size=4096))
+@example(name="", data=b"\\\n")  # a text that is only a line continuation: no empty escape view
 def test_extract_file_arbitrary(name, data):
     _check(extract_file(name, data, LIMITS), LIMITS, http=False)
 
@@ -104,6 +105,6 @@ def test_text_never_breaks_json_or_forms(text):
 @given(text=st.text(max_size=200), ensure_ascii=st.booleans())
 def test_json_unescape_matches_json_loads(text, ensure_ascii):
     """The hot-path unescaper (C codecs) decodes a JSON string literal exactly as json.loads does."""
-    from dlproxy.extract.jsonx import unescape
+    from dlproxy.extract.escapes import unescape
     literal = json.dumps(text, ensure_ascii=ensure_ascii)[1:-1].encode()
     assert unescape(literal) == text.encode()

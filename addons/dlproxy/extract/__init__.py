@@ -71,7 +71,7 @@ def extract_http(*, url: str | None, headers: Sequence[tuple[str, str]], body: b
 
     `blob_free`: the caller found no base64 run in the body (`plain_text_body`), so a text segment that is the
     body itself is not searched for one again. `token_window`: the widest token the caller's detector finds; the
-    escape view of a long text then decodes only the text that close to an escape (jsonx.escaped_view)."""
+    escape view of a long text then decodes only the text that close to an escape (escapes.escaped_view)."""
     ctx = Ctx(limits, extract_content, token_window=token_window)
     if blob_free and body:
         ctx.blob_free = body

@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 
 from ..engine.vocab import OVERSIZE_REASONS as _OVERSIZE
 from ..engine.vocab import Reason
+from .escapes import escaped_view
 
 MiB = 1024 * 1024
 log = logging.getLogger("dlproxy.extract")
@@ -213,10 +214,8 @@ class Ctx:
             seg = Segment(loc.text, data, many=lambda spans: [resolve() + x for x in many(spans)])
         self.out.segments.append(seg)
         if b"\x00" not in data[:512]:  # text: escapes no parser decoded get a decoded view of their own
-            from .jsonx import escaped_view  # (jsonx imports this module)
-
             view = escaped_view(data, self.token_window)
-            if view is not None:
+            if view:  # (a text that is only a line continuation decodes to nothing)
                 self.out.segments.append(Segment(seg.location + ":unescaped", self.take(view, loc), seg.resolver))
         return seg
 
