@@ -79,8 +79,8 @@ class _Escapes:
     def __init__(self, data: bytes):
         self.data = data
         self.found: dict[re.Pattern, re.Match | None] = {}
-        for kind, lead in ((_ASCII_PCT, b"%"), (_ASCII_BS, b"\\"), (_ASCII_REF, b"&#")):
-            if lead in data:
+        for kind, lead in ((_ASCII_PCT, b"%"), (_ASCII_BS, b"\\"), (_ASCII_REF, b"&")):
+            if lead in data:  # one byte each: memchr (`b"&#" in data` walks a megabyte ~70x slower)
                 self.found[kind] = kind.search(data)
 
     def next(self, pos: int) -> re.Match | None:
@@ -127,7 +127,7 @@ def _stretches(data: bytes, first: re.Match, escapes: _Escapes, window: int) -> 
 
 def _hiding(data: bytes) -> bool:
     return bool((b"%" in data and _HIDING_PCT.search(data)) or (b"\\" in data and _HIDING_BS.search(data))
-                or (b"&#" in data and _HIDING_REF.search(data)))
+                or (b"&" in data and _HIDING_REF.search(data)))
 
 
 def _brace_or_ref(m: re.Match) -> bytes:
