@@ -17,29 +17,24 @@ stdout/stderr, the incident log, the webhook payloads, /metrics, nor the respons
 from __future__ import annotations
 
 import base64
-import io
 import json
 import random
 import socket
 import socketserver
 import ssl
-import tarfile
 import threading
 import time
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import h2.config
-import h2.connection
-import h2.events
 import pytest
 from support import Request, received_any_form, wrong_checksum
-from test_content import git_receive_pack
+from test_content import git_receive_pack, tar_gz
 
 from dlproxy.engine.profile import builtin_profile_path, load_profiles
 from e2e.conftest import _Server, proxied_client
-from e2e.h2server import open_tunnel
+from e2e.h2server import h2_exchange, open_tunnel
 from generators import GENERATORS
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
@@ -92,16 +87,6 @@ def env(t: str) -> bytes:
     return f"API_URL=https://example.test\nTOKEN={t}\n".encode()
 
 
-def tgz(members: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tf:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tf.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
-
-
 def json_raw(path: str, text: Callable[[str], str], method: str = "POST"):
     """A JSON body written as is (escapes the way a client's serializer wrote them)."""
     return lambda t: Request(method, path, (("Content-Type", "application/json"),), text(t).encode())
@@ -117,7 +102,7 @@ def multipart(path: str, *parts: tuple[str, Callable[[str], bytes]]):
 
 def npm_publish(t: str) -> dict:
     """`npm publish`: the package tarball base64 in `_attachments`; an .npmrc went into the package."""
-    tarball = tgz({"package/package.json": b'{"name":"pkg","version":"1.0.0"}',
+    tarball = tar_gz({"package/package.json": b'{"name":"pkg","version":"1.0.0"}',
                    "package/.npmrc": f"//registry.npmjs.org/:_authToken={t}\n".encode()})
     return {"name": "pkg", "versions": {"1.0.0": {"name": "pkg", "version": "1.0.0"}},
             "_attachments": {"pkg-1.0.0.tgz": {"content_type": "application/octet-stream", "data": b64(tarball),
@@ -439,14 +424,17 @@ class _Recorder(socketserver.ThreadingMixIn, socketserver.TCPServer):
         super().__init__(("127.0.0.1", 0), Handler)
 
 
-@pytest.fixture
-def recorder():
-    server = _Recorder()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+def serving(server):
+    """Serve `server` on a daemon thread for one test (a fixture body: yield from it), then close it."""
+    threading.Thread(target=server.serve_forever, daemon=True).start()
     yield server
     server.shutdown()
     server.server_close()
+
+
+@pytest.fixture
+def recorder():
+    yield from serving(_Recorder())
 
 
 def tls_through(proxy, port: int, sni: str) -> str:
@@ -490,43 +478,13 @@ def test_a_clean_sni_is_sent_upstream(evasion_proxy, recorder):
 
 @pytest.fixture
 def webhook():
-    server = _Server()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+    yield from serving(_Server())
 
 
 @pytest.fixture
 def sink_proxy(start_proxy, upstream, webhook):
     return start_proxy("--mode", f"reverse:{upstream.url}", "--set",
                        f"dlp_incident_webhook=http://127.0.0.1:{webhook.server_address[1]}/hook", profiles=())
-
-
-def h2_post_with_trailer(port: int, ca: str, secret: str) -> int | None:
-    """An HTTP/2 POST whose request trailer carries the token; the status, or None when the stream was reset."""
-    context = ssl.create_default_context(cafile=ca)
-    context.set_alpn_protocols(["h2"])
-    with socket.create_connection(("127.0.0.1", port), timeout=30) as raw, \
-            context.wrap_socket(raw, server_hostname="localhost") as sock:
-        conn = h2.connection.H2Connection(h2.config.H2Configuration(validate_outbound_headers=False))
-        conn.initiate_connection()
-        conn.send_headers(1, [(b":method", b"POST"), (b":scheme", b"https"), (b":authority", b"localhost"),
-                              (b":path", b"/upload"), (b"te", b"trailers")])
-        conn.send_data(1, b"hello")
-        conn.send_headers(1, [(b"x-token", secret.encode())], end_stream=True)
-        sock.sendall(conn.data_to_send())
-        while True:
-            data = sock.recv(65536)
-            if not data:
-                return None
-            for event in conn.receive_data(data):
-                if isinstance(event, h2.events.ResponseReceived):
-                    return int(dict(event.headers)[b":status"])
-                if isinstance(event, (h2.events.StreamReset, h2.events.ConnectionTerminated)):
-                    return None
-            sock.sendall(conn.data_to_send())
 
 
 def multipart_name(secret: str) -> Request:
@@ -566,7 +524,9 @@ def test_no_sink_holds_a_token_from_an_http2_request_trailer(sink_proxy, upstrea
     and neither the upstream nor any of dlproxy's outputs holds the token."""
     secret = token("github-app-installation-token", "sink-trailer")
     mark = sink_proxy.mark()
-    assert h2_post_with_trailer(sink_proxy.port, sink_proxy.ca, secret) == 403
+    sent = h2_exchange(sink_proxy.port, sink_proxy.ca, None, "POST", "/upload", b"hello", headers=[("te", "trailers")],
+                       trailers=[("x-token", secret)])
+    assert sent.status == 403
     assert not received_any_form(upstream.received, secret)
     assert_sinks_clean(sink_proxy, webhook, secret, mark, [])
     findings = [f for i in sink_proxy.incidents(since=mark) for f in i["findings"]]
