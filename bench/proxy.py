@@ -1,6 +1,6 @@
 """Proxy benchmark (`make bench`): bare `mitmdump` vs `dlproxy run`, same run, same local upstream, loopback only.
 
-    python bench/proxy.py [--duration 3] [--rounds 7] [--quick]
+    python bench/proxy.py [--duration 3] [--rounds 7] [--quick] [--only abcd]
 
 Scenarios (each bounded in time and count):
   a) small JSON POSTs      10 keep-alive connections for --duration seconds: req/s, p50/p99 latency
@@ -303,7 +303,9 @@ def main() -> int:
     ap.add_argument("--duration", type=float, default=3.0, help="seconds per req/s run")
     ap.add_argument("--rounds", type=int, default=7, help="req/s rounds (every target once per round; odd: a true median)")
     ap.add_argument("--quick", action="store_true", help="1.5 s per scenario, 1 SSE stream (smoke run)")
+    ap.add_argument("--only", default="abcd", help="the scenarios to run, e.g. `b` or `bd` (default: all)")
     args = ap.parse_args()
+    only = set(args.only)
     duration = 1.5 if args.quick else args.duration
     rounds = 1 if args.quick else max(1, args.rounds)
     streams = 1 if args.quick else 4
@@ -332,12 +334,15 @@ def main() -> int:
         big = big_body()
         results: dict = {}
         for scenario, path, body, conns in (("a", "/v1/chat/completions", SMALL, 10), ("b", "/upload", big, 4)):
+            if scenario not in only:
+                continue
             results[scenario] = alternating_rounds(rounds, RPS_TARGETS, lambda name, path=path, body=body, conns=conns:
                                                    client("rps", str(proxies[name].port), path, str(len(body)),
                                                           str(conns), str(duration), "1" if body is big else "0"))
-        results["d"] = alternating_rounds(rounds, DOWNLOAD_TARGETS, lambda name: client(
-            "rps", str(proxies[name].port), "/download", "0", "4", str(duration), "0"))
-        for shape in ("boundary", "model"):
+        if "d" in only:
+            results["d"] = alternating_rounds(rounds, DOWNLOAD_TARGETS, lambda name: client(
+                "rps", str(proxies[name].port), "/download", "0", "4", str(duration), "0"))
+        for shape in ("boundary", "model") if "c" in only else ():
             targets = ["direct", "mitmdump", "mitmdump-stream", "dlproxy", "dlproxy-no-mid"]
             pooled: dict[str, list[float]] = {name: [] for name in targets}
             for rnd in range(streams):  # one stream per target per round, order rotated: noise hits all alike
@@ -386,14 +391,19 @@ def report(results: dict, duration: float, rounds: int, streams: int) -> None:
           f"per target, medians; SSE: {streams}×500 events every 2 ms per target, rounds rotated)\n")
     print(f"{'scenario':<28}{'target':<16}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}")
     for scenario, label in (("a", "(a) small JSON POST, 10c"), ("b", "(b) 1 MB upload, 4c")):
+        if scenario not in results:
+            continue
         runs = results[scenario]
         rps_rows(label, runs, RPS_TARGETS)
         own = ratios(runs, "dlproxy", "no-dlp")
         print(target_row(runs, "mitmdump", "mitmdump"))
         print(f"{'':<28}{'':<16}{statistics.median(own) * 100:>8.1f}%   dlproxy vs no-dlp (what the inspection itself "
               f"costs; range {own[0] * 100:.0f}-{own[-1] * 100:.0f} %)\n")
-    rps_rows("(d) 1 MB chunked download", results["d"], DOWNLOAD_TARGETS)
-    print(target_row(results["d"], "mitmdump-stream", "mitmdump streaming it") + "\n")
+    if "d" in results:
+        rps_rows("(d) 1 MB chunked download", results["d"], DOWNLOAD_TARGETS)
+        print(target_row(results["d"], "mitmdump-stream", "mitmdump streaming it") + "\n")
+    if ("c", "model", "dlproxy") not in results:
+        return
     print(f"{'(c) SSE per-event latency':<28}{'target':<16}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'events':>8}")
     for shape in ("boundary", "model"):
         for name in ("direct", "mitmdump", "mitmdump-stream", "dlproxy", "dlproxy-no-mid"):
