@@ -348,3 +348,15 @@ def test_gzip_names_are_read_from_every_member_header():
     assert gzip_names(buf.getvalue()) == b"named.txt"
     assert gzip_names(b"\x1f\x8b\x08\x08" + bytes(6) + b"n" * 5000) == b""  # no terminator within bounds
     assert gzip_names(member(b"x") * 100).count(b"x") == 64  # at most 64 headers are read
+
+    # a streamed body: the same fields, from each member's header as it arrives, split at any byte
+    wire = member(b"a.txt", extra=b"\x00" * 300) + gzip.compress(b"2") + member(b"c.txt", b"last one")
+    for step in (1, 3, 11, len(wire)):
+        decoder = ContentDecoder(["gzip"], None)
+        out = b""
+        for i in range(0, len(wire), step):
+            out += b"".join(decoder.feed(wire[i:i + step]))
+        out += b"".join(decoder.finish())
+        assert out == b"data2data" and decoder.names == [b"a.txt", b"c.txt", b"last one"], step
+    zlib_under_gzip = ContentDecoder(["gzip"], None)
+    assert b"".join(zlib_under_gzip.feed(zlib.compress(b"z"))) == b"z" and zlib_under_gzip.names == []

@@ -31,8 +31,10 @@ import http.server
 import json
 import random
 import socketserver
+import struct
 import threading
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -62,6 +64,7 @@ from test_stream_shapes import (
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("evasion-streams")]
 
 ENCODERS = {"gzip": gzip.compress, "br": brotli.compress}
+DECODERS = {"gzip": gzip.decompress, "br": brotli.decompress}
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,7 @@ class StreamRow:
     piece: int = 7  # bytes per upstream write
     control: object = None  # secret -> the same carrier with the token plainly in it (default: plain_body)
     events: str | None = None  # "sse" | "lines": an AI stream whose deltas the client reassembles
+    wire: object = None  # (body, secret) -> the bytes sent, when the secret sits in the encoding itself
 
 
 def openai_chat(parts: list[str]) -> bytes:
@@ -144,6 +148,37 @@ AI_ROWS = [
 ]
 
 
+def gzip_member(data: bytes, name: bytes = b"", comment: bytes = b"", extra: bytes = b"") -> bytes:
+    """One gzip member with the optional FEXTRA, FNAME and FCOMMENT header fields: text every decompressor skips."""
+    flags = (0x04 if extra else 0) | (0x08 if name else 0) | (0x10 if comment else 0)
+    head = b"\x1f\x8b\x08" + bytes([flags]) + bytes(4) + b"\x00\xff"
+    if extra:
+        head += struct.pack("<H", len(extra)) + extra
+    head += name + b"\0" if name else b""
+    head += comment + b"\0" if comment else b""
+    co = zlib.compressobj(6, zlib.DEFLATED, -15)
+    return head + co.compress(data) + co.flush() + struct.pack("<II", zlib.crc32(data), len(data))
+
+
+LOG = b"build step ok\n" * 6
+
+
+def _gzip_header(row_id: str, wire, framing: str = "chunked", piece: int = 7) -> StreamRow:
+    """A clean body, gzip Content-Encoding whose member header holds the secret (`wire(body, secret)`); the
+    control gzips the token as content."""
+    return StreamRow(row_id, "text/plain", lambda _t: LOG, framing, "gzip", piece, wire=wire)
+
+
+GZIP_HEADER_ROWS = [
+    _gzip_header("gzip-fname-chunked", lambda d, t: gzip_member(d, name=t.encode() + b".env")),
+    _gzip_header("gzip-fcomment-close", lambda d, t: gzip_member(d, comment=b"key " + t.encode()), "close"),
+    _gzip_header("gzip-fname-second-member-chunked",
+                 lambda d, t: gzip_member(d[:30]) + gzip_member(d[30:], name=t.encode())),
+    _gzip_header("gzip-fname-after-fextra-one-byte-writes",
+                 lambda d, t: gzip_member(d, name=t.encode(), extra=b"AP\x08\x00" + b"\x01" * 8), piece=1),
+]
+
+
 def _rows() -> list[StreamRow]:
     rows = []
     for name, (ctype, build) in sorted(CARRIERS.items()):
@@ -153,7 +188,7 @@ def _rows() -> list[StreamRow]:
         ctype, build = CARRIERS[name]
         for enc in ("gzip", "br"):
             rows.append(StreamRow(f"{name}-{enc}-chunked", ctype, build, "chunked", enc, piece=5))
-    return rows + AI_ROWS
+    return rows + GZIP_HEADER_ROWS + AI_ROWS
 
 
 ROWS = _rows()
@@ -217,9 +252,17 @@ def stream_upstream():
     server.shutdown()
 
 
-def fetch(proxy, server: _Upstream, row: StreamRow, body: bytes) -> tuple[bytes, bool]:
+def encode(row: StreamRow, body: bytes, secret: str | None) -> bytes:
+    """What goes on the wire: `row.wire` places `secret` in the encoding (the control, secret None, is encoded
+    plainly)."""
+    if row.wire is not None and secret is not None:
+        return row.wire(body, secret)
+    return ENCODERS[row.encoding](body) if row.encoding else body
+
+
+def fetch(proxy, server: _Upstream, row: StreamRow, body: bytes, secret: str | None = None) -> tuple[bytes, bool]:
     """(what the client received, decoded; whether the body ended cleanly)."""
-    wire = ENCODERS[row.encoding](body) if row.encoding else body
+    wire = encode(row, body, secret)
     path = f"/{row.id}/{random.random()}"
     server.routes[path] = (row, wire)
     got = bytearray()
@@ -253,12 +296,12 @@ def test_streamed_carrier(evasion_proxy, stream_upstream, row: StreamRow, kind: 
     token = token_for(row)
     if kind == "wrong_checksum":
         body = row.build(wrong_checksum(token))
-        got, clean = fetch(evasion_proxy, stream_upstream, row, body)
+        got, clean = fetch(evasion_proxy, stream_upstream, row, body, wrong_checksum(token))
         assert clean and got == body, f"{row.id}: a clean stream was changed or cut"
         return
     body = row.build(token) if kind == "evasion" else (row.control or partial(plain_body, row))(token)
     mark = evasion_proxy.mark()
-    got, _clean = fetch(evasion_proxy, stream_upstream, row, body)
+    got, _clean = fetch(evasion_proxy, stream_upstream, row, body, token if kind == "evasion" else None)
     assert not carries(got, token.encode()), f"{row.id}: the client received the token"
     if row.events:
         assert not carries(reassembled(got, row.events), token.encode()), f"{row.id}: the deltas rebuild the token"
@@ -276,6 +319,57 @@ def test_streamed_carrier(evasion_proxy, stream_upstream, row: StreamRow, kind: 
 def test_table_size():
     assert len(ROWS) >= 40
     assert json.dumps([r.id for r in ROWS])  # ids are plain strings
+
+
+# --- streamed uploads ----------------------------------------------------------------------------------------
+
+# The same carriers in a chunked upload that `stream_large_bodies` streams (never buffered): the upstream must not
+# receive the token in any form.
+REQUEST_ROWS = [StreamRow(f"{name}-upload", ctype, build) for name, (ctype, build) in sorted(CARRIERS.items())] + [
+    StreamRow(r.id.replace("-chunked", "").replace("-close", "") + "-upload", r.ctype, r.build, encoding=r.encoding,
+              piece=r.piece, wire=r.wire) for r in GZIP_HEADER_ROWS]
+
+
+@pytest.fixture
+def upload_proxy(start_proxy):
+    return start_proxy("--set", "stream_large_bodies=1", name="evasion-stream-uploads", profiles=())
+
+
+def upload(proxy, upstream, row: StreamRow, body: bytes, secret: str | None) -> int:
+    """POST the row's body as a chunked upload, `row.piece` bytes per chunk; the status the client got (0: the
+    connection was cut)."""
+    wire = encode(row, body, secret)
+    headers = {"content-type": row.ctype, **({"content-encoding": row.encoding} if row.encoding else {})}
+    with proxied_client(proxy) as client:
+        try:
+            return client.post(upstream.url + "/upload", headers=headers,
+                               content=(wire[i:i + row.piece] for i in range(0, len(wire), row.piece))).status_code
+        except httpx.HTTPError:
+            return 0
+
+
+@pytest.mark.parametrize("kind", ["evasion", "plain", "wrong_checksum"])
+@pytest.mark.parametrize("row", REQUEST_ROWS, ids=[r.id for r in REQUEST_ROWS])
+def test_streamed_upload_carrier(upload_proxy, upstream, row: StreamRow, kind: str):
+    token = token_for(row)
+    if kind == "wrong_checksum":
+        body = row.build(wrong_checksum(token))
+        assert upload(upload_proxy, upstream, row, body, wrong_checksum(token)) == 200
+        [rec] = upstream.received
+        got = rec.body
+        if rec.header("content-encoding"):
+            got = DECODERS[rec.header("content-encoding")](got)
+        assert got == body, f"{row.id}: a clean upload was changed"
+        return
+    body = row.build(token) if kind == "evasion" else (row.control or partial(plain_body, row))(token)
+    mark = upload_proxy.mark()
+    status = upload(upload_proxy, upstream, row, body, token if kind == "evasion" else None)
+    assert status != 200, f"{row.id}: the upload went through"
+    assert not received_any_form(upstream.received, token), f"{row.id}: the upstream received the token"
+    incidents = upload_proxy.incidents(since=mark, wait=10)
+    assert fingerprint(token) in {f.get("fingerprint") for i in incidents for f in i.get("findings", [])}, \
+        f"{row.id}: no incident with the token's fingerprint: {incidents}"
+    upload_proxy.assert_no_leak(token)
 
 
 # --- trailers ------------------------------------------------------------------------------------------------

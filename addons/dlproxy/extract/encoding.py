@@ -92,22 +92,36 @@ def gzip_names(data: bytes, members: int = 64, longest: int = 1024) -> bytes:
     """The FNAME and FCOMMENT fields of the gzip member headers in `data` (the original file name, a comment: text
     a decompressor skips), one per line. Headers are found by their magic, so a later member's are found too."""
     out: list[bytes] = []
-    at = data.find(b"\x1f\x8b\x08")
+    at = data.find(GZIP_MAGIC + b"\x08")
     while at != -1 and members > 0:
         members -= 1
-        flags, pos = data[at + 3] if at + 3 < len(data) else 0, at + 10
-        if flags & 0x18 and not flags & 0xE0:
-            if flags & 0x04 and pos + 2 <= len(data):  # FEXTRA comes first
-                pos += 2 + int.from_bytes(data[pos:pos + 2], "little")
-            for bit in (0x08, 0x10):
-                if flags & bit:
-                    end = data.find(b"\x00", pos, pos + longest)
-                    if end == -1:
-                        break
-                    out.append(data[pos:end])
-                    pos = end + 1
-        at = data.find(b"\x1f\x8b\x08", max(at + 3, pos))
+        names, end = gzip_header(data, at, longest)
+        out += names
+        at = data.find(GZIP_MAGIC + b"\x08", max(at + 3, end or 0))
     return b"\n".join(out)
+
+
+def gzip_header(data: bytes | bytearray, at: int = 0, longest: int = 1024) -> tuple[list[bytes], int | None]:
+    """(the FNAME and FCOMMENT fields of the gzip member header at `at`, the offset where reading it stopped); the
+    offset is None while `data` ends before the header does (a streamed member's header arriving in pieces).
+    A field with no terminator within `longest` bytes is not read, nor any after it."""
+    if len(data) < at + 10:
+        return [], None
+    flags, pos, out = data[at + 3], at + 10, []
+    if not flags & 0x18 or flags & 0xE0:
+        return out, pos
+    if flags & 0x04:  # FEXTRA comes first
+        if pos + 2 > len(data):
+            return out, None
+        pos += 2 + int.from_bytes(data[pos:pos + 2], "little")
+    for bit in (0x08, 0x10):
+        if flags & bit:
+            end = data.find(b"\x00", pos, pos + longest)
+            if end == -1:
+                return out, None if len(data) < pos + longest else pos
+            out.append(bytes(data[pos:end]))
+            pos = end + 1
+    return out, pos
 
 
 def parse_codings(header: str) -> list[str] | None:
@@ -149,7 +163,7 @@ class ContentDecoder:
     first). `feed(wire)` / `finish()` yield pieces of at most PIECE bytes and raise DecodeError; a streamed body
     is fed as it arrives, a buffered one at once (decode_content_encoding)."""
 
-    __slots__ = ("stages", "made", "limits", "cap", "wire", "decoded", "failed", "_rooms")
+    __slots__ = ("stages", "made", "limits", "cap", "wire", "decoded", "failed", "names", "_rooms")
 
     def __init__(self, codings: Sequence[str], limits: Limits | None, cap: int | None = None,
                  zstd_window: int = HTTP_ZSTD_WINDOW):
@@ -159,6 +173,12 @@ class ContentDecoder:
         for stage in self.stages[:-1]:
             if isinstance(stage, _AwsChunked):
                 stage.inner = True
+        # FNAME/FCOMMENT of every gzip member header read so far (a decompressor skips them: the caller scans them
+        # as content and empties the list)
+        self.names: list[bytes] = []
+        for stage in self.stages:
+            if isinstance(stage, _Zlib) and stage.magic0 is not None:
+                stage.names = self.names
         self.made = [0] * len(self.stages)
         self.limits = limits
         self.cap = cap
@@ -311,23 +331,29 @@ class _Members:
         self.padded = False  # NUL padding seen: nothing else may follow
         self.slice = _SLICE
         self.member_in = 0  # input bytes of the current member
+        self.names: list[bytes] | None = None  # gzip: where the header fields of each member go
+        self.header: bytearray | None = None  # the current member's header while it is still arriving
 
     def feed(self, data: bytes, room: Room) -> Iterator[bytes]:
         view = memoryview(data)
         n, pos = len(view), 0
         if self.d is None:
             self.d = self._start(first=True)
+            self.header = bytearray() if self.names is not None else None
         while pos < n:
             if self.ended:
                 if not self.padded and view[pos] == self.magic0:
                     self.d = self._start(first=False)
                     self.ended, self.member_in = False, 0
+                    self.header = bytearray() if self.names is not None else None
                 elif bytes(view[pos:]).strip(b"\x00"):
                     raise DecodeError(CORRUPT)  # trailing garbage: fail closed
                 else:
                     self.padded = True
                     return
             chunk = view[pos:pos + self.slice]
+            if self.header is not None:
+                self._read_header(chunk)
             d = self.d
             yield from self._run(d, chunk, room)
             used = len(chunk) - len(d.unused_data) if d.eof else len(chunk)
@@ -345,6 +371,19 @@ class _Members:
         yield from self._drain(self.d, room)
         if not self.d.eof:
             raise DecodeError(TRUNCATED)
+
+    def _read_header(self, chunk) -> None:
+        """Add the member's next input bytes to its header until its name fields are read (gzip_header); bytes
+        past the header's end may come along and are ignored."""
+        head = self.header
+        head += chunk
+        if head[:2] != GZIP_MAGIC[:len(head[:2])]:  # not a gzip header (a zlib stream under "gzip")
+            self.header = None
+            return
+        names, end = gzip_header(head)
+        if end is not None:
+            self.names += names
+            self.header = None
 
     def _start(self, first: bool):
         raise NotImplementedError
