@@ -666,3 +666,39 @@ def test_close_frame_is_what_wsproto_reads_as_a_close():
     assert frame.opcode == Opcode.CLOSE and frame.payload == (1008, "dlp_violation: credential detected (incident abc)")
     assert wsproto.events.CloseConnection(1008, "x").code == 1008
     assert len(close_frame(1008, "é" * 200)) <= 127
+
+
+def test_upstream_framing_waits_for_the_lazy_upstream_handshake():
+    """An HTTP/2 upload whose TLS upstream is not connected yet: chunked framing until the handshake says h2; the
+    ALPN is remembered per client connection and address (an upload over the open connection is decided at once)
+    and forgotten with the client."""
+    from types import SimpleNamespace
+
+    from mitmproxy import connection
+
+    from dlproxy.proxy.streamguard import UpstreamFraming
+
+    framing = UpstreamFraming()
+
+    def upload():
+        f = tflow.tflow()
+        f.request.http_version, f.request.scheme, f.request.host, f.request.port = "HTTP/2.0", "https", "h", 443
+        f.server_conn = connection.Server(address=None)
+        f.request.headers["transfer-encoding"] = "chunked"
+        return f
+
+    first = upload()
+    assert framing.expects_http11(first) and framing.waiting[first.client_conn.id] == [first]
+    other = upload()
+    other.request.host, other.client_conn = "elsewhere", first.client_conn
+    framing.expects_http11(other)
+    server = connection.Server(address=("h", 443), alpn=b"h2")
+    framing.tls_established_server(SimpleNamespace(context=SimpleNamespace(client=first.client_conn), conn=server))
+    assert "transfer-encoding" not in first.request.headers and other.request.headers["transfer-encoding"] == "chunked"
+    assert framing.waiting[first.client_conn.id] == [other]
+    second = upload()
+    second.client_conn = first.client_conn
+    assert not framing.expects_http11(second)
+    framing.error(second)
+    framing.client_disconnected(first.client_conn)
+    assert not framing.alpn and first.client_conn.id not in framing.waiting

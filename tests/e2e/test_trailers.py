@@ -139,3 +139,27 @@ def test_http2_upstream_streamed_to_an_http2_client(h2_reverse_proxy, h2_upstrea
     with httpx.Client(http2=True, verify=context, trust_env=False, timeout=30) as client:
         resp = client.get(f"https://localhost:{h2_reverse_proxy.port}/s")
     assert resp.http_version == "HTTP/2" and resp.content == body and "transfer-encoding" not in resp.headers
+
+
+@pytest.mark.parametrize("strategy", ["lazy", "eager"])
+@pytest.mark.parametrize("version", ["h2", "h1"])
+def test_streamed_http2_upload_to_a_tls_upstream_is_framed_for_its_version(start_proxy, h2_upstream, tls_upstream,
+                                                                          strategy, version):
+    """An HTTP/2 upload of unknown length, streamed, to a TLS upstream: an HTTP/1.1 upstream needs chunked framing,
+    an HTTP/2 one must not get `transfer-encoding` (h2 rejects it: PROTOCOL_ERROR; bare mitmproxy sends none).
+    Which one it is is known at the request's headers only when its connection was opened first (eager); with a
+    lazy connection, once its TLS handshake is done. Also for a second request on the same connection."""
+    proxy = start_proxy("--set", "stream_large_bodies=1", "--set", f"connection_strategy={strategy}",
+                        name=f"stream-requests-{strategy}")
+    target = h2_upstream if version == "h2" else tls_upstream
+    context = H2First(ssl.PROTOCOL_TLS_CLIENT)
+    context.load_verify_locations(proxy.ca)
+    with httpx.Client(http2=True, verify=context, proxy=proxy.url, trust_env=False, timeout=30) as client:
+        for i in range(2):
+            r = client.post(f"{target.url}/upload", content=iter([b"x" * 100, b"y" * 200]))
+            assert r.status_code == 200, (i, r.status_code, r.text)
+            # eager: the client is offered what the upstream chose (HTTP/1.1 from an HTTP/1.1 upstream)
+            assert r.http_version == ("HTTP/1.1" if (strategy, version) == ("eager", "h1") else "HTTP/2")
+    assert [rec.body for rec in target.received] == [b"x" * 100 + b"y" * 200] * 2
+    framing = [v.lower() for rec in target.received for k, v in rec.headers if k.lower() == "transfer-encoding"]
+    assert framing == ([] if version == "h2" else ["chunked", "chunked"])

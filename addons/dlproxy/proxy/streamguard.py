@@ -99,6 +99,73 @@ def _sent_as_http11(flow: http.HTTPFlow, direction: Direction) -> bool:
     return not (server is not None and server.alpn == b"h2")
 
 
+def _upstream_unknown(flow: http.HTTPFlow) -> bool:
+    """A request from an HTTP/2 (or /3) client whose TLS upstream connection is not open yet (mitmproxy's lazy
+    connection strategy): the upstream may still negotiate HTTP/1.1 or HTTP/2."""
+    req = flow.request
+    server = flow.server_conn
+    return (not req.http_version.startswith("HTTP/1") and req.scheme == "https"
+            and (server is None or not server.connected))
+
+
+class UpstreamFraming:
+    """The framing header of a streamed upload whose upstream speaks HTTP/1.1 or HTTP/2, unknown when its headers
+    are decided (the upstream connection opens only after requestheaders: connection_strategy=lazy).
+
+    HTTP/1.1 needs `Transfer-Encoding: chunked` for a body of unknown length (mitmproxy would send the body
+    unframed); an HTTP/2 upstream must not get it (mitmproxy sends an HTTP/2 request's headers as they are). Such
+    an upload gets the header when the upstream is expected to speak HTTP/1.1 and waits here; the upstream's TLS
+    handshake (ALPN), done before mitmproxy sends the request's headers, settles it. The ALPN of each handshake is
+    kept per client connection and address, so an upload over an already open connection is decided at once."""
+
+    def __init__(self) -> None:
+        self.waiting: dict[str, list[http.HTTPFlow]] = {}  # client id -> uploads whose upstream is not known yet
+        self.alpn: dict[tuple[str, tuple], bytes | None] = {}  # (client id, upstream address) -> its last ALPN
+
+    def expects_http11(self, flow: http.HTTPFlow) -> bool:
+        """Will the upload be sent as HTTP/1.1? Registers it when only the handshake can tell."""
+        if not _upstream_unknown(flow):
+            return _sent_as_http11(flow, Direction.REQUEST)
+        client = flow.client_conn.id
+        self.waiting.setdefault(client, []).append(flow)
+        return self.alpn.get((client, (flow.request.host, flow.request.port))) != b"h2"
+
+    def tls_established_server(self, data) -> None:
+        try:
+            client, server = data.context.client.id, data.conn
+            self.alpn[(client, tuple(server.address or ()))] = server.alpn
+            flows = self.waiting.get(client)
+            if not flows:
+                return
+            rest = []
+            for flow in flows:
+                if (flow.request.host, flow.request.port) != tuple(server.address or ()):
+                    rest.append(flow)
+                elif server.alpn == b"h2":
+                    flow.request.headers.pop("transfer-encoding", None)
+                elif "chunked" not in flow.request.headers.get("transfer-encoding", "").lower():
+                    flow.request.headers["transfer-encoding"] = "chunked"
+            self.waiting[client] = rest
+        except Exception:
+            logger.exception("dlproxy could not settle the framing of a streamed upload")
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        self._done(flow)
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        self._done(flow)
+
+    def client_disconnected(self, client) -> None:
+        self.waiting.pop(client.id, None)
+        for key in [k for k in self.alpn if k[0] == client.id]:
+            del self.alpn[key]
+
+    def _done(self, flow: http.HTTPFlow) -> None:
+        flows = self.waiting.get(flow.client_conn.id)
+        if flows and flow in flows:
+            flows.remove(flow)
+
+
 class _Discard:
     """The stream callable of a streamed response replaced by our block (502) at responseheaders: the upstream
     body is dropped (its connection closed) and the block's own body goes out instead. Upstream trailers that
@@ -325,6 +392,8 @@ class StreamGuard:
         self.inspectors = {Direction.REQUEST: RequestInspector(profiles, metrics, incidents),
                            Direction.RESPONSE: ResponseInspector(profiles, metrics, incidents)}
         self.large: int | None = None
+        self.framing = UpstreamFraming()
+        self.addons = [self.framing]
 
     def configure(self, updated) -> None:
         if "stream_large_bodies" in updated:
@@ -394,8 +463,11 @@ class StreamGuard:
             msg.headers.pop("content-encoding", None)
         if not fixed:
             msg.headers.pop("content-length", None)
-            if "chunked" not in msg.headers.get("transfer-encoding", "").lower() and _sent_as_http11(flow, direction):
-                msg.headers["transfer-encoding"] = "chunked"
+            if "chunked" not in msg.headers.get("transfer-encoding", "").lower():
+                http11 = (self.framing.expects_http11(flow) if direction == Direction.REQUEST
+                          else _sent_as_http11(flow, direction))
+                if http11:
+                    msg.headers["transfer-encoding"] = "chunked"
         ctx_ = flow_context(flow, direction)
         msg.stream = FlowStream(self, flow, direction, active, ctx_, decoder, framing, fixed, verdict, incident_id)
         if direction == Direction.RESPONSE:
