@@ -261,3 +261,11 @@ def test_a_megabyte_blob_inside_json_is_located_without_crashing():
     hits = found(http(body=body, headers=[("Content-Type", "application/json")]))
     assert [(loc, tok) for loc, tok in hits if tok == token] == [
         ("body:json:$.content:base64/src/app.py", token)], hits
+
+
+def test_markup_text_content_reads_as_a_browser_or_xml_parser_does():
+    from dlproxy.extract.markup import text_content
+
+    html = b"<p>gh<b>p_</b>abc <span>def</span></p><p>next<br>line</p><td>a</td><td>b</td>"
+    assert text_content(html, "html").split() == [b"ghp_abc", b"def", b"next", b"line", b"a", b"b"]
+    assert text_content(b"<sst><si><r><t>ab</t></r><r><t>cd&#95;e</t></r></si></sst>", "xml") == b"abcd_e"

@@ -47,3 +47,18 @@ def test_prechecks_answer_no_only_when_there_is_nothing():
     deep = prose + b"[" * 65 + b"]" * 65
     assert quickcheck.openers(65).may_match(deep) and jsonx.too_deep(deep, 64)
     assert quickcheck.run_of(base64blobs._B64, base64blobs.MIN_BLOB).may_match(b"x" * 100)  # small: always maybe
+
+
+def test_glued_tags_precheck_finds_every_tag_inside_a_word():
+    """The markup text view is built only when some tag has a word character on both sides: the precheck must
+    say "maybe" for every such tag, wherever it sits in a big page, and "no" for pages without one."""
+    import re
+
+    page = b"<div><p>plain words, <b>bold</b> and <a href='/x'>a link</a>.</p></div>\n" * 2000
+    assert not quickcheck.glued_tags().may_match(page)
+    rng = random.Random(7)
+    for tag in (b"<b>", b"</span>", b"<span class='x'>", b"<br/>", b"<w:t xml:space='preserve'>"):
+        at = rng.randrange(len(page))
+        glued = page[:at] + b" ab" + tag + b"cd " + page[at:]
+        assert re.search(rb"[0-9A-Za-z_]<[A-Za-z/][^<>]{0,256}>[0-9A-Za-z_]", glued)
+        assert quickcheck.glued_tags().may_match(glued), tag

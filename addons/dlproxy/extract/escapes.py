@@ -35,12 +35,13 @@ def _unescape_one(m: re.Match) -> bytes:
 # Escapes that can hide a token's characters. Two patterns, each led by one literal byte: the regex engine finds
 # those fast, an alternation of them byte by byte (about ten times slower on a megabyte).
 _HIDING_PCT = re.compile(rb"%[0-9A-Fa-f]{2}")
-_HIDING_BS = re.compile(rb"\\(?:u[0-9a-fA-F]{4}|x[0-9a-fA-F]{2}|u\{[0-9a-fA-F]{1,6}\})")
+_HIDING_BS = re.compile(rb"\\(?:u[0-9a-fA-F]{4}|x[0-9a-fA-F]{2}|u\{[0-9a-fA-F]{1,6}\}|[0-3][0-7]{2})")
 _HIDING_REF = re.compile(rb"&#(?:[0-9]{1,7}|[xX][0-9a-fA-F]{1,6});")
 # The escapes of ASCII characters: the only ones that can stand for a token's characters (tokens are ASCII; `%C3%A9`
 # or `\\u00e9` is an accented letter, never part of one). A deeper level starts from one of them (`%2567`).
 _ASCII_PCT = re.compile(rb"%[0-7][0-9A-Fa-f]")
-_ASCII_BS = re.compile(rb"\\(?:u00[0-7][0-9a-fA-F]|x[0-7][0-9a-fA-F]|u\{0*[0-7]?[0-9a-fA-F]\}|\r?\n)")
+# (also C, Python and shell octal escapes of printable ASCII, `\\147`: `printf`, `echo -e`, byte literals)
+_ASCII_BS = re.compile(rb"\\(?:u00[0-7][0-9a-fA-F]|x[0-7][0-9a-fA-F]|u\{0*[0-7]?[0-9a-fA-F]\}|\r?\n|0[4-7][0-7]|1[0-7]{2})")
 # A backslash-newline continuation inside a quoted string (YAML double quotes and TOML drop the next line's
 # indentation too; C, Python and shell strings have none there): undone before the JSON escapes
 _CONTINUATION = re.compile(rb"\\\r?\n[ \t]*")

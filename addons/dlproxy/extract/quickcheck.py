@@ -66,6 +66,14 @@ def openers(count: int) -> _Precheck | _Maybe:
     return _Precheck(b"(?:[\\[{][^\\[{]*){%d}" % count)
 
 
+@lru_cache(maxsize=1)
+def glued_tags() -> _Precheck | _Maybe:
+    """May `data` hold a tag with a word character right before and after it (`ghp_<b>ab</b>cd`)?"""
+    if hyperscan is None:
+        return _Maybe()
+    return _Precheck(rb"[0-9A-Za-z_]<[A-Za-z/][^<>]{0,256}>[0-9A-Za-z_]")
+
+
 class _RunEnds:
     """End offsets of the maximal runs of `alphabet` characters of at least `length` that hold at least one
     character outside `plain`, or a match of `also` (an expression over run characters), found in one Hyperscan
