@@ -180,6 +180,18 @@ def test_prepare_streams_builds_the_stream_database_before_the_first_chunk(profi
     assert list(detector.prefilter._open.values()) == [db]  # the step used it, nothing compiled again
 
 
+def test_prepare_streams_builds_a_database_per_mark_too(profile):
+    if not hyperscan_available():
+        pytest.skip("the stream database is Hyperscan's")
+    detector = Detector(profile, backend="hyperscan")
+    detector.prepare_streams(rb"[0-9a-f]{16}")
+    built = dict(detector.prefilter._open)
+    assert len(built) == 2
+    assert detector.scan_open(b"x 0123456789abcdef!", 0, mark=rb"[0-9a-f]{16}")[2] == 18
+    detector.scan_open(b"x thg_Ab3", 0)
+    assert detector.prefilter._open == built  # both steps used what was built
+
+
 BARE_MID_PROFILE = """\
 profile: engine-test-bare-mid
 entries:
@@ -251,6 +263,25 @@ def test_ordinary_prose_is_released_word_by_word_with_the_builtin_profile():
     # a 7-letter word before a full stop cannot be one.
     assert det.undecided_from(b"nothing slips through.") == 22
     assert det.undecided_from(b"id AbCdEfGhIjKlMn.") == 3
+
+
+def test_a_short_trailing_run_is_held_by_the_entries_with_a_literal_lead_only(monkeypatch):
+    """A run shorter than OPEN_RUN_MIN can only be held by an entry with a literal lead ("sk-"): undecided_from
+    looks at those entries only, and answers as it would looking at every one."""
+    from dlproxy.engine.detector import OPEN_RUN_MIN
+    from dlproxy.engine.profile import builtin_profile_path
+
+    det = Detector(load_profiles([builtin_profile_path()]))
+    assert det._led_runs and sum(len(s) for _, _, s in det._led_runs) < sum(len(s) for _, _, s in det._open_runs)
+    rng = random.Random(5)
+    pieces = [b"s", b"sk", b"sk-", b"sk-proj-", b"sk-admin-", b"x", b"ab", b"S", b"-", b"_", b"9", b"T3Blb", b" ",
+              b"\n", b".", b"~", b"8Q", b"AKIA", b"ghp_", b"abcdefghijkl"]
+    texts = [b"Streams carry text " + b"".join(rng.choice(pieces) for _ in range(rng.randrange(1, 6)))
+             for _ in range(600)]
+    fast = [det.undecided_from(t) for t in texts]
+    monkeypatch.setattr(det, "_led_runs", det._open_runs)  # every entry, as for a long run
+    assert [det.undecided_from(t) for t in texts] == fast
+    assert any(len(t) - f < OPEN_RUN_MIN and f < len(t) for t, f in zip(texts, fast, strict=True))  # some held
 
 
 tokenish = st.sampled_from(["thg_", "thx_", THG, "mk-abc123MIDKEYz9z9z9", "MIDKEY", "my_secret_key=",

@@ -8,6 +8,7 @@ length as asked. Content-Encoding decoding: test_content_encoding.py.
 
 from __future__ import annotations
 
+import base64
 import random
 import re
 
@@ -192,6 +193,62 @@ def test_hold_back_follows_the_detector_exactly(builtin):
         released += sum(map(len, scanner.feed(chunk)))
         # undecided_from may answer lower for a longer buffer (conservatively); released bytes stay released
         assert released == max(min(builtin.undecided_from(seen), _base64_hold(seen)), before)
+
+
+SENTENCE = (b"Streaming proxies must forward every token of a reply as soon as it arrives, so that the user sees the "
+            b"answer appear word by word, while still checking that nothing secret slips through. ")
+
+
+def prose(n: int) -> bytes:
+    return (SENTENCE * (n // len(SENTENCE) + 1))[:n]
+
+
+def needs_hyperscan(detector) -> None:
+    if detector.backend != "hyperscan":
+        pytest.skip("the window's pass looks for long base64 runs with Hyperscan only")
+
+
+def test_a_clean_download_takes_one_prefilter_pass_per_chunk(detector):
+    """Chunks with no run of base64 long enough to begin a blob get no blob look of their own: the window's one
+    prefilter pass said so (counted in blob_prechecks). Chunks that hold such a run still get it."""
+    needs_hyperscan(detector)
+    body = b'{"messages": [{"role": "user", "content": "' + prose(300_000) + b'"}]}'
+    chunks = [body[i:i + 16384] for i in range(0, len(body), 16384)]
+    scanner = ByteStreamScanner(detector, Judge())
+    out, _ = run(scanner, chunks)
+    assert out == body and scanner.text.blob_prechecks == 0
+    blob = base64.b64encode(prose(3000))  # clean, but a blob: decoded and scanned when its run ends
+    body = prose(40_000) + b" " + blob + b" " + prose(40_000)
+    judge = Judge()
+    scanner = ByteStreamScanner(detector, judge)
+    out, _ = run(scanner, [body[i:i + 16384] for i in range(0, len(body), 16384)])
+    assert out == body and judge.calls == []
+    assert 1 <= scanner.text.blob_prechecks <= 2  # the chunk that closed the run (and the one before it)
+
+
+@pytest.mark.parametrize("encoded", [False, True], ids=["plain", "base64"])
+def test_a_token_split_at_every_boundary_is_cut_on_the_one_pass_path(detector, encoded):
+    """A token (or a base64 blob holding one) after clean prose, the stream split in two at every offset around it:
+    always cut; of a plain token at most a proper head of its prefix goes out, of a blob less than the run a blob
+    begins with; and the first chunk took the one-pass path whenever it held less than such a run."""
+    needs_hyperscan(detector)
+    token = make_ghp("every").encode()
+    secret = base64.b64encode(b"export GITHUB_TOKEN=" + token) if encoded else token
+    before = prose(3000) + b"TOKEN="
+    data = before + secret + b" and the rest of the reply. " + prose(600)
+    start = len(before)
+    for cut in range(start - 40, start + len(secret) + 3):
+        scanner = ByteStreamScanner(detector, Judge(BLOCK))
+        out = scanner.feed(data[:cut])
+        if cut - start < stream_mod.base64blobs.MIN_BLOB:
+            assert scanner.text.blob_prechecks == 0, cut
+        out += scanner.feed(data[cut:]) + scanner.finish()
+        out = b"".join(out)
+        assert scanner.stopped, cut
+        if encoded:
+            assert data.startswith(out) and len(out) < start + stream_mod.base64blobs.MIN_BLOB, cut
+        else:
+            assert_cut_at_a_head(out, before)
 
 
 def test_redact_replaces_the_secret_and_keeps_everything_else(detector):

@@ -640,6 +640,36 @@ def test_http1_trailer_reader_hands_the_trailers_back():
     assert isinstance(reader.reader, ChunkedReader) and not isinstance(_http1.make_body_reader(5), type(reader))
 
 
+def test_http1_chunks_of_one_read_become_one_data_event():
+    """The chunks of a chunked body that arrive in one read reach mitmproxy (and a stream callable) as one data
+    event, never delayed past that read; trailers still come right before the end of the message."""
+    from mitmproxy import options
+    from mitmproxy.proxy import context, events
+    from mitmproxy.proxy.layers.http import _http1
+    from mitmproxy.proxy.layers.http._base import ReceiveHttp
+    from mitmproxy.proxy.layers.http._events import ResponseData, ResponseEndOfMessage, ResponseTrailers
+
+    internals.carry_http1_trailers()
+    tctx = context.Context(tflow.tclient_conn(), options.Options())
+    tctx.server = tflow.tserver_conn()
+    conn = _http1.Http1Client(tctx)
+    conn.stream_id, conn.request, conn.response = 1, tflow.treq(), tflow.tresp()
+    conn.body_reader = _http1.make_body_reader(None)
+
+    def read(wire: bytes) -> list:
+        conn.buf += wire
+        return [c.event for c in conn.read_body(events.DataReceived(tctx.server, wire)) if isinstance(c, ReceiveHttp)]
+
+    def chunk(data: bytes) -> bytes:
+        return b"%x\r\n%s\r\n" % (len(data), data)
+
+    assert read(chunk(b"hello ") + chunk(b"chunked ") + chunk(b"wor")[:4]) == [ResponseData(1, b"hello chunked w")]
+    assert read(chunk(b"wor")[4:]) == [ResponseData(1, b"or")]
+    got = read(chunk(b"one") + chunk(b"two") + b"0\r\nX-Token: abc\r\n\r\n")
+    assert [type(e) for e in got] == [ResponseData, ResponseTrailers, ResponseEndOfMessage]
+    assert got[0].data == b"onetwo" and got[1].trailers.fields == ((b"X-Token", b"abc"),)
+
+
 # --- mitmproxy internals we rely on (proxy/internals.py) ------------------------------------------------------------------
 
 

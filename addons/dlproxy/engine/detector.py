@@ -92,6 +92,9 @@ class Detector:
                 runs.setdefault(bytes(0x61 if f else 0x20 for f in t.boundary), set()).add((t.lead, t.max_len))
         self._open_runs = [(table, max(n for _, n in specs), sorted(specs, key=lambda s: s[1]))
                            for table, specs in runs.items()]
+        # The same with the entries that have a literal lead only: all a run shorter than OPEN_RUN_MIN can be.
+        self._led_runs = [(table, longest, [s for s in specs if s[0]])
+                          for table, longest, specs in self._open_runs if any(lead for lead, _ in specs)]
         # Any of them: the trailing run of this table holds each entry's run (a shortcut for the usual chunk end,
         # a word shorter than OPEN_RUN_MIN without any lead's first character).
         self._open_any = bytes(max((tbl[c] for tbl in runs), default=0x20) for c in range(256))
@@ -117,10 +120,12 @@ class Detector:
         return self._verified(data, hits, None), self._undecided(data, self._open_keywords(data, hits, since)), \
             mark_end
 
-    def prepare_streams(self) -> None:
-        """Build what scan_open needs now (the Hyperscan stream database) rather than on the first streamed
-        chunk, whose events would wait for the compile."""
+    def prepare_streams(self, *marks: bytes) -> None:
+        """Build what scan_open needs now (the Hyperscan stream database, and one per `mark` stream scanners
+        pass) rather than on the first streamed chunk, whose events would wait for the compile."""
         self.prefilter.find_open(b"", HEAD_WIDTH)
+        for mark in marks:
+            self.prefilter.find_open(b"", HEAD_WIDTH, mark)
 
     def undecided_from(self, data: bytes, since: int = 0) -> int:
         """Offset from which a token could still complete if more data arrived; len(data) when none can.
@@ -187,8 +192,10 @@ class Detector:
         if n and self._open_any[data[-1]] == 0x61:  # the buffer ends in a token character of some entry
             window = data[max(0, n - self._open_longest - 1):]
             window = window[window.translate(self._open_any).rfind(b" ") + 1:]  # the trailing run of any entry
-            if len(window) >= OPEN_RUN_MIN or window.translate(None, self._not_lead_first):
+            if len(window) >= OPEN_RUN_MIN:
                 runs = self._open_runs
+            elif window.translate(None, self._not_lead_first):
+                runs = self._led_runs
             else:
                 runs = ()
             for table, _longest, specs in runs:

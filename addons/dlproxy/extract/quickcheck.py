@@ -50,12 +50,17 @@ def _char_class(alphabet: bytes) -> bytes:
     return b"[" + b"".join(b"\\x%02x" % c for c in sorted(set(alphabet))) + b"]"
 
 
+def run_expression(alphabet: bytes, length: int) -> bytes:
+    """The Hyperscan expression run_of looks for (for a caller that adds it to a pass of its own)."""
+    return _char_class(alphabet) + b"{%d}" % length
+
+
 @lru_cache(maxsize=8)
 def run_of(alphabet: bytes, length: int) -> _Precheck | _Maybe:
     """May `data` hold `length` consecutive characters of `alphabet`?"""
     if hyperscan is None:
         return _Maybe()
-    return _Precheck(_char_class(alphabet) + b"{%d}" % length)
+    return _Precheck(run_expression(alphabet, length))
 
 
 @lru_cache(maxsize=8)

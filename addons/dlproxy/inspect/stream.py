@@ -105,7 +105,8 @@ class ScanWindow:
     """
 
     __slots__ = ("detector", "verdicts", "location", "fixed_length", "_ctx", "_max_hold", "_buf", "_base",
-                 "_released", "_redactions", "_seen", "blocked_at", "stopped", "scanned", "on_redact", "accept")
+                 "_released", "_redactions", "_seen", "blocked_at", "stopped", "scanned", "on_redact", "accept",
+                 "_scanned")
 
     def __init__(self, detector, verdicts: Verdicts | Judge, location: str = "body", fixed_length: bool = False):
         self.detector = detector
@@ -125,6 +126,7 @@ class ScanWindow:
         self.scanned = 0
         self.on_redact: Callable[[Finding], None] | None = None  # another view applies this window's redactions
         self.accept: Callable[[int, int], bool] | None = None  # which findings (stream span) are this view's own
+        self._scanned: tuple | None = None  # scan() done, release() not yet: (buffer, findings, cut, final)
 
     @property
     def decided(self) -> int:
@@ -139,19 +141,37 @@ class ScanWindow:
         the bytes after it are kept, however many. After a block nothing more is released: `blocked_at` says where
         the first blocked secret starts and the returned bytes end at or before it.
         """
+        self.scan(data, final)
+        return self.release(limit)
+
+    def scan(self, data: bytes, final: bool = False, mark: bytes | None = None) -> int | None:
+        """push() in two steps, for a caller that decides `limit` from what this pass saw: scan `data` (and the
+        held bytes) now, release() next. `mark`: an extra prefilter expression looked for in the same pass over
+        the held bytes and `data` (Detector.scan_open); returns where its first match ends, -1 for none, None
+        when it was not looked for. Until release(), stop_at() sees the bytes held before `data` only."""
         if self.stopped:
-            return b"", []
+            return None
         self.scanned += len(data)
         buf = self._buf + data if data else self._buf
+        lo = self._released - self._base
+        mark_end = None
+        if final:
+            findings, cut = self.detector.scan(buf) if len(buf) > lo else [], len(buf)
+        elif len(buf) > lo:
+            findings, cut, mark_end = self.detector.scan_open(buf, lo, mark)
+        else:
+            findings, cut = [], self.detector.undecided_from(buf, lo)
+        self._scanned = (buf, findings, cut, final)
+        return mark_end
+
+    def release(self, limit: int | None = None) -> tuple[bytes, list[tuple[int, int, bytes]]]:
+        """The second step of push(): judge what scan() found, release what is decided (not past `limit`)."""
+        scanned, self._scanned = self._scanned, None
+        if self.stopped or scanned is None:
+            return b"", []
+        buf, findings, cut, final = scanned
         base = self._base
         lo = self._released - base
-        detector = self.detector
-        if final:
-            findings, cut = detector.scan(buf) if len(buf) > lo else [], len(buf)
-        elif len(buf) > lo:
-            findings, cut, _ = detector.scan_open(buf, lo)
-        else:
-            findings, cut = [], detector.undecided_from(buf, lo)
         cut = max(cut, lo, len(buf) - self._max_hold)
         if limit is not None and not final:
             cut = max(min(cut, limit - base), lo)
@@ -161,10 +181,13 @@ class ScanWindow:
                 released = self._release(buf, base, lo, cut)
                 self._buf, self._base, self._released = b"", base + cut, base + cut
                 return released
-        released = self._release(buf, base, lo, cut)
-        keep = max(0, cut - self._ctx)
-        self._buf = buf[keep:]
-        self._base = base + keep
+        released = self._release(buf, base, lo, cut) if cut > lo else (b"", [])
+        keep = cut - self._ctx
+        if keep > 0:
+            self._buf = buf[keep:]
+            self._base = base + keep
+        else:
+            self._buf = buf
         self._released = base + cut
         if self._seen:
             self._seen = {k for k in self._seen if k[0] >= self._base}
@@ -174,6 +197,7 @@ class ScanWindow:
         """Stop the stream at `offset` (a secret another view found there): release what lies before it."""
         if self.stopped:
             return b""
+        self._scanned = None
         self.stopped = True
         self.blocked_at = offset
         base, lo = self._base, self._released - self._base
@@ -303,8 +327,10 @@ class Base64Run:
         self.width: int | None = None  # the run starts with a block of wrapped lines this long
         self.lines_end = 0  # where that block ends in data: the partial line after it is base64 only
 
-    def push(self, text: bytes, at: int) -> tuple[bytes, int]:
-        """Add `text` (at stream offset `at`); return (what is no longer part of the open run, its offset)."""
+    def push(self, text: bytes, at: int, closed: bool = True) -> tuple[bytes, int]:
+        """Add `text` (at stream offset `at`); return (what is no longer part of the open run, its offset).
+        `closed` False: that text is not wanted (the caller knows it holds no blob), b"" comes back instead."""
+        want = closed
         run = self.data
         if not run:
             self.at = at
@@ -320,10 +346,10 @@ class Base64Run:
             run += text
             closed = b""
         elif k <= len(run):
-            closed = bytes(run[:k])
+            closed = bytes(run[:k]) if want else b""
             self.data = run[k:] + text
         else:
-            closed = bytes(run) + text[:k - len(run)]
+            closed = bytes(run) + text[:k - len(run)] if want else b""
             self.data = bytearray(text[k - len(run):])
         self.at += k
         self.width = width
@@ -375,6 +401,10 @@ def _word_like(run: bytearray) -> bool:
     return len(run) < base64blobs.MIN_BLOB and run.isalpha() and (run[1:].islower() or run.isupper())
 
 
+# Looked for in the raw window's prefilter pass (ScanWindow.scan): no match there, no blob in what that pass saw.
+BLOB_MARK = quickcheck.run_expression(base64blobs._B64, base64blobs.MIN_BLOB)
+
+
 def _may_hold_blob(text: bytes) -> bool:
     """A blob starts with MIN_BLOB base64 characters in a row (one Hyperscan pass when installed)."""
     return quickcheck.run_of(base64blobs._B64, base64blobs.MIN_BLOB).may_match(text, min_bytes=0)
@@ -406,6 +436,7 @@ class TextScanner:
         self.max_hold = max(self.limits.max_inspect_bytes, 1)
         self.run = Base64Run()  # of the view: held while open, searched for blobs once it ends
         self.hold_runs = True  # False: open runs flow (a delta channel's first text: an id that never grows)
+        self.blob_prechecks = 0  # closed base64 run texts looked at by a pass of their own (not the window's)
 
     @property
     def stopped(self) -> bool:
@@ -421,30 +452,40 @@ class TextScanner:
         return w._buf[w._released - w._base:]
 
     def push(self, data: bytes, final: bool = False) -> tuple[bytes, list[tuple[int, int, bytes]]]:
-        if self.window.stopped:
+        window = self.window
+        if window.stopped:
             return b"", []
-        view = self.view.feed(data, final)
+        escapes = self.view
+        view = escapes.feed(data, final)
         vwin = self.vwindow
-        if vwin is None and self.view.escaped:
-            vwin = self._open_view(self.view.out - len(view))
+        if vwin is None and escapes.escaped:
+            vwin = self._open_view(escapes.out - len(view))
         if vwin is not None:
             vwin.push(view, final)
             if vwin.stopped:
-                return self.window.stop_at(self.view.to_source(vwin.blocked_at)), []
-        hold_from = self._blobs(view, final)
-        if self.window.stopped:
+                return window.stop_at(escapes.to_source(vwin.blocked_at)), []
+        # One prefilter pass over the held bytes and `data`: findings, hold-back, and, while the view is the bytes
+        # themselves and the base64 run text this push closes lies within them, whether any run of base64 long
+        # enough to begin a blob is there at all (usually not: then the closed text needs no look of its own).
+        run = self.run
+        mark = None
+        if vwin is None and len(run.data) < base64blobs.MIN_BLOB and \
+                (run.at if run.data else escapes.out - len(view)) >= window._base:
+            mark = BLOB_MARK
+        blob_free = window.scan(data, final, mark) == -1
+        hold_from = self._blobs(view, final, blob_free)
+        if window.stopped:
             return b"", []
         limit = None
         if not final:
-            undecided = vwin.decided if vwin is not None else self.view.out
+            undecided = vwin.decided if vwin is not None else escapes.out
             if hold_from is not None:
                 undecided = min(undecided, hold_from)
-            limit = self.view.to_source(undecided)
-        out = self.window.push(data, final, limit)
+            limit = escapes.to_source(undecided)
+        out = window.release(limit)
         if vwin is not None:
-            self.view.forget(vwin.decided)
-        w = self.window
-        if len(w._buf) - (w._released - w._base) > self.max_hold:
+            escapes.forget(vwin.decided)
+        if len(window._buf) - (window._released - window._base) > self.max_hold:
             raise HoldLimit()
         return out
 
@@ -463,15 +504,18 @@ class TextScanner:
     def _redact_escaped(self, f: Finding) -> None:
         self.window.redact(self.view.to_source(f.start), self.view.to_source(f.end, end=True), f.entry_id)
 
-    def _blobs(self, view: bytes, final: bool) -> int | None:
+    def _blobs(self, view: bytes, final: bool, blob_free: bool = False) -> int | None:
         """Scan base64 runs that ended; return the view offset to hold from (an open run) or None. A blob holding
-        a secret stops the window."""
+        a secret stops the window. `blob_free`: the text this closes is known to hold no run a blob can begin
+        with (it is not even copied)."""
         if not view and not final:
             return self._hold()
         at = self.view.out - len(view)
-        closed, at = self.run.close(view, at) if final else self.run.push(view, at)
-        if len(closed) >= base64blobs.MIN_BLOB and _may_hold_blob(closed) and self._decoded_secret(closed, at):
-            return None
+        closed, at = self.run.close(view, at) if final else self.run.push(view, at, not blob_free)
+        if len(closed) >= base64blobs.MIN_BLOB and not blob_free:
+            self.blob_prechecks += 1
+            if _may_hold_blob(closed) and self._decoded_secret(closed, at):
+                return None
         if len(self.run.data) > self.max_hold:
             raise HoldLimit("base64 run")
         return self._hold()

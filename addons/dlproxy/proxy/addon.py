@@ -29,6 +29,7 @@ from ..extract import Limits, plain_text_body
 from ..inspect import redact
 from ..inspect.policy import Active, Decision, FlowContext, decide, with_action
 from ..inspect.scanning import Scan, ScanPool, scan_message
+from ..inspect.stream import BLOB_MARK
 from ..ops.incidents import IncidentLog
 from ..ops.metrics import Metrics
 from .apis import api_block_response
@@ -181,7 +182,7 @@ class ProfileState:
             raise
         except ValueError as e:  # e.g. backend 'hyperscan' without the package
             raise ProfileError([f"dlp_backend: {e}"]) from None
-        detector.prepare_streams()  # now, not in the first streamed response (its events would wait)
+        detector.prepare_streams(BLOB_MARK)  # now, not in the first streamed response (its events would wait)
         return Active(profile, detector, Limits.from_settings(profile.settings), self._generation + 1)
 
     def reload(self, reason: str = "manual") -> bool:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import struct
 
+import h11
 from mitmproxy import addonmanager, ctx, http
 
 POLICY_VIOLATION = 1008  # WebSocket close code
@@ -83,17 +84,19 @@ def close_websocket(flow: http.HTTPFlow, code: int, reason: str) -> bool:
 
 class _TrailerKeepingReader:
     """h11's ChunkedReader, with a trailer section handed back apart: mitmproxy's HTTP/1 layer raises on an
-    end of message that carries headers, so they are taken off it and kept for `_read_body` to deliver."""
+    end of message that carries headers, so they are taken off it and kept for `_read_body` to deliver.
+    Called for every piece of a chunked body: the check is a type identity (h11's events are ABCs, whose
+    isinstance is slow), and h11 never subclasses EndOfMessage."""
+
+    __slots__ = ("reader", "trailers")
 
     def __init__(self, reader):
         self.reader = reader
         self.trailers: http.Headers | None = None
 
     def __call__(self, buf):
-        import h11
-
         event = self.reader(buf)
-        if isinstance(event, h11.EndOfMessage) and event.headers:
+        if type(event) is h11.EndOfMessage and event.headers:
             self.trailers = http.Headers(list(event.headers.raw_items()))
             return h11.EndOfMessage()
         return event
@@ -109,13 +112,16 @@ def carry_http1_trailers() -> None:
     message, so mitmproxy stores it as `flow.request.trailers`/`flow.response.trailers` before the `request`/
     `response` hook (buffered) or the stream callable's final call (streamed), where dlproxy inspects it.
     Writing: trailers for an HTTP/1 peer go into the last chunk of a chunked message; a message that is not
-    chunked (an HTTP/2 request without a length, re-sent as HTTP/1) has no place for them: they are dropped."""
+    chunked (an HTTP/2 request without a length, re-sent as HTTP/1) has no place for them: they are dropped.
+    The chunks of a chunked body that arrive in one read become one data event (see _read_body_keeping)."""
     from mitmproxy.proxy import commands
     from mitmproxy.proxy.layers.http import _http1
     from mitmproxy.proxy.layers.http._base import ReceiveHttp
     from mitmproxy.proxy.layers.http._events import (
+        RequestData,
         RequestEndOfMessage,
         RequestTrailers,
+        ResponseData,
         ResponseEndOfMessage,
         ResponseTrailers,
     )
@@ -129,18 +135,48 @@ def carry_http1_trailers() -> None:
         reader = make_reader(expected_size)
         return _TrailerKeepingReader(reader) if expected_size is None else reader
 
+    # Both wrappers run for every piece of a body: what cannot concern trailers goes to mitmproxy's own
+    # generator as it is, without a generator of ours around it.
     def read_body_with_trailers(self, event):
+        reader = self.body_reader
+        if type(reader) is not _TrailerKeepingReader:
+            return read_body(self, event)
+        return _read_body_keeping(self, event, reader)
+
+    def _read_body_keeping(self, event, reader):
+        """read_body, with the trailers before the end of the message, and the body bytes of one read as one
+        data event: h11 returns a chunked body chunk by chunk, and each data event costs mitmproxy (and a stream
+        callable) as much again whatever its size, while chunk boundaries mean nothing to HTTP."""
+        data_event = self.ReceiveData
+        pieces: list[bytes] = []
         for command in read_body(self, event):
-            reader = self.body_reader
-            if isinstance(command, ReceiveHttp) and isinstance(command.event, self.ReceiveEndOfMessage) and \
-                    isinstance(reader, _TrailerKeepingReader) and reader.trailers is not None:
+            if type(command) is ReceiveHttp and type(command.event) is data_event:
+                pieces.append(command.event.data)
+                continue
+            if pieces:
+                yield _joined(self, pieces)
+                pieces = []
+            if reader.trailers is not None and isinstance(command, ReceiveHttp) and \
+                    isinstance(command.event, self.ReceiveEndOfMessage):
                 kind = RequestTrailers if isinstance(self, _http1.Http1Server) else ResponseTrailers
                 trailers, reader.trailers = reader.trailers, None
                 yield ReceiveHttp(kind(command.event.stream_id, trailers))
             yield command
+        if pieces:
+            yield _joined(self, pieces)
+
+    def _joined(self, pieces: list[bytes]):
+        return ReceiveHttp(self.ReceiveData(self.stream_id, pieces[0] if len(pieces) == 1 else b"".join(pieces)))
+
+    body_events = (RequestData, ResponseData)
 
     def sending_trailers(send):
         def send_with_trailers(self, event):
+            if type(event) in body_events:
+                return send(self, event)
+            return _send_keeping(self, event)
+
+        def _send_keeping(self, event):
             if isinstance(event, (RequestTrailers, ResponseTrailers)):
                 self.dlp_trailers = event.trailers  # written with the last chunk, at the end of the message
                 return
