@@ -51,6 +51,8 @@ log = logging.getLogger(__name__)
 def plain_text_body(headers: Sequence[tuple[str, str]], body: bytes) -> bool:
     """True when extracting `body` is a single cheap pass: uncompressed text (JSON, form, plain) with no base64
     run to decode. Only answerable quickly with Hyperscan installed; otherwise False (assume the costly path)."""
+    if len(body) < quickcheck.MIN_BYTES:
+        return False  # the extractor's own search is cheap enough there
     ctype, coded = "", False
     for name, value in headers:
         lname = name.lower()

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from ..engine.detector import Detector
 from ..engine.findings import Finding
-from ..extract import Limits, extract_http
+from ..extract import Limits, extract_http, plain_text_body
 from . import redact
 from .policy import Active
 
@@ -39,15 +39,17 @@ class Scan:
     context: dict[str, str] = field(default_factory=dict)  # secret → text around it (for sealed evidence only)
 
 
-def scan_message(active: Active, url: str | None, headers, body: bytes, blob_free: bool = False,
-                 trailers=()) -> Scan:
-    """Extract every located text part of a message (its `trailers` too) and run the detector over each
-    (`blob_free`: the caller found no base64 run in the body; see extract_http).
+def scan_message(active: Active, url: str | None, headers, body: bytes, trailers=()) -> Scan:
+    """Extract every located text part of a message (its `trailers` too) and run the detector over each.
+
+    A big uncompressed text body is first checked for base64 runs in one Hyperscan pass (extract.plain_text_body);
+    without any, the extractor does not search it for them (its own search costs more than the check).
 
     The first `settings.max_findings` findings get their exact location (a JSON path, a form field), one pass
     per segment however many there are; any further ones keep their segment's location ("body:json"), which
     policy treats like any other place that is not a use position. Every one of them is judged."""
     detector = active.detector
+    blob_free = detector.backend == "hyperscan" and plain_text_body(headers, body)
     extraction = extract_http(url=url, headers=headers, body=body, limits=active.limits, blob_free=blob_free,
                               token_window=getattr(detector, "max_token_len", None) or None, trailers=trailers)
     budget = getattr(active.settings, "max_findings", 100)
