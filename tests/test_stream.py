@@ -251,6 +251,17 @@ def test_a_token_split_at_every_boundary_is_cut_on_the_one_pass_path(detector, e
             assert_cut_at_a_head(out, before)
 
 
+def test_a_chunk_released_whole_is_the_chunk_itself(ghp_only):
+    """Nothing held before it, nothing of it held: the window hands the chunk back as it is (no copy)."""
+    window = ScanWindow(ghp_only, Judge())
+    first, second = b"hello world. " * 10, b"more words here, "
+    assert window.push(first)[0] is first and window.push(second)[0] is second
+    assert window.push(b"and ghp_")[0] == b"and "  # the keyword is held
+    third = b"x and on. "
+    released = window.push(third)[0]
+    assert released == b"ghp_" + third  # the held bytes and the chunk: joined
+
+
 def test_redact_replaces_the_secret_and_keeps_everything_else(detector):
     token = make_ghp("r")
     data = b"a=" + token.encode() + b"&b=" + token.encode() + b"\n"

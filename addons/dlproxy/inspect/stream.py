@@ -126,7 +126,7 @@ class ScanWindow:
         self.scanned = 0
         self.on_redact: Callable[[Finding], None] | None = None  # another view applies this window's redactions
         self.accept: Callable[[int, int], bool] | None = None  # which findings (stream span) are this view's own
-        self._scanned: tuple | None = None  # scan() done, release() not yet: (buffer, findings, cut, final)
+        self._scanned: tuple | None = None  # scan() done, release() not yet: (buffer, findings, cut, final, data)
 
     @property
     def decided(self) -> int:
@@ -161,7 +161,7 @@ class ScanWindow:
             findings, cut, mark_end = self.detector.scan_open(buf, lo, mark)
         else:
             findings, cut = [], self.detector.undecided_from(buf, lo)
-        self._scanned = (buf, findings, cut, final)
+        self._scanned = (buf, findings, cut, final, data)
         return mark_end
 
     def release(self, limit: int | None = None) -> tuple[bytes, list[tuple[int, int, bytes]]]:
@@ -169,7 +169,7 @@ class ScanWindow:
         scanned, self._scanned = self._scanned, None
         if self.stopped or scanned is None:
             return b"", []
-        buf, findings, cut, final = scanned
+        buf, findings, cut, final, data = scanned
         base = self._base
         lo = self._released - base
         cut = max(cut, lo, len(buf) - self._max_hold)
@@ -181,7 +181,10 @@ class ScanWindow:
                 released = self._release(buf, base, lo, cut)
                 self._buf, self._base, self._released = b"", base + cut, base + cut
                 return released
-        released = self._release(buf, base, lo, cut) if cut > lo else (b"", [])
+        if cut == len(buf) and lo == cut - len(data) and not self._redactions:
+            released = data, []  # the new bytes, all of them and nothing before: no copy
+        else:
+            released = self._release(buf, base, lo, cut)
         keep = cut - self._ctx
         if keep > 0:
             self._buf = buf[keep:]
