@@ -36,6 +36,7 @@ bench: install
 	$(BIN)/python bench/engine.py
 	$(BIN)/python bench/extract.py
 	DLPROXY_BACKEND=pyahocorasick $(BIN)/python bench/extract.py
+	$(BIN)/python bench/stream.py
 	$(BIN)/python bench/proxy.py
 
 lint: install
