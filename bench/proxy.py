@@ -25,7 +25,8 @@ Targets: dlproxy ≥ 90 % of mitmdump's req/s on (a), (b) and (d); p99 per-event
 `dlproxy run` dispatches hooks only to the addons that have them (proxy/hookindex.py), which mitmdump does not;
 (a) and (b) therefore also run "no-dlp": dlproxy's master with that dispatch and dlproxy's option defaults but
 none of its addons, so the report shows the inspection's own cost (dlproxy vs no-dlp) next to the target ratio
-(dlproxy vs mitmdump).
+(dlproxy vs mitmdump). (d) runs it streaming ("no-dlp-stream"), with dlproxy's patch of mitmproxy's HTTP/1 layer
+that makes one data event of each read of a chunked body, where mitmproxy makes one per chunk.
 
 Every component is a separate process: the upstream (asyncio), the proxies, and the load generator (asyncio, raw
 HTTP/1.1), so the proxy under test gets a core of its own as far as a small machine allows.
@@ -57,7 +58,7 @@ SMALL = json.dumps({"model": "gpt-4o-mini", "messages": [
     {"role": "system", "content": "You are a helpful assistant."},
     {"role": "user", "content": "Summarise the quarterly report in three bullet points, please."}]}).encode()
 RPS_TARGETS = ("mitmdump", "no-dlp", "dlproxy")
-DOWNLOAD_TARGETS = ("mitmdump-stream", "dlproxy")
+DOWNLOAD_TARGETS = ("mitmdump-stream", "no-dlp-stream", "dlproxy")
 DOWNLOAD_CHUNK = 16 * 1024
 SENTENCE = ("Streaming proxies must forward every token of a reply as soon as it arrives, so that the user sees "
             "the answer appear word by word, while still checking that nothing secret slips through. ")
@@ -324,6 +325,9 @@ def main() -> int:
         proxies["mitmdump-stream"] = Proxy("mitmdump-stream", [str(BIN / "mitmdump"), "--mode", reverse, *common,
                                                                "--set", "stream_large_bodies=1",
                                                                "--set", f"confdir={tmp / 'c0'}"])
+        proxies["no-dlp-stream"] = Proxy("no-dlp-stream", [sys.executable, __file__, "--no-dlp-master", "--mode",
+                                                           reverse, *common, "--set", "stream_large_bodies=1",
+                                                           "--set", f"confdir={tmp / 'c5'}"])
         proxies["no-dlp"] = Proxy("no-dlp", [sys.executable, __file__, "--no-dlp-master", "--mode", reverse, *common,
                                              "--set", f"confdir={tmp / 'c4'}"])
         proxies["dlproxy"] = Proxy("dlproxy", [str(BIN / "dlproxy"), "run", "--mode", reverse, *common,
@@ -401,7 +405,10 @@ def report(results: dict, duration: float, rounds: int, streams: int) -> None:
               f"costs; range {own[0] * 100:.0f}-{own[-1] * 100:.0f} %)\n")
     if "d" in results:
         rps_rows("(d) 1 MB chunked download", results["d"], DOWNLOAD_TARGETS)
-        print(target_row(results["d"], "mitmdump-stream", "mitmdump streaming it") + "\n")
+        print(target_row(results["d"], "mitmdump-stream", "mitmdump streaming it"))
+        own = ratios(results["d"], "dlproxy", "no-dlp-stream")
+        print(f"{'':<28}{'':<16}{statistics.median(own) * 100:>8.1f}%   dlproxy vs no-dlp streaming it (what the "
+              f"inspection itself costs; range {own[0] * 100:.0f}-{own[-1] * 100:.0f} %)\n")
     if ("c", "model", "dlproxy") not in results:
         return
     print(f"{'(c) SSE per-event latency':<28}{'target':<16}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'events':>8}")
@@ -433,17 +440,20 @@ def client_main(argv: list[str]) -> None:
 
 
 def no_dlp_master_main(argv: list[str]) -> None:
-    """`dlproxy run` without the dlproxy addons: the same master, indexed dispatch and option defaults."""
+    """`dlproxy run` without the dlproxy addons: the same master, indexed dispatch, option defaults and mitmproxy
+    patches (proxy/internals: one data event per read of a chunked body), so that what remains is inspection."""
     sys.path.insert(0, str(ROOT / "addons"))
     from mitmproxy.tools import cmdline
     from mitmproxy.tools.main import run
 
+    from dlproxy.proxy import internals
     from dlproxy.proxy.master import DLPMaster
 
     class NoDLPMaster(DLPMaster):
         def dlp_addons(self) -> list:
             return []
 
+    internals.carry_http1_trailers()
     run(NoDLPMaster, cmdline.mitmdump, argv)
 
 
