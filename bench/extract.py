@@ -11,6 +11,10 @@ would do); "extract" = extract_http alone; "total" = extract_http + scanning eve
 total / plain (target for compressed inputs: <= 2). One valid token is planted in each input and must be
 found. Not a timed test: prints a table. DLPROXY_BENCH_MB (default 10) sets the size, DLPROXY_BACKEND
 the engine backend.
+
+`python bench/extract.py --hex`: what decoding separated hex (`67:68:70`, dumps) adds to the proxy's in-process
+path (plain-body check, extraction, scan) for 1 MB of minified JSON, prose, prose in a JSON chat request with
+`\\n` escapes, source code and a log, with it and without it (patched out) in alternating rounds of one run.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import json
 import os
 import random
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -29,10 +34,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "addons"))
 
 import httpx  # noqa: E402
 
-from common import MB, best_of, github_token  # noqa: E402
+from common import MB, alternating_rounds, best_of, github_token  # noqa: E402
 from dlproxy.engine.detector import Detector  # noqa: E402
 from dlproxy.engine.profile import builtin_profile_path, load_profiles  # noqa: E402
-from dlproxy.extract import Limits, extract_http  # noqa: E402
+from dlproxy.extract import Limits, extract_http, hexsep, plain_text_body, quickcheck  # noqa: E402
 
 SIZE = int(float(os.environ.get("DLPROXY_BENCH_MB", "10")) * MB)
 REPEAT = 3
@@ -129,5 +134,67 @@ def main() -> int:
     return 0
 
 
+def hex_inputs(rng: random.Random) -> dict[str, tuple[str, bytes]]:
+    """1 MB each: (content type, body) of text without separated hex."""
+    mac = lambda: ":".join(f"{rng.randrange(256):02x}" for _ in range(6))  # noqa: E731
+    log, n = [], 0
+    while n < MB:
+        line = (f"2024-12-08 02:{rng.randint(10, 59)}:{rng.randint(10, 59)}.{rng.randint(100, 999)} INFO "
+                f"req={rng.randbytes(16).hex()} mac={mac()} ip=10.0.{rng.randint(0, 255)}.{rng.randint(0, 255)} "
+                f"took {rng.randint(1, 999)}ms {lines(rng, 40)}\n")
+        log.append(line)
+        n += len(line)
+    items = [{"id": rng.randint(0, 10**9), "name": lines(rng, 20), "ts": f"2024-01-02T12:{rng.randint(10, 59)}:00Z",
+              "sha": rng.randbytes(20).hex(), "score": rng.random(), "tags": [rng.choice(WORDS)] * 3, "ok": True}
+             for _ in range(MB // 150)]
+    code = b"".join(p.read_bytes() for p in sorted(Path(__file__).resolve().parents[1].glob("addons/**/*.py")))
+    prose = lines(rng, MB).replace("\n", " ").replace("_", " ")
+    from proxy import big_body  # the proxy benchmark's (b) upload: prose in one JSON string, no escapes
+
+    return {
+        "proxy (b) body": ("application/json", big_body()),
+        "minified JSON": ("application/json", json.dumps(items, separators=(",", ":")).encode()[:MB]),
+        "prose": ("text/plain", prose.encode()[:MB]),
+        "chat JSON": ("application/json", json.dumps({"messages": [{"role": "user", "content": lines(rng, MB)}]})
+                      .encode()),
+        "source code": ("text/plain", (code * (MB // len(code) + 1))[:MB]),
+        "log": ("text/plain", "".join(log).encode()[:MB]),
+    }
+
+
+def hex_cost(rounds: int = 15) -> int:
+    """Proxy in-process path with and without separated-hex decoding, alternating, same run."""
+    det = Detector(load_profiles([builtin_profile_path()]))
+    limits = Limits()
+    find, may_hold = hexsep.find, hexsep.may_hold
+
+    def switch(on: bool) -> None:
+        hexsep.find = find if on else (lambda data: [])
+        hexsep.may_hold = may_hold if on else (lambda data: False)
+
+    def proxy_path(ctype: str, body: bytes) -> int:
+        headers = [("Content-Type", ctype)]
+        ext = extract_http(url="https://api.example/v1", headers=headers, body=body, limits=limits,
+                           blob_free=plain_text_body(headers, body), token_window=det.max_token_len)
+        return sum(len(det.scan(seg.data)) for seg in ext.segments)
+
+    print(f"separated hex: proxy in-process path, 1 MB inputs, engine backend {det.backend}, "
+          f"Hyperscan prechecks {'on' if quickcheck.hyperscan else 'off'}; best of {rounds} alternating rounds")
+    print(f"{'input':<14} {'without ms':>10} {'with ms':>8} {'added ms':>9} {'ratio':>6}")
+    for name, (ctype, body) in hex_inputs(random.Random(11)).items():
+        def run(target: str, ctype=ctype, body=body) -> float:
+            switch(target == "with")
+            t0 = time.perf_counter()
+            proxy_path(ctype, body)
+            return time.perf_counter() - t0
+
+        results = alternating_rounds(rounds, ["without", "with"], run)
+        switch(True)
+        t_without = min(r["without"] for r in results) * 1e3 * MB / len(body)
+        t_with = min(r["with"] for r in results) * 1e3 * MB / len(body)
+        print(f"{name:<14} {t_without:>10.3f} {t_with:>8.3f} {t_with - t_without:>9.3f} {t_with / t_without:>6.2f}")
+    return 0
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(hex_cost() if "--hex" in sys.argv[1:] else main())

@@ -25,7 +25,8 @@ builds, from a token, the `Request` a real client sends through the running prox
 
 `received_any_form(received, token)` says whether any recorded request carried the token in a form its receiver
 would decode: as is; percent-decoded (repeatedly, `+` as space or not); JSON/backslash-unescaped; HTML entities;
-quoted-printable; base64/base64url runs (any wrapping, indentation); hex runs; UTF-16LE/BE and UTF-32 text; utf-7,
+quoted-printable; base64/base64url runs (any wrapping, indentation); hex runs (also with separators, `0x`
+prefixes) and hex dumps; UTF-16LE/BE and UTF-32 text; utf-7,
 cp037; gzip/deflate/zlib/br/zstd/bz2/xz/lzma; zip and tar members and names; MIME parts; CDATA/comment splits —
 applied to each other up to a fixed depth. Test-side code: clarity over speed, bodies here are small.
 
@@ -191,7 +192,8 @@ def run_case(proxy, upstream, variant: Variant, kind: str) -> None:
 MAX_DEPTH = 4
 MAX_FORMS = 4000
 B64_RUN = re.compile(rb"(?:[A-Za-z0-9+/_-][ \t]*(?:\r?\n[ \t]*)?){16,}={0,2}")
-HEX_RUN = re.compile(rb"(?:[0-9a-fA-F]{2}[ :]?){16,}")
+HEX_RUN = re.compile(rb"(?:(?:0[xX])?[0-9a-fA-F]{2}(?:[ :,.-]{1,2}|\s+)?){16,}")
+DUMP_LINE = re.compile(rb"^[ \t]*[0-9a-fA-F]{4,8}:?[ \t]+((?:[0-9a-fA-F]{2,4} {1,2})*[0-9a-fA-F]{2,4})", re.M)
 JSON_ESCAPE = re.compile(rb"\\(u[0-9a-fA-F]{4}|x[0-9a-fA-F]{2}|[\\/\"'bfnrt0])")
 SPLITS = re.compile(rb"\]\]><!\[CDATA\[|<!\[CDATA\[|\]\]>|<!--.*?-->", re.S)
 _ESC = {b"\\": b"\\", b"/": b"/", b'"': b'"', b"'": b"'", b"b": b"\b", b"f": b"\f", b"n": b"\n", b"r": b"\r",
@@ -254,10 +256,16 @@ def _decodings(data: bytes) -> Iterator[bytes]:
                 except (binascii.Error, ValueError):
                     pass
     for m in HEX_RUN.finditer(data):
-        digits = re.sub(rb"[ :]", b"", m[0])
+        digits = re.sub(rb"0[xX]|[^0-9a-fA-F]", b"", m[0])
         for cut in (0, 1):
             piece = digits[cut:]
             yield bytes.fromhex(piece[: len(piece) // 2 * 2].decode())
+    if b"\n" in data:  # hex dumps: offsets, then 16 bytes a line (pairs or 2-byte words, either byte order)
+        rows = [re.sub(rb"\s", b"", m[1])[:32] for m in DUMP_LINE.finditer(data)]
+        if len(rows) > 1:
+            raw = bytes.fromhex(b"".join(rows)[: len(b"".join(rows)) // 2 * 2].decode())
+            yield raw
+            yield bytes(raw[i ^ 1] for i in range(len(raw) // 2 * 2))
     if b"\0" in data or len(data) % 2 == 0:
         for codec in ("utf-16-le", "utf-16-be"):
             for cut in (0, 1):

@@ -27,6 +27,8 @@ import zlib
 import pytest
 from support import Request, Variant, cases, encoded, header, json_text, query, run_case, text_body
 
+from hex_forms import c_array, hex_dump, hex_sep, openssl_wrapped
+
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
 GH, CF, GL, AZ, NPM, GHS = ("github-classic-pat", "cloudflare-user-api-token", "gitlab-routable-token",
@@ -785,7 +787,25 @@ TABLE: list[Variant] = [
     encoded("pickle-length-byte", "a Python pickle: SHORT_BINUNICODE length byte before, MEMOIZE after", raw_body,
             lambda t: pickle.dumps({"token": b(t).decode(), "n": 1}, protocol=4), entry=CF),
     encoded("hex-colons", "the token as colon-separated hex (openssl style)", plain_text,
-            lambda t: "key:\n    " + ":".join(f"{c:02x}" for c in b(t)) + "\n", entry=NPM),
+            lambda t: "key:\n    " + hex_sep(":")(t) + "\n", entry=NPM),
+    encoded("hex-colons-header", "a header value of colon-separated upper-case hex", header("X-Key-Id"),
+            hex_sep(":", upper=True), entry=CF),
+    encoded("hex-dashes-query", "dash-separated hex in the query", query("id"), hex_sep("-"), entry=GL),
+    encoded("hex-spaces", "space-separated hex (`bytes.hex(' ')`, `bytes.fromhex` reads it)", plain_text,
+            lambda t: "payload: " + hex_sep(" ")(t) + "\n", entry=GHS),
+    encoded("hex-commas-json", "comma-separated hex in a JSON string", json_raw,
+            lambda t: json.dumps({"bytes": hex_sep(",")(t)}), entry=AZ),
+    encoded("hex-c-array", "`xxd -i` C array (`0x67, 0x68,` 12 a line)", plain_text, c_array, entry=CF),
+    encoded("hex-openssl-wrapped-json", "openssl -text style wrapped colon hex in a JSON string", json_text,
+            openssl_wrapped, entry=NPM),
+    encoded("hexdump-xxd", "`xxd` dump: offsets, 2-byte groups, ASCII column", plain_text, hex_dump("xxd")),
+    encoded("hexdump-C", "`hexdump -C` dump: offsets, pairs, |ASCII| column", plain_text, hex_dump("hexdump-C"),
+            entry=GL),
+    encoded("hexdump-od-x1", "`od -t x1` dump: octal offsets, pairs", plain_text, hex_dump("od-x1"), entry=CF),
+    encoded("hexdump-od-x-words", "`od -x` dump: 2-byte words little-endian", plain_text, hex_dump("od-x"),
+            entry=GHS),
+    encoded("hexdump-wireshark", "Wireshark hex dump in a JSON string", json_text, hex_dump("wireshark"),
+            entry=AZ),
     encoded("hex-xxd-p-wrapped", "`xxd -p` output: hex wrapped at 60 columns", plain_text,
             lambda t: "\n".join(b(t).hex()[i:i + 60] for i in range(0, 2 * len(b(t)), 60)) + "\n"),
     # -- Content-Encoding spellings and framings ------------------------------------------------------------
@@ -816,7 +836,6 @@ TABLE: list[Variant] = [
 
 # Known gaps (case id -> reason): strict xfails, removed as each is closed.
 GAPS: dict[str, str] = {
-    "hex-colons-evasion": "hex runs must be digits only: colon-separated bytes are not decoded",
     "source-string-concatenation-evasion": "non-goal: no decoder joins string literals of source code",
     "reversed-evasion": "non-goal: deliberate obfuscation that no standard decoder undoes",
 }

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from . import base64blobs, quickcheck
+from . import base64blobs, hexsep, quickcheck
 from .core import (
     BOMB,
     ERROR,
@@ -50,7 +50,8 @@ log = logging.getLogger(__name__)
 
 def plain_text_body(headers: Sequence[tuple[str, str]], body: bytes) -> bool:
     """True when extracting `body` is a single cheap pass: uncompressed text (JSON, form, plain) with no base64
-    run to decode. Only answerable quickly with Hyperscan installed; otherwise False (assume the costly path)."""
+    run and no separated hex to decode. Only answerable quickly with Hyperscan installed; otherwise False (assume
+    the costly path)."""
     if len(body) < quickcheck.MIN_BYTES:
         return False  # the extractor's own search is cheap enough there
     ctype, coded = "", False
@@ -62,7 +63,7 @@ def plain_text_body(headers: Sequence[tuple[str, str]], body: bytes) -> bool:
             coded = True
     if coded or not ctype.startswith(_PLAIN_TYPES) or quickcheck.hyperscan is None:
         return False
-    return not quickcheck.run_of(base64blobs._B64, base64blobs.MIN_BLOB).may_match(body)
+    return not quickcheck.run_of(base64blobs._B64, base64blobs.MIN_BLOB).may_match(body) and not hexsep.may_hold(body)
 
 
 def extract_http(*, url: str | None, headers: Sequence[tuple[str, str]], body: bytes | None,
@@ -71,7 +72,7 @@ def extract_http(*, url: str | None, headers: Sequence[tuple[str, str]], body: b
     """Segments for the URL, every header, the body (decoded by Content-Encoding, then Content-Type) and the
     trailers (HTTP/2 and chunked HTTP/1 header fields after the body; located `trailer:<name>`).
 
-    `blob_free`: the caller found no base64 run in the body (`plain_text_body`), so a text segment that is the
+    `blob_free`: the caller found no base64 run nor separated hex in the body (`plain_text_body`), so a text segment that is the
     body itself is not searched for one again. `token_window`: the widest token the caller's detector finds; the
     escape view of a long text then decodes only the text that close to an escape (escapes.escaped_view)."""
     ctx = Ctx(limits, extract_content, token_window=token_window)

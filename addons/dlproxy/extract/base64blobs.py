@@ -13,7 +13,7 @@ import binascii
 import re
 from functools import lru_cache
 
-from . import quickcheck
+from . import hexsep, quickcheck
 from .core import DEPTH, Ctx, Level, Loc, Segment
 from .encoding import sniff_container
 from .text import is_textual, wide_charset
@@ -253,7 +253,11 @@ def scan_blobs(ctx: Ctx, seg: Segment, lv: Level) -> None:
     data = seg.data
     if len(data) < MIN_BLOB:
         return
-    spans = [] if data is ctx.blob_free else find_blobs(data)  # (blob_free: no run of MIN_BLOB characters)
+    if data is ctx.blob_free:  # checked: no run of MIN_BLOB characters, no separated hex (plain_text_body)
+        spans = []
+    else:
+        spans = find_blobs(data)
+        _scan_separated_hex(ctx, seg, lv)
     short = find_short_blocks(data)
     if short:
         spans = sorted(spans + short)
@@ -308,6 +312,19 @@ def _scan_hex_or_base32(ctx: Ctx, seg: Segment, lv: Level, start: int, end: int,
         full, suffix = None, ":base32"
     else:
         return
+    _extract_decoded(ctx, seg, lv, start, end, decoded, full, suffix)
+
+
+def _scan_separated_hex(ctx: Ctx, seg: Segment, lv: Level) -> None:
+    """Hex with separators (`67:68:70`, `0x67, 0x68`, dumps): decoded as hex, kept on the same terms."""
+    for start, end, decoded in hexsep.find(seg.data):
+        _extract_decoded(ctx, seg, lv, start, end, decoded[:_SNIFF // 2], lambda d=decoded: d, ":hex")
+        if ctx.left <= 0:
+            return
+
+
+def _extract_decoded(ctx: Ctx, seg: Segment, lv: Level, start: int, end: int, decoded: bytes, full, suffix: str):
+    """`decoded` (the head of what seg.data[start:end] decodes to; `full()` the rest) extracted when worth it."""
     if len(decoded) < 16 or not worth_decoding(decoded):
         return
     loc = _blob_loc(seg, start, end, suffix)

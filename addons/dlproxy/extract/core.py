@@ -172,7 +172,7 @@ class Ctx:
         self.left = max(0, limits.max_inspect_bytes)
         self.keep_raw = keep_raw  # files: also keep the undecoded text so line/column stay exact
         self.dispatch = dispatch
-        self.blob_free: bytes | None = None  # bytes known to hold no base64 run (see extract_http)
+        self.blob_free: bytes | None = None  # bytes known to hold no base64 run nor separated hex (extract_http)
         self.token_window = token_window  # the widest token looked for: escape views decode only near escapes
 
     # -- budget -------------------------------------------------------------------------------------

@@ -21,12 +21,14 @@ MIN_BYTES = 64 * 1024  # below this the Python passes are already cheap
 
 
 class _Precheck:
-    """One expression, compiled to report its first match only (scratch space per thread)."""
+    """Expressions compiled to report whether any matches: the pass stops at the first match (scratch space per
+    thread)."""
 
-    def __init__(self, expression: bytes):
+    def __init__(self, *expressions: bytes):
         self._db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
-        self._db.compile(expressions=[expression], ids=[0], elements=1,
-                         flags=[hyperscan.HS_FLAG_SINGLEMATCH | hyperscan.HS_FLAG_DOTALL])
+        self._db.compile(expressions=list(expressions), ids=list(range(len(expressions))),
+                         elements=len(expressions),
+                         flags=[hyperscan.HS_FLAG_SINGLEMATCH | hyperscan.HS_FLAG_DOTALL] * len(expressions))
         self._local = threading.local()
 
     def may_match(self, data: bytes, min_bytes: int = MIN_BYTES) -> bool:
@@ -35,9 +37,11 @@ class _Precheck:
         scratch = getattr(self._local, "scratch", None)
         if scratch is None:
             scratch = self._local.scratch = hyperscan.Scratch(self._db)
-        found = []
-        self._db.scan(data, match_event_handler=lambda *_: found.append(True), scratch=scratch)
-        return bool(found)
+        try:
+            self._db.scan(data, match_event_handler=lambda *_: True, scratch=scratch)
+        except hyperscan.ScanTerminated:
+            return True
+        return False
 
 
 class _Maybe:
@@ -61,6 +65,14 @@ def run_of(alphabet: bytes, length: int) -> _Precheck | _Maybe:
     if hyperscan is None:
         return _Maybe()
     return _Precheck(run_expression(alphabet, length))
+
+
+@lru_cache(maxsize=8)
+def any_of(expressions: tuple[bytes, ...]) -> _Precheck | _Maybe:
+    """May `data` match any of `expressions`?"""
+    if hyperscan is None:
+        return _Maybe()
+    return _Precheck(*expressions)
 
 
 @lru_cache(maxsize=8)

@@ -42,8 +42,9 @@ class Scan:
 def scan_message(active: Active, url: str | None, headers, body: bytes, trailers=()) -> Scan:
     """Extract every located text part of a message (its `trailers` too) and run the detector over each.
 
-    A big uncompressed text body is first checked for base64 runs in one Hyperscan pass (extract.plain_text_body);
-    without any, the extractor does not search it for them (its own search costs more than the check).
+    A big uncompressed text body is first checked for base64 runs and separated hex in Hyperscan passes
+    (extract.plain_text_body); without any, the extractor does not search it for them (its own search costs more
+    than the check).
 
     The first `settings.max_findings` findings get their exact location (a JSON path, a form field), one pass
     per segment however many there are; any further ones keep their segment's location ("body:json"), which
