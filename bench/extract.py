@@ -13,8 +13,9 @@ found. Not a timed test: prints a table. DLPROXY_BENCH_MB (default 10) sets the 
 the engine backend.
 
 `python bench/extract.py --hex`: what decoding separated hex (`67:68:70`, dumps) adds to the proxy's in-process
-path (plain-body check, extraction, scan) for 1 MB of minified JSON, prose, prose in a JSON chat request with
-`\\n` escapes, source code and a log, with it and without it (patched out) in alternating rounds of one run.
+path (plain-body check, extraction, scan) and to a streamed body (ByteStreamScanner) for 1 MB of minified JSON,
+prose, prose in a JSON chat request with `\\n` escapes, source code and a log, with it and without it (patched out)
+in alternating rounds of one run.
 """
 
 from __future__ import annotations
@@ -38,9 +39,11 @@ from common import MB, alternating_rounds, best_of, github_token  # noqa: E402
 from dlproxy.engine.detector import Detector  # noqa: E402
 from dlproxy.engine.profile import builtin_profile_path, load_profiles  # noqa: E402
 from dlproxy.extract import Limits, extract_http, hexsep, plain_text_body, quickcheck  # noqa: E402
+from dlproxy.inspect.stream import PASS, ByteStreamScanner, HexRun  # noqa: E402
 
 SIZE = int(float(os.environ.get("DLPROXY_BENCH_MB", "10")) * MB)
 REPEAT = 3
+STREAM_CHUNK = 16 * 1024
 WORDS = ("the of and to in is that for it as with was on be by this are or from at an have not which but "
          "token request server client upload config deploy build release cache proxy secret value key "
          "access policy account region bucket stream event message response header body def return if "
@@ -168,9 +171,12 @@ def hex_cost(rounds: int = 15) -> int:
     limits = Limits()
     find, may_hold = hexsep.find, hexsep.may_hold
 
+    hex_push = HexRun.push
+
     def switch(on: bool) -> None:
         hexsep.find = find if on else (lambda data: [])
         hexsep.may_hold = may_hold if on else (lambda data: False)
+        HexRun.push = hex_push if on else (lambda self, text, at, final=False: ([], None))
 
     def proxy_path(ctype: str, body: bytes) -> int:
         headers = [("Content-Type", ctype)]
@@ -178,21 +184,30 @@ def hex_cost(rounds: int = 15) -> int:
                            blob_free=plain_text_body(headers, body), token_window=det.max_token_len)
         return sum(len(det.scan(seg.data)) for seg in ext.segments)
 
-    print(f"separated hex: proxy in-process path, 1 MB inputs, engine backend {det.backend}, "
-          f"Hyperscan prechecks {'on' if quickcheck.hyperscan else 'off'}; best of {rounds} alternating rounds")
-    print(f"{'input':<14} {'without ms':>10} {'with ms':>8} {'added ms':>9} {'ratio':>6}")
-    for name, (ctype, body) in hex_inputs(random.Random(11)).items():
-        def run(target: str, ctype=ctype, body=body) -> float:
-            switch(target == "with")
-            t0 = time.perf_counter()
-            proxy_path(ctype, body)
-            return time.perf_counter() - t0
+    def streamed(ctype: str, body: bytes) -> int:
+        scanner = ByteStreamScanner(det, lambda findings: (PASS, []), limits=limits, ctype=ctype)
+        out = [c for i in range(0, len(body), STREAM_CHUNK) for c in scanner.feed(body[i:i + STREAM_CHUNK])]
+        return sum(map(len, out + scanner.finish()))
 
-        results = alternating_rounds(rounds, ["without", "with"], run)
-        switch(True)
-        t_without = min(r["without"] for r in results) * 1e3 * MB / len(body)
-        t_with = min(r["with"] for r in results) * 1e3 * MB / len(body)
-        print(f"{name:<14} {t_without:>10.3f} {t_with:>8.3f} {t_with - t_without:>9.3f} {t_with / t_without:>6.2f}")
+    print(f"separated hex, 1 MB inputs, engine backend {det.backend}, Hyperscan prechecks "
+          f"{'on' if quickcheck.hyperscan else 'off'}; ms per MB, best of {rounds} alternating rounds")
+    for label, path in (("proxy in-process path (buffered)", proxy_path),
+                        (f"streamed body ({STREAM_CHUNK // 1024} KB chunks)", streamed)):
+        print(label)
+        print(f"  {'input':<14} {'without':>8} {'with':>8} {'added':>8} {'ratio':>6}")
+        for name, (ctype, body) in hex_inputs(random.Random(11)).items():
+            def run(target: str, ctype=ctype, body=body, path=path) -> float:
+                switch(target == "with")
+                t0 = time.perf_counter()
+                path(ctype, body)
+                return time.perf_counter() - t0
+
+            results = alternating_rounds(rounds, ["without", "with"], run)
+            switch(True)
+            t_without = min(r["without"] for r in results) * 1e3 * MB / len(body)
+            t_with = min(r["with"] for r in results) * 1e3 * MB / len(body)
+            print(f"  {name:<14} {t_without:>8.3f} {t_with:>8.3f} {t_with - t_without:>8.3f} "
+                  f"{t_with / t_without:>6.2f}")
     return 0
 
 

@@ -12,6 +12,8 @@ import json
 import tarfile
 import zipfile
 
+from hex_forms import c_array, hex_dump, hex_sep
+
 
 def zip_of(text: str) -> bytes:
     buf = io.BytesIO()
@@ -61,6 +63,11 @@ CARRIERS = {
     "gzip_file": ("application/octet-stream", lambda t: gzip.compress(("secret=" + t + "\n").encode() * 5)),
     "protobuf_field": ("application/x-protobuf", lambda t: b"\x08\x01\x12" + bytes([len(t)]) + t.encode()
                        + b"\x18\x02"),
+    "hex_colons": ("text/plain", lambda t: ("fingerprint: " + hex_sep(":")(t) + "\n").encode()),
+    "hex_c_array": ("text/plain", lambda t: c_array(t).encode()),
+    "hexdump_xxd": ("text/plain", lambda t: hex_dump("xxd")(t).encode()),
+    "hexdump_c_in_json": ("application/json", lambda t: json.dumps({"dump": hex_dump("hexdump-C")(t)}).encode()),
+    "hexdump_od_words": ("text/plain", lambda t: hex_dump("od-x")(t).encode()),
     "ndjson_escape": ("application/x-ndjson", lambda t: (json.dumps({"i": 1, "m": "x"}) + "\n"
                                                           + json.dumps({"i": 2, "m": "\n" + t}) + "\n").encode()),
 }

@@ -1,5 +1,6 @@
 """Hex written with separators (`67:68:70`, `67 68 70`, `0x67, 0x68`, xxd/hexdump/od/Wireshark dumps) is decoded in
-every carrier a text segment comes from; text without such a run never reaches the Python regexes."""
+every carrier a text segment comes from and in streamed bodies; text without such a run never reaches the Python
+regexes. (Stream parity for these carriers: test_stream_parity.py, stream_carriers.py.)"""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import hashlib
 import json
 import random
 import sys
+from functools import lru_cache
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,7 @@ import pytest
 from dlproxy.engine.detector import Detector
 from dlproxy.engine.profile import builtin_profile_path, load_profiles
 from dlproxy.extract import Limits, extract_file, extract_http, hexsep, plain_text_body, quickcheck
+from dlproxy.inspect.stream import BLOCK, HEX_LOOKBACK, ByteStreamScanner, HexRun, HoldLimit
 from hex_forms import c_array, hex_dump, hex_sep, openssl_wrapped
 from tokens import make_ghp
 
@@ -108,8 +111,8 @@ def test_text_without_runs_costs_one_pass_and_no_regex(monkeypatch):
 
 
 def test_benign_sources_decode_to_no_checksum_finding():
-    """Installed Python sources and data files: whatever separated hex they hold decodes to no checksummed token."""
-    detector = Detector(load_profiles([builtin_profile_path()]))
+    """Installed Python sources: whatever separated hex they hold decodes to no checksummed token."""
+    detector = _detector()
     roots = sorted({Path(p) for p in sys.path if p.endswith("site-packages") and Path(p).is_dir()})
     size = runs = 0
     for root in roots:
@@ -122,3 +125,65 @@ def test_benign_sources_decode_to_no_checksum_finding():
             if size >= 40 * 1024 * 1024:
                 break
     assert size >= 10 * 1024 * 1024
+
+
+# -- streams: the same runs found in a body streamed in any chunking -------------------------------------------
+
+
+def _stream(body: bytes, chunks: list[bytes], limits: Limits | None = None) -> tuple[bytes, ByteStreamScanner]:
+    scanner = ByteStreamScanner(_detector(), lambda findings: (BLOCK, findings), "body", limits=limits or Limits(),
+                                ctype="text/plain")
+    out = [c for chunk in chunks for c in scanner.feed(chunk)] + scanner.finish()
+    return b"".join(out), scanner
+
+
+@lru_cache(maxsize=1)
+def _detector() -> Detector:
+    return Detector(load_profiles([builtin_profile_path()]))
+
+
+def _xxd(data: bytes) -> bytes:
+    """`xxd` of raw bytes."""
+    return b"".join(b"%08x: %-39s  %s\n" % (off, b" ".join(data[off:off + 16][i:i + 2].hex().encode()
+                                                            for i in range(0, len(data[off:off + 16]), 2)),
+                                          bytes(c if 32 <= c < 127 else 46 for c in data[off:off + 16]))
+                    for off in range(0, len(data), 16))
+
+
+@pytest.mark.parametrize("lead", [b"", b"dump of key.bin:\n"])
+def test_a_dump_whose_first_line_is_binary_is_held_from_that_line(lead):
+    """The token starts at the end of the dump's first line, whose other bytes are not printable (no run of
+    printable pairs there): the line is held because it starts like a dump's (after a newline, or at the stream's
+    first byte), so nothing of the token gets through in any chunking."""
+    body = lead + _xxd(b"\x00" * 13 + TOKEN.encode() + b"\x01" * 600)
+    for size in (1, 7, 50, len(body)):
+        out, scanner = _stream(body, [body[i:i + size] for i in range(0, len(body), size)])
+        assert scanner.stopped, size
+        assert TOKEN[:3].encode().hex()[2:].encode() not in out.replace(b" ", b"")  # `ghp` past its `g`
+        assert not any(_detector().scan(d) for _, _, d in hexsep.find(out))
+
+
+def test_stream_text_without_triggers_is_neither_held_nor_searched(monkeypatch):
+    """Prose with digits, colons and hex words streams through: HexRun holds nothing, keeps at most its look-back,
+    and never asks hexsep.find (the Hyperscan trigger pass is all it costs)."""
+    calls = []
+    monkeypatch.setattr(hexsep, "find", lambda data: calls.append(len(data)) or [])
+    rng = random.Random(5)
+    words = "the of token request be ad fa ce 10:20 1999 at: a-b 12 19".split()
+    prose = " ".join(rng.choice(words) for _ in range(30000)).encode()
+    run = HexRun()
+    for i in range(0, len(prose), 1000):
+        regions, hold = run.push(prose[i:i + 1000], i)
+        assert regions == [] and hold is None
+        assert len(run.data) <= HEX_LOOKBACK + 1000
+    assert run.push(b"", len(prose), final=True) == ([], None)
+    out, scanner = _stream(prose, [prose[i:i + 4096] for i in range(0, len(prose), 4096)])
+    assert out == prose and not scanner.stopped and calls == []
+
+
+def test_an_endless_hex_run_is_bounded():
+    scanner = ByteStreamScanner(_detector(), lambda findings: (BLOCK, findings), "body",
+                                limits=Limits(max_inspect_bytes=4000), ctype="text/plain")
+    with pytest.raises(HoldLimit):
+        for _ in range(100):
+            scanner.feed(b"41:42:43:44:45:46:47:48:" * 4)

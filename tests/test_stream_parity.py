@@ -84,7 +84,7 @@ def test_clean_twin_streams_byte_identical(name, detector):
 
 
 @pytest.mark.parametrize("name", ["json_newline_escape", "json_unicode_escape", "html_entities", "base64_plain",
-                                  "html_named_entity_before", "json_tab_escape"])
+                                  "html_named_entity_before", "json_tab_escape", "hex_colons", "hexdump_xxd"])
 def test_every_byte_boundary(name, ghp_only):
     ctype, build = CARRIERS[name]
     body = build(TOKEN)

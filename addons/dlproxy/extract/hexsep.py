@@ -11,9 +11,10 @@ escapes: the escape view decodes them.)
 
 Text without such a run pays one Hyperscan pass for `may_hold`: a run of 10 hex pairs of printable ASCII with a
 separator after each (a token written as hex has at least that many in a row, also in a dump line of 16 bytes or
-an openssl line of 15; of a space-separated dump, 8 in one half of a `hexdump -C` line). Pairs of printable ASCII start with a digit 2-7, which prose rarely holds and JSON or logs
-hold where the separator does not follow: the pass stays near memory speed. Only then do the Python regexes run.
-Without Hyperscan they run on segments of up to quickcheck.MIN_BYTES only.
+an openssl line of 15; of a space-separated dump, 8 in one half of a `hexdump -C` line). Pairs of printable ASCII
+start with a digit 2-7, which prose rarely holds and JSON or logs hold where the separator does not follow: the
+pass stays near memory speed. Only then do the Python regexes run. Without Hyperscan they run on segments of up to
+quickcheck.MIN_BYTES only. A streamed body is held from a `TRIGGERS` match on (inspect.stream.HexRun).
 """
 
 from __future__ import annotations
@@ -38,12 +39,34 @@ _H = rb"[0-9a-fA-F]"
 # instead of one) and the next line's indentation may come between them (openssl, xxd -i wrap their output).
 _RUN = re.compile(rb"(?<![0-9A-Za-z])(?:0[xX])?" + _H + rb"{2}(?:(?:[ :,.-]{1,2}(?:[ \t]*\r?\n[ \t]*)?|[ \t]*\r?\n"
                   rb"[ \t]*)(?:0[xX])?" + _H + rb"{2}){%d,}(?![0-9A-Za-z])" % (MIN_PAIRS - 1))
-# A dump line: at a line start (or a string's), an offset (hex or octal), then groups of 2, 4 or 8 hex digits one or two spaces apart; the ASCII
-# column (after more spaces, `|` or `>`) is not matched.
-_DUMP_LINE = re.compile(rb"(?:^|(?<=[\"'`=]))[ \t]*(?:0x)?[0-9a-fA-F]{4,16}(:?)[ \t]{1,4}((?:" + _H + rb"{8}|" + _H + rb"{4}|"
-                        + _H + rb"{2})(?: {1,2}(?:" + _H + rb"{8}|" + _H + rb"{4}|" + _H + rb"{2})(?![0-9a-fA-F]))*)",
+# A dump line: at a line start (or a string's), an offset (hex or octal), then groups of 2, 4 or 8 hex digits one or
+# two spaces apart; the ASCII column (after more spaces, `|` or `>`) is not matched.
+_DUMP_LINE = re.compile(rb"(?:^|(?<=[\"'`=]))[ \t]*(?:0x)?[0-9a-fA-F]{4,16}(:?)[ \t]{1,4}((?:" + _H + rb"{8}|"
+                        + _H + rb"{4}|" + _H + rb"{2})(?: {1,2}(?:" + _H + rb"{8}|" + _H + rb"{4}|" + _H + rb"{2})(?![0-9a-fA-F]))*)",
                         re.M)
 _SEPARATORS = b" :,.-\r\n\t"
+
+
+# Where a stream must start holding text back (inspect.stream.HexRun), each a pattern of its own (a few literal
+# separators per pattern keep the pass near memory speed): three printable pairs with a separator after each, or
+# with `, 0x` (byte arrays); two groups of two printable bytes (`xxd`, `od -x`); a line that starts like a dump's
+# (an offset, then two groups of hex; the last pattern). Before one of them, at most two bytes of what a run
+# spells have gone by.
+_DUMP_HEAD = rb"[ \t]*(?:0x)?[0-9a-fA-F]{4,16}:?[ \t]{1,4}[0-9a-fA-F]{2,4} {1,2}[0-9a-fA-F]{2}"
+TRIGGERS = tuple([rb"(?:" + _T + sep + rb"){3}" for sep in (rb":", rb"-", rb"\.", rb" ", rb",", rb", ", rb", 0x")]
+                 + [rb"(?:" + _T + _T + rb" ){2}", rb"\n" + _DUMP_HEAD])
+DUMP_TRIGGER = len(TRIGGERS) - 1
+DUMP_START = re.compile(_DUMP_HEAD)  # the first line of a stream (no newline before it)
+_TRIGGERS_RE = [re.compile(t) for t in TRIGGERS]
+
+
+def triggers(data: bytes) -> list[tuple[int, int]]:
+    """(index into TRIGGERS, end offset) of every trigger match in `data`, in order of end."""
+    finder = quickcheck.matches(TRIGGERS)
+    if finder is not None:
+        return finder.find(data)
+    found = [(i, m.end()) for i, r in enumerate(_TRIGGERS_RE) for m in r.finditer(data)]
+    return sorted(found, key=lambda f: f[1])
 
 
 @lru_cache(maxsize=1)

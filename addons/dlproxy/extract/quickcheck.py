@@ -75,6 +75,33 @@ def any_of(expressions: tuple[bytes, ...]) -> _Precheck | _Maybe:
     return _Precheck(*expressions)
 
 
+class _Matches:
+    """(expression index, end offset) of every match of a few expressions, in one pass, in order of end."""
+
+    def __init__(self, expressions: tuple[bytes, ...]):
+        self._db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
+        self._db.compile(expressions=list(expressions), ids=list(range(len(expressions))),
+                         elements=len(expressions), flags=[hyperscan.HS_FLAG_DOTALL] * len(expressions))
+        self._local = threading.local()
+
+    def find(self, data: bytes | memoryview) -> list[tuple[int, int]]:
+        scratch = getattr(self._local, "scratch", None)
+        if scratch is None:
+            scratch = self._local.scratch = hyperscan.Scratch(self._db)
+        found: list[tuple[int, int]] = []
+        append = found.append
+        self._db.scan(data, match_event_handler=lambda i, _from, to, _flags, _ctx: append((i, to)), scratch=scratch)
+        return found
+
+
+@lru_cache(maxsize=4)
+def matches(expressions: tuple[bytes, ...]) -> _Matches | None:
+    """A finder of every match's end of `expressions` (None without Hyperscan)."""
+    if hyperscan is None:
+        return None
+    return _Matches(expressions)
+
+
 @lru_cache(maxsize=8)
 def openers(count: int) -> _Precheck | _Maybe:
     """May `data` hold `count` opening JSON brackets (a necessary condition for nesting that deep)?"""

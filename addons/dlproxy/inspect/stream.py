@@ -26,7 +26,7 @@ import re
 from collections.abc import Callable, Sequence
 
 from ..engine.findings import Finding
-from ..extract import OVERSIZE_REASONS, Limits, base64blobs, extract_http, quickcheck
+from ..extract import OVERSIZE_REASONS, Limits, base64blobs, extract_http, hexsep, quickcheck
 from ..extract.base64blobs import find_blobs
 from ..extract.core import TOO_LARGE
 from ..extract.encoding import sniff_container
@@ -413,6 +413,77 @@ def _may_hold_blob(text: bytes) -> bool:
     return quickcheck.run_of(base64blobs._B64, base64blobs.MIN_BLOB).may_match(text, min_bytes=0)
 
 
+# Bytes a separated hex run is made of (hex digits, separators, `0x`, line breaks) as " ", the rest as "n"
+_NOT_RUN = bytes(0x20 if b in b"0123456789abcdefABCDEFxX :,.-\t\r\n" else 0x6E for b in range(256))
+HEX_GAP = 160  # a hex region closes this far past its last trigger (two lines of a dump)
+HEX_LOOKBACK = 4096  # text kept to find where the run holding a trigger starts
+_TRIGGER_SPAN = 64  # the previous text scanned again with the new (a trigger across the boundary)
+
+
+class HexRun:
+    """Regions of a stream of text that may be separated hex or a hex dump (extract.hexsep), held from where they
+    start until they end, then handed back whole to be decoded.
+
+    A region opens at a trigger (hexsep.TRIGGERS: three printable pairs with separators, or a line that starts
+    like a dump's), from the start of the run holding it (or of the dump's line), and stays open while triggers
+    follow within HEX_GAP bytes: a run of printable pairs triggers at every pair, a dump at every line. Text with
+    no trigger costs one Hyperscan pass and is not kept past HEX_LOOKBACK.
+    """
+
+    __slots__ = ("data", "at", "open_from", "last")
+
+    def __init__(self):
+        self.data = bytearray()  # text from stream offset `at` on
+        self.at = 0
+        self.open_from: int | None = None  # where the open region starts in data
+        self.last = 0  # the end of its last trigger in data
+
+    def push(self, text: bytes, at: int, final: bool = False) -> tuple[list[tuple[bytes, int]], int | None]:
+        """Add `text` (at stream offset `at`); return (the regions that closed, each with its stream offset; the
+        stream offset to hold from, or None)."""
+        data = self.data
+        if not data:
+            self.at = at
+        base = len(data)
+        data += text
+        spans: list[tuple[int, int]] = []
+        if self.open_from is None and self.at == 0 and base < 512 and hexsep.DUMP_START.match(data):
+            self.open_from, self.last = 0, len(data)  # a dump from the stream's first byte
+        scan_from = max(0, base - _TRIGGER_SPAN)
+        for kind, end in hexsep.triggers(bytes(data[scan_from:])):
+            end += scan_from
+            if end <= base:
+                continue  # found in the previous push
+            if self.open_from is not None and end - self.last > HEX_GAP:
+                spans.append((self.open_from, self.last + HEX_GAP))
+                self.open_from = None
+            if self.open_from is None:
+                self.open_from = self._start(kind, end)
+            self.last = end
+        if self.open_from is not None and (final or len(data) - self.last > HEX_GAP):
+            spans.append((self.open_from, len(data) if final else self.last + HEX_GAP))
+            self.open_from = None
+        closed = [(bytes(data[s:e]), self.at + s) for s, e in spans]
+        keep = self.open_from if self.open_from is not None else max(0, len(data) - HEX_LOOKBACK)
+        if final:
+            keep = len(data)
+        if keep:
+            del data[:keep]
+            self.at += keep
+            self.last -= keep
+            if self.open_from is not None:
+                self.open_from = 0
+        return closed, None if self.open_from is None else self.at + self.open_from
+
+    def _start(self, kind: int, end: int) -> int:
+        """Where the run (or the dump line) holding the trigger that ends at `end` starts."""
+        data = self.data
+        if kind == hexsep.DUMP_TRIGGER:
+            return data.rfind(b"\n", 0, end - 1) + 1
+        lo = max(0, end - HEX_LOOKBACK)
+        return lo + bytes(data[lo:end]).translate(_NOT_RUN).rfind(b"n") + 1
+
+
 class TextScanner:
     """One stream of text through the views a buffered body gets, fed incrementally, so none exists on one side
     only: chunks in, (bytes safe to forward, redaction spans in them) out.
@@ -421,7 +492,8 @@ class TextScanner:
         HTML character references), scanned with its own window; a cut or redaction there maps back to the bytes;
       - base64 runs (Base64Run), decoded and extracted (extract: text, archives, nested base64) once the run ends; a
         run of HOLD_RUN or more base64 characters (unless it reads as a word) is held until then (GitHub's
-        contents API, data: URLs, a token base64-encoded and streamed a few characters per event).
+        contents API, data: URLs, a token base64-encoded and streamed a few characters per event);
+      - separated hex and hex dumps (HexRun), held from their start and decoded once they end.
     The bytes are released only as far as every view has decided them (`decided`). ByteStreamScanner runs a body
     through it; sse.SSEScanner the reassembled text of each delta channel. More than `limits.max_inspect_bytes`
     held raises HoldLimit (policy: on_oversize).
@@ -438,6 +510,7 @@ class TextScanner:
         self.limits = limits if limits is not None else Limits()
         self.max_hold = max(self.limits.max_inspect_bytes, 1)
         self.run = Base64Run()  # of the view: held while open, searched for blobs once it ends
+        self.hexes = HexRun()  # of the view: separated hex, held while open
         self.hold_runs = True  # False: open runs flow (a delta channel's first text: an id that never grows)
         self.blob_prechecks = 0  # closed base64 run texts looked at by a pass of their own (not the window's)
 
@@ -479,11 +552,15 @@ class TextScanner:
         hold_from = self._blobs(view, final, blob_free)
         if window.stopped:
             return b"", []
+        hex_from = self._hexes(view, final)
+        if window.stopped:
+            return b"", []
         limit = None
         if not final:
             undecided = vwin.decided if vwin is not None else escapes.out
-            if hold_from is not None:
-                undecided = min(undecided, hold_from)
+            for held in (hold_from, hex_from):
+                if held is not None:
+                    undecided = min(undecided, held)
             limit = escapes.to_source(undecided)
         out = window.release(limit)
         if vwin is not None:
@@ -530,23 +607,41 @@ class TextScanner:
             return self.run.at + 3
         return None
 
+    def _hexes(self, view: bytes, final: bool) -> int | None:
+        """Decode the hex regions that ended; return the view offset to hold from (an open one) or None. A region
+        holding a secret stops the window."""
+        regions, hold = self.hexes.push(view, self.view.out - len(view), final)
+        for text, at in regions:
+            for start, _end, decoded in hexsep.find(text):
+                if self._extracted_secret(decoded, at + start, ":hex", raw=True):
+                    return None
+        if len(self.hexes.data) > self.max_hold:
+            raise HoldLimit("hex run")
+        return hold
+
     def _decoded_secret(self, text: bytes, at: int) -> bool:
         """Base64 blobs in `text` (view offset `at`), decoded and extracted; True when one stops the stream."""
         for start, end in find_blobs(text):
-            ext = extract_http(url=None, headers=[("content-type", "text/plain")], body=text[start:end],
-                               limits=self.limits)
-            found = []
-            for seg in ext.segments:
-                if seg.location == "body":
-                    continue  # the run itself: the other views scan it
-                hits = self.detector.scan(seg.data)
-                self.verdicts.remember(hits, seg.data)
-                found += [f.at(self.location + ":base64") for f in hits]
-            if found:
-                blocked, redact = self.verdicts.check(found)
-                if blocked is not None or redact:  # an encoded secret cannot be redacted in place: cut
-                    self.window.stop_at(self.view.to_source(at + start))
-                    return True
+            if self._extracted_secret(text[start:end], at + start, ":base64", raw=False):
+                return True
+        return False
+
+    def _extracted_secret(self, body: bytes, at: int, suffix: str, raw: bool) -> bool:
+        """`body` extracted as text and scanned (with its own bytes when `raw`: decoded content, not a run the other
+        views scan); True when a secret in it stops the stream at view offset `at`."""
+        ext = extract_http(url=None, headers=[("content-type", "text/plain")], body=body, limits=self.limits)
+        found = []
+        for seg in ext.segments:
+            if seg.location == "body" and not raw:
+                continue
+            hits = self.detector.scan(seg.data)
+            self.verdicts.remember(hits, seg.data)
+            found += [f.at(self.location + suffix) for f in hits]
+        if found:
+            blocked, redact = self.verdicts.check(found)
+            if blocked is not None or redact:  # an encoded secret cannot be redacted in place: cut
+                self.window.stop_at(self.view.to_source(at))
+                return True
         return False
 
 
