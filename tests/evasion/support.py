@@ -26,9 +26,12 @@ builds, from a token, the `Request` a real client sends through the running prox
 `received_any_form(received, token)` says whether any recorded request carried the token in a form its receiver
 would decode: as is; percent-decoded (repeatedly, `+` as space or not); JSON/backslash-unescaped; HTML entities;
 quoted-printable; base64/base64url runs (any wrapping, indentation); hex runs (also with separators, `0x`
-prefixes) and hex dumps; UTF-16LE/BE and UTF-32 text; utf-7,
-cp037; gzip/deflate/zlib/br/zstd/bz2/xz/lzma; zip and tar members and names; MIME parts; CDATA/comment splits —
-applied to each other up to a fixed depth. Test-side code: clarity over speed, bodies here are small.
+prefixes) and hex dumps; UTF-16LE/BE and UTF-32 text; utf-7, cp037; gzip/deflate/zlib/br/zstd/bz2/xz/lzma; zip and
+tar members and names; MIME parts; CDATA/comment splits — applied to each other up to a fixed depth. Test-side
+code: clarity over speed, bodies here are small.
+
+Payload builders more than one table uses live here too (the tables import this module, never each other):
+`b(x)` (str as latin-1 bytes), `tar_gz(members)`, `env_file(t)`, `git_receive_pack(t)` (what `git push` sends).
 
 Run tables with the `evasion_proxy` fixture (tests/evasion/conftest.py: a `dlproxy run` with the built-in profile).
 """
@@ -42,12 +45,14 @@ import codecs
 import email
 import email.policy
 import gzip
+import hashlib
 import html
 import io
 import lzma
 import quopri
 import random
 import re
+import struct
 import tarfile
 import urllib.parse
 import zipfile
@@ -399,3 +404,52 @@ def query(param: str) -> Callable[[str | bytes], Request]:
         return Request("GET", f"/search?{param}={v}")
 
     return place
+
+
+# --- payload builders more than one table uses --------------------------------------------------------------
+
+
+def b(x: str | bytes) -> bytes:
+    return x.encode("latin-1") if isinstance(x, str) else x
+
+
+def tar_gz(members: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tf:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def env_file(t: str | bytes) -> bytes:
+    return b"API_URL=https://example.test\nTOKEN=" + b(t) + b"\n"
+
+
+def pkt_line(data: bytes) -> bytes:
+    return b"%04x" % (len(data) + 4) + data
+
+
+def git_object(kind: int, data: bytes) -> bytes:
+    """A packfile object entry: type and size in a varint header, then the zlib-deflated content."""
+    size = len(data)
+    head = bytearray([(kind << 4) | (size & 0x0F) | (0x80 if size > 15 else 0)])
+    size >>= 4
+    while size:
+        head.append((size & 0x7F) | (0x80 if size > 0x7F else 0))
+        size >>= 7
+    return bytes(head) + zlib.compress(data)
+
+
+def git_receive_pack(t: str | bytes) -> bytes:
+    """What `git push` sends to /git-receive-pack: a ref update in pkt-lines, a flush, then a packfile whose blob
+    objects are zlib streams (a commit adding a .env)."""
+    blob = env_file(t)
+    commit = (b"tree 4b825dc642cb6eb9a060e54bf8d69288fbee4904\nauthor A <a@x.test> 0 +0000\n"
+              b"committer A <a@x.test> 0 +0000\n\nadd config\n")
+    objects = [git_object(1, commit), git_object(3, blob)]
+    pack = b"PACK" + struct.pack(">II", 2, len(objects)) + b"".join(objects)
+    pack += hashlib.sha1(pack).digest()
+    ref = b"0" * 40 + b" " + hashlib.sha1(commit).hexdigest().encode() + b" refs/heads/main\x00 report-status\n"
+    return pkt_line(ref) + b"0000" + pack

@@ -25,7 +25,21 @@ import zipfile
 import zlib
 
 import pytest
-from support import Request, Variant, cases, encoded, header, json_text, query, run_case, text_body
+from support import (
+    Request,
+    Variant,
+    b,
+    cases,
+    encoded,
+    env_file,
+    git_receive_pack,
+    header,
+    json_text,
+    query,
+    run_case,
+    tar_gz,
+    text_body,
+)
 
 from hex_forms import c_array, hex_dump, hex_sep, openssl_wrapped
 
@@ -33,10 +47,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
 GH, CF, GL, AZ, NPM, GHS = ("github-classic-pat", "cloudflare-user-api-token", "gitlab-routable-token",
                             "azure-storage-account-key", "npm-access-token", "github-app-installation-token")
-
-
-def b(x: str | bytes) -> bytes:
-    return x.encode("latin-1") if isinstance(x, str) else x
 
 
 # --- encoders --------------------------------------------------------------------------------------------
@@ -141,20 +151,6 @@ def zip_bytes(members: dict[str, bytes], comment: bytes = b"", method=zipfile.ZI
             zf.writestr(name, data)
         zf.comment = comment
     return buf.getvalue()
-
-
-def tar_gz(members: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tf:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tf.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
-
-
-def env_file(t: str | bytes) -> bytes:
-    return b"API_URL=https://example.test\nTOKEN=" + b(t) + b"\n"
 
 
 def zipapp(t: str | bytes) -> bytes:
@@ -371,34 +367,6 @@ def png_ztxt(t: str | bytes) -> bytes:
     return (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr)
             + png_chunk(b"zTXt", b"Comment\x00\x00" + zlib.compress(b"deploy token " + b(t)))
             + png_chunk(b"IDAT", zlib.compress(b"\x00\x00")) + png_chunk(b"IEND", b""))
-
-
-def pkt_line(data: bytes) -> bytes:
-    return b"%04x" % (len(data) + 4) + data
-
-
-def git_object(kind: int, data: bytes) -> bytes:
-    """A packfile object entry: type and size in a varint header, then the zlib-deflated content."""
-    size = len(data)
-    head = bytearray([(kind << 4) | (size & 0x0F) | (0x80 if size > 15 else 0)])
-    size >>= 4
-    while size:
-        head.append((size & 0x7F) | (0x80 if size > 0x7F else 0))
-        size >>= 7
-    return bytes(head) + zlib.compress(data)
-
-
-def git_receive_pack(t: str | bytes) -> bytes:
-    """What `git push` sends to /git-receive-pack: a ref update in pkt-lines, a flush, then a packfile whose blob
-    objects are zlib streams (a commit adding a .env)."""
-    blob = env_file(t)
-    commit = (b"tree 4b825dc642cb6eb9a060e54bf8d69288fbee4904\nauthor A <a@x.test> 0 +0000\n"
-              b"committer A <a@x.test> 0 +0000\n\nadd config\n")
-    objects = [git_object(1, commit), git_object(3, blob)]
-    pack = b"PACK" + struct.pack(">II", 2, len(objects)) + b"".join(objects)
-    pack += hashlib.sha1(pack).digest()
-    ref = b"0" * 40 + b" " + hashlib.sha1(commit).hexdigest().encode() + b" refs/heads/main\x00 report-status\n"
-    return pkt_line(ref) + b"0000" + pack
 
 
 def ar_member(name: bytes, data: bytes) -> bytes:

@@ -29,8 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
-from support import Request, received_any_form, wrong_checksum
-from test_content import git_receive_pack, tar_gz
+from support import Request, git_receive_pack, received_any_form, tar_gz, wrong_checksum
 
 from dlproxy.engine.profile import builtin_profile_path, load_profiles
 from e2e.conftest import _Server, proxied_client
