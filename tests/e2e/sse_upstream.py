@@ -1,7 +1,9 @@
 """A local upstream that streams: AI-API SSE replies a few characters per event, and chunked downloads.
 
-Used by tests/e2e/test_streams.py, test_ai_sdks_streaming.py and bench/proxy.py. Binds 127.0.0.1 on an ephemeral
-port; records what it received and whether the peer went away mid-stream (the proxy closing the upstream).
+Used by tests/e2e/test_streams.py and test_ai_sdks_streaming.py. Binds 127.0.0.1 on an ephemeral port; records what
+it received and whether the peer went away mid-stream (the proxy closing the upstream). Like a real server it keeps
+the connection open after a complete reply: closing it unannounced races the proxy's reuse of it for the client's
+next request (which then gets mitmproxy's 502 "server closed connection").
 
     server = StreamingUpstream().start()
     server.script(text="Hello ...", chars=3, delay=0.005)   # what the next streams say
@@ -140,7 +142,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             srv.completed.set()
         except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError):
             srv.aborted.set()
-        self.close_connection = True
+            self.close_connection = True
 
     def do_POST(self):
         self._handle()

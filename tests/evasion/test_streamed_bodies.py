@@ -239,9 +239,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             if row.framing == "chunked":
                 fields = "".join(f"{k}: {v}\r\n" for k, v in self.server.trailers.get(self.path, []))
                 self.wfile.write(b"0\r\n" + fields.encode("latin-1") + b"\r\n")
-        except OSError:
-            pass  # the proxy closed the upstream: the expected outcome of a cut
-        self.close_connection = True
+        except OSError:  # the proxy closed the upstream: the expected outcome of a cut
+            self.close_connection = True
 
 
 @pytest.fixture(scope="module")
