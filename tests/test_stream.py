@@ -406,3 +406,24 @@ entries:
     prefixes: ["tok_"]
     pattern: "[A-Za-z0-9]{36}"
 """
+
+
+@pytest.mark.parametrize("mime, markup, source, view", [
+    (False, False, b'a \\x67\\u{68}\\u0070 b', b"a ghp b"),
+    (False, False, b'k: "ab\\\n    cd"', b'k: "abcd"'),  # YAML/TOML line continuation
+    (False, False, b"&#x67&#104;&#x70; x", b"ghp x"),  # numeric references with or without `;`
+    (False, False, b"%67%68%70%5F %20 %C3%A9", b"ghp_ %20 %C3%A9"),  # only token characters' percent-escapes
+    (False, False, b"a=\r\nb <![CDATA[c]]>", b"a=\r\nb <![CDATA[c]]>"),  # not MIME, not markup
+    (True, False, b"ghp=\r\n_x =5F", b"ghp_x _"),  # quoted-printable in a MIME body
+    (False, True, b"gh<![CDATA[p]]>_<!-- x -->a", b"ghp_a"),  # CDATA markers and comments in markup
+])
+def test_escape_view_kinds_at_every_split(mime, markup, source, view):
+    """The stream's escape view decodes each kind wherever the chunks split it (an escape cut off by a chunk end
+    waits for the next one) and maps back to the source."""
+    from dlproxy.inspect.views import EscapeView
+
+    for cut in range(len(source) + 1):
+        v = EscapeView(mime=mime, markup=markup)
+        out = v.feed(source[:cut]) + v.feed(source[cut:]) + v.feed(b"", final=True)
+        assert out == view, cut
+        assert v.to_source(len(view)) == len(source)

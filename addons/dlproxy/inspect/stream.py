@@ -30,6 +30,8 @@ from ..extract import OVERSIZE_REASONS, Limits, base64blobs, extract_http, hexse
 from ..extract.base64blobs import find_blobs
 from ..extract.core import TOO_LARGE
 from ..extract.encoding import sniff_container
+from ..extract.forms import header_params
+from ..extract.text import declared_codec, hidden_wide_text, wide_charset
 from .views import EscapeView
 
 PASS, REDACT, BLOCK = "pass", "redact", "block"
@@ -172,6 +174,8 @@ class ScanWindow:
         buf, findings, cut, final, data = scanned
         base = self._base
         lo = self._released - base
+        if findings and not final:
+            findings, cut = self._open_at_end(findings, len(buf), cut)
         cut = max(cut, lo, len(buf) - self._max_hold)
         if limit is not None and not final:
             cut = max(min(cut, limit - base), lo)
@@ -195,6 +199,17 @@ class ScanWindow:
         if self._seen:
             self._seen = {k for k in self._seen if k[0] >= self._base}
         return released
+
+    @staticmethod
+    def _open_at_end(findings: list[Finding], n: int, cut: int) -> tuple[list[Finding], int]:
+        """A shape-only match that ends where the bytes so far end is not decided: the next bytes may glue on to it
+        (then it is no token: the boundary rule) or make it part of a longer one (a legacy `glpat-` + 20 is the
+        head of a routable GitLab token). It is held from its start and judged once the next bytes are there. A
+        checksum is its own evidence: such a match is judged at once."""
+        late = [f for f in findings if f.end >= n and f.validated == "structure"]
+        if not late:
+            return findings, cut
+        return [f for f in findings if f not in late], min(cut, *(f.start for f in late))
 
     def stop_at(self, offset: int) -> bytes:
         """Stop the stream at `offset` (a secret another view found there): release what lies before it."""
@@ -288,8 +303,30 @@ class HoldLimit(Uninspectable):
 
 _B64_CLASS = bytes(0x61 if (chr(b).isascii() and (chr(b).isalnum() or chr(b) in "+/=_-")) else 0x20
                    for b in range(256))
+# The first bytes of a body that is collected whole and extracted at its end like a buffered body (no decoder
+# takes it piece by piece): archives and compressed files, documents and images whose text is compressed inside
+# (PDF, PNG), other archives (ar/.deb; 7z, named unscannable).
+_FILE_MAGICS = (b"%PDF-", b"\x89PNG\r\n\x1a\n", b"!<arch>\n", b"7z\xbc\xaf\x27\x1c")
 _MAGICS = (b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08", b"\x1f\x8b\x08", b"\x28\xb5\x2f\xfd", b"\xfd7zXZ\x00",
-           b"BZh")
+           b"BZh", b"x\x01", b"x\x9c", b"x\xda", b"\x5d\x00\x00", *_FILE_MAGICS)
+_COLLECTED = ("zip", "gzip", "zstd", "xz", "bz2", "lzma", "zlib")
+# A script whose payload follows it (a zipapp, a makeself installer), when it is not served as text
+_SCRIPT_TYPES = ("", "application/octet-stream", "application/x-sh", "application/x-shellscript",
+                 "application/x-executable", "application/x-python-code")
+WIDE_HEAD = 64  # bytes of a head that is not ASCII looked at for UTF-16/32 text
+
+
+def whole_body(head: bytes, mime: str, charset: str) -> bool:
+    """Is a body that starts with `head` collected whole (see _FILE_MAGICS)? Also text in a charset that is not
+    ASCII-compatible: UTF-16/32 (BOM, label or NUL pattern in the head), utf-7 or EBCDIC when declared."""
+    kind = sniff_container(head)
+    if kind in _COLLECTED and not (kind == "zlib" and head[1:2] == b"^"):  # "x^…" is text
+        return True
+    if head.startswith(_FILE_MAGICS) or (head.startswith(b"#!") and mime in _SCRIPT_TYPES):
+        return True
+    if declared_codec(charset) is not None:
+        return True
+    return wide_charset(head, charset) is not None or hidden_wide_text(head) is not None
 TAIL = 256  # Base64Run: bytes of new text looked at first
 HOLD_RUN = 8  # a trailing base64 run this long is held until it ends (it may be a blob); shorter runs flow
 
@@ -500,12 +537,14 @@ class TextScanner:
     """
 
     def __init__(self, detector, verdicts: Verdicts | Judge, location: str = "body", fixed_length: bool = False,
-                 limits: Limits | None = None):
+                 limits: Limits | None = None, mime: str = ""):
         self.detector = detector
         self.verdicts = verdicts if isinstance(verdicts, Verdicts) else Verdicts(verdicts)
         self.window = ScanWindow(detector, self.verdicts, location, fixed_length)
         self.location = location
-        self.view = EscapeView()
+        # the body's type adds the escapes of its kind: quoted-printable in MIME, CDATA and comments in markup
+        self.view = EscapeView(mime=mime.startswith(("multipart/", "message/")),
+                               markup="xml" in mime or "html" in mime)
         self.vwindow: ScanWindow | None = None  # made at the first escape: until then the view is the bytes
         self.limits = limits if limits is not None else Limits()
         self.max_hold = max(self.limits.max_inspect_bytes, 1)
@@ -649,22 +688,25 @@ class ByteStreamScanner:
     """A streamed body (chunked download, large upload): chunks in, chunks safe to forward out.
 
     The body's text goes through a TextScanner (the bytes, their escape view, base64 runs); a body that starts as
-    an archive or a compressed file (zip, gzip, zstd, xz, bz2) cannot be decoded piece by piece: it is collected and
-    extracted whole at its end, like a buffered body. Whatever would need more than `limits.max_inspect_bytes` held
+    an archive, a compressed file, a document or image with compressed text, or text in a charset that is not
+    ASCII-compatible (whole_body) cannot be decoded piece by piece: it is collected and extracted whole at its
+    end, like a buffered body. Whatever would need more than `limits.max_inspect_bytes` held
     raises HoldLimit (policy: on_oversize).
     """
 
     def __init__(self, detector, judge: Judge, location: str = "body", fixed_length: bool = False,
                  limits: Limits | None = None, ctype: str = ""):
         self.detector = detector
-        self.text = TextScanner(detector, judge, location, fixed_length, limits)
+        self._mime, params = header_params(ctype) if ctype else ("", {})
+        self._charset = params.get("charset", "")
+        self.text = TextScanner(detector, judge, location, fixed_length, limits, self._mime)
         self.verdicts = self.text.verdicts
         self.window = self.text.window
         self.location = location
         self.limits = self.text.limits
         self.max_hold = self.text.max_hold
         self.ctype = ctype
-        self._head = b""  # the first bytes, until they say whether the body is an archive
+        self._head = b""  # the first bytes, until they say whether the body is collected whole (whole_body)
         self._collect: bytearray | None = None
 
     @property
@@ -689,11 +731,12 @@ class ByteStreamScanner:
         if self.window.stopped:
             return []
         if self._collect is None and self._head is not None:
-            self._head += data
-            if not final and len(self._head) < 10 and any(m.startswith(self._head[:len(m)]) for m in _MAGICS):
-                return []  # may still be an archive's magic
-            data, self._head = self._head, None
-            if sniff_container(data) in ("zip", "gzip", "zstd", "xz", "bz2"):
+            head = self._head = self._head + data
+            if not final and ((len(head) < 10 and any(m.startswith(head[:len(m)]) for m in _MAGICS))
+                              or (len(head) < WIDE_HEAD and (b"\x00" in head or not head.isascii()))):
+                return []  # may still be a magic, or UTF-16/32 text
+            data, self._head = head, None
+            if whole_body(data, self._mime, self._charset):
                 self._collect = bytearray()
         if self._collect is not None:
             return self._collected(data, final)

@@ -18,31 +18,93 @@ import html
 import re
 from bisect import bisect_right
 
-_ESCAPE = re.compile(rb"\\(?:u[0-9a-fA-F]{4}|[nrtbf\"\\/'])|&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});")
-# A possible escape cut off by the end of the data: held until the next bytes decide it.
-_OPEN = re.compile(rb"(?:\\(?:u[0-9a-fA-F]{0,3})?|&(?:#[xX]?[0-9a-fA-F]{0,6}|[A-Za-z][A-Za-z0-9]{0,31})?)\Z")
+# Escapes decoded in every stream, each kind led by one literal byte (the regex engine finds a literal fast; an
+# alternation of the kinds it would try at every byte): JSON string escapes and their JavaScript kin (`\\x67`,
+# `\\u{67}`), a backslash-newline line continuation (YAML double quotes and TOML drop the next line's indentation
+# too), HTML character references (numeric ones with or without `;`, as HTML parsers read them) and the
+# percent-escapes of token characters (`%67`; `%20` hides none and is common in URLs).
+_TEXT = ((b"\\", rb"\\(?:u[0-9a-fA-F]{4}|u\{[0-9a-fA-F]{1,6}\}|x[0-9a-fA-F]{2}|[nrtbf\"\\/']|\r?\n[ \t]*)"),
+         (b"&", rb"&(?:#[0-9]{1,7};?|#[xX][0-9a-fA-F]{1,6};?|[A-Za-z][A-Za-z0-9]{1,31};)"),
+         (b"%", rb"%(?:2[DdEe]|3[0-9]|[46][1-9A-Fa-f]|[57][0-9Aa]|5[Ff])"))
+_TEXT_OPEN = (rb"\\(?:u[0-9a-fA-F]{0,3}|u\{[0-9a-fA-F]{0,6}|x[0-9a-fA-F]?|\r|\r?\n[ \t]*)?"
+              rb"|&(?:#[xX]?[0-9a-fA-F]{0,7}|[A-Za-z][A-Za-z0-9]{0,31})?|%[0-9A-Fa-f]?")
+# MIME (multipart and message bodies): quoted-printable soft line breaks and `=XX` (and RFC 2047 Q words)
+_MIME = ((b"=", rb"=(?:\r?\n|[0-9A-F]{2})"),)
+_MIME_OPEN = rb"|=(?:\r|[0-9A-F])?"
+# Markup (XML, HTML): CDATA section markers and short comments, which a parser drops from the text
+_MARKUP = ((b"<", rb"<!(?:\[CDATA\[|--[^>]{0,64}?-->)"), (b"]", rb"\]\]>"))
+_MARKUP_OPEN = rb"|<(?:!(?:\[(?:C(?:D(?:A(?:T(?:A)?)?)?)?)?|-(?:-[^>]{0,64})?)?)?|\]\]?"
 _SIMPLE = {ord("n"): b"\n", ord("r"): b"\r", ord("t"): b"\t", ord("b"): b"\b", ord("f"): b"\f"}
-MAX_OPEN = 40
+MAX_OPEN = 80
+
+
+def _compiled(mime: bool, markup: bool) -> tuple[tuple[tuple[bytes, re.Pattern], ...], re.Pattern]:
+    kinds, opened = _TEXT, _TEXT_OPEN
+    if mime:
+        kinds, opened = kinds + _MIME, opened + _MIME_OPEN
+    if markup:
+        kinds, opened = kinds + _MARKUP, opened + _MARKUP_OPEN
+    # A possible escape cut off by the end of the data: held until the next bytes decide it.
+    return tuple((lead, re.compile(rx)) for lead, rx in kinds), re.compile(rb"(?:" + opened + rb")\Z")
+
+
+_KINDS = {(mime, markup): _compiled(mime, markup) for mime in (False, True) for markup in (False, True)}
+
+
+def _matches(kinds, data: bytes) -> list[re.Match] | None:
+    """The escapes in `data` in order (a match inside an earlier one dropped); None when no lead byte is there."""
+    found: list[re.Match] | None = None
+    several = False
+    for lead, rx in kinds:
+        if lead in data:  # one byte: memchr
+            if found is None:
+                found = list(rx.finditer(data))
+            else:
+                more = list(rx.finditer(data))
+                if more:
+                    several = bool(found)
+                    found += more
+    if several:
+        found.sort(key=lambda m: m.start())
+        kept, end = [], -1
+        for m in found:
+            if m.start() >= end:
+                kept.append(m)
+                end = m.end()
+        found = kept
+    return found
 
 
 def _decode(m: re.Match) -> bytes:
     s = m.group()
-    if s[0] == 0x5C:  # backslash
+    lead = s[0]
+    if lead == 0x5C:  # backslash
         c = s[1]
-        if c == 0x75:  # \uXXXX
-            return chr(int(s[2:], 16)).encode("utf-8", "surrogatepass")
+        if c == 0x75:  # \uXXXX, \u{X…}
+            cp = int(s[3:-1] if s[2] == 0x7B else s[2:], 16)
+            return chr(cp).encode("utf-8", "surrogatepass") if cp <= 0x10FFFF else s
+        if c == 0x78:  # \xXX
+            return chr(int(s[2:], 16)).encode("utf-8")
+        if c in (0x0A, 0x0D):  # a line continuation
+            return b""
         return _SIMPLE.get(c, s[1:2])
+    if lead == 0x25 or lead == 0x3D:  # %XX, =XX; `=` and a line end: a soft line break
+        return bytes([int(s[1:], 16)]) if s[1] not in (0x0A, 0x0D) else b""
+    if lead in (0x3C, 0x5D):  # CDATA markers, comments
+        return b""
     text = s.decode("ascii")
     out = html.unescape(text)
     return text.encode("ascii") if out == text else out.encode("utf-8", "surrogatepass")
 
 
 class EscapeView:
-    """JSON escapes and HTML character references of a byte stream, decoded as it arrives."""
+    """The escapes of a byte stream decoded as it arrives: always those of text (_TEXT); with `mime`, quoted-
+    printable; with `markup`, CDATA markers and comments (the body's type says which)."""
 
-    __slots__ = ("src", "out", "pending", "_vstarts", "_marks", "escaped")
+    __slots__ = ("src", "out", "pending", "_vstarts", "_marks", "escaped", "_kinds", "_open")
 
-    def __init__(self):
+    def __init__(self, mime: bool = False, markup: bool = False):
+        self._kinds, self._open = _KINDS[(mime, markup)]
         self.src = 0  # source bytes consumed (the pending tail excluded)
         self.out = 0  # view bytes produced
         self.pending = b""
@@ -56,17 +118,21 @@ class EscapeView:
             self.pending = b""
         if not data:
             return b""
-        if b"\\" not in data and b"&" not in data:
+        matches = _matches(self._kinds, data)
+        if matches is None:  # no lead byte: the view is the data
             self.src += len(data)
             self.out += len(data)
             return data
-        matches = list(_ESCAPE.finditer(data))
         if not final:
-            last = matches[-1].end() if matches else 0
-            m = _OPEN.search(data, max(last, len(data) - MAX_OPEN))
-            if m is not None:
-                self.pending = data[m.start():]
-                data = data[:m.start()]
+            if matches and matches[-1].end() == len(data):  # may go on (`&#10` then `3;`, more indentation)
+                held = matches.pop().start()
+            else:
+                last = matches[-1].end() if matches else 0
+                m = self._open.search(data, max(last, len(data) - MAX_OPEN))
+                held = m.start() if m is not None else len(data)
+            if held < len(data):
+                self.pending = data[held:]
+                data = data[:held]
         pieces: list[bytes] = []
         pos = 0
         src, out = self.src, self.out
