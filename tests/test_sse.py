@@ -335,7 +335,21 @@ def test_finish_reason_and_done_release_a_held_tail(ghp_only):
     d = sse({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "ghp_"}})
     assert anth.feed(d) == []
     stop = sse({"type": "content_block_stop", "index": 0})
-    assert anth.feed(stop) == [d, stop]
+    assert anth.feed(stop) == []  # the next text block may go on with it (clients join the blocks' text)
+    end = sse({"type": "message_stop"})
+    assert anth.feed(end) == [d, stop, end]
+
+
+def test_anthropic_text_reads_on_across_content_blocks(ghp_only):
+    """A token whose head ends one text block and whose rest starts the next: the SDKs' text_stream and UIs join
+    the blocks, so the text channel is the message's, not the block's (a tool's partial_json stays per block)."""
+    token = make_ghp("blocks")
+    scanner = SSEScanner(ghp_only, Judge(BLOCK))
+    events = [sse({"type": "content_block_start", "index": i, "content_block": {"type": "text", "text": ""}})
+              + sse({"type": "content_block_delta", "index": i, "delta": {"type": "text_delta", "text": part}})
+              + sse({"type": "content_block_stop", "index": i}) for i, part in enumerate((token[:12], token[12:]))]
+    out = b"".join(b"".join(scanner.feed(e)) for e in events)
+    assert scanner.stopped and token[4:12].encode() not in out
 
 
 def test_hold_limit(ghp_only):

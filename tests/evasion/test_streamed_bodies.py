@@ -17,6 +17,16 @@ sends request trailers), a raw socket for an HTTP/1 chunked request, curl `--raw
 A blocked request must not reach the upstream with the token; a response must not bring it to the client
 (its trailers are dropped and the stream cut, or the whole response withheld).
 
+Stream shapes (SHAPE_ROWS): what a red team tries after reading the rows above: a byte order mark before the first
+event, CRLF and CR line ends, RFC 7464 JSON text sequences, Anthropic text continued across content blocks, the
+token in SSE `id:`/`event:` fields and comments, escapes across multi-line `data:`, a UTF-16 labelled event
+stream, Content-Encodings in one-byte writes (raw and zlib deflate, zstd, br), gRPC-web binary and text frames,
+multipart/x-mixed-replace parts (quoted-printable, base64). The streamed-upload table (REQUEST_ROWS) sends the
+carriers and the gzip header rows as chunked uploads that `stream_large_bodies` streams; the WebSocket table
+(WS_ROWS) sends messages and close frames (base64 in a binary frame, a Socket.IO binary attachment, UTF-16 binary
+text, percent-escapes, references without `;`, base64 and escaped deltas over messages). Known gaps are strict
+xfails with their reason.
+
 AI stream rows: a model's reply (SSE or NDJSON, in each API's shape) emits the token a few characters per event,
 inside JSON-in-JSON tool arguments, split mid-escape, base64-encoded, one character per event. Their control is the
 same stream with the token whole in one event; what the client can rebuild from the deltas (every string per JSON
@@ -42,8 +52,12 @@ from functools import partial
 import brotli
 import httpx
 import pytest
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
+from websockets.sync.server import serve
 
 from dlproxy.engine.findings import fingerprint
+from dlproxy.extract.encoding import zstd
 from e2e.conftest import curl, proxied_client
 from e2e.h2server import h1_chunked_post, h2_exchange
 from evasion.support import carries, detector, received_any_form, wrong_checksum
@@ -63,7 +77,7 @@ from test_stream_shapes import (
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("evasion-streams")]
 
-ENCODERS = {"gzip": gzip.compress, "br": brotli.compress}
+ENCODERS = {"gzip": gzip.compress, "br": brotli.compress, "deflate": zlib.compress, "zstd": zstd.compress}
 DECODERS = {"gzip": gzip.decompress, "br": brotli.decompress}
 
 
@@ -119,10 +133,11 @@ def _escape_split(args: str, rng: random.Random) -> list[str]:
     return out
 
 
-def _ai(row_id: str, builder, text, framing: str = "sse", split=None, plain=None, **kw) -> StreamRow:
+def _ai(row_id: str, builder, text, framing: str = "sse", split=None, plain=None, ctype: str | None = None,
+        **kw) -> StreamRow:
     """An AI stream row: `text(secret)` is what the model emits, split a few characters per event (or by `split`);
     the control emits `plain(secret)` (default: the reply with the token whole) in one event."""
-    ctype = "text/event-stream" if framing == "sse" else "application/x-ndjson"
+    ctype = ctype or ("text/event-stream" if framing == "sse" else "application/x-ndjson")
     def build(secret: str) -> bytes:
         return builder((split or (lambda t, r: pieces(t, r, 1, 4)))(text(secret), random.Random(row_id + secret)))
 
@@ -179,6 +194,117 @@ GZIP_HEADER_ROWS = [
 ]
 
 
+# --- stream shapes a red team tries after reading the rows above -------------------------------------------------
+
+
+def _crlf(builder, eol: bytes = b"\r\n"):
+    return lambda parts: builder(parts).replace(b"\n", eol)
+
+
+def _bom(builder):
+    return lambda parts: b"\xef\xbb\xbf" + builder(parts)
+
+
+def json_seq(parts: list[str]) -> bytes:
+    """RFC 7464 JSON text sequence: each record starts with RS."""
+    return b"".join(b"\x1e" + json.dumps({"message": {"role": "assistant", "content": p}, "done": False}).encode()
+                    + b"\n" for p in parts) + b'\x1e{"done": true}\n'
+
+
+def anthropic_blocks(parts: list[str]) -> bytes:
+    """Every piece of text in a content block of its own: text_stream and UIs join the blocks."""
+    out = [sse({"type": "message_start", "message": {"id": "msg_ev", "role": "assistant", "content": []}},
+               "message_start")]
+    for i, p in enumerate(parts):
+        out += [sse({"type": "content_block_start", "index": i, "content_block": {"type": "text", "text": ""}},
+                    "content_block_start"),
+                sse({"type": "content_block_delta", "index": i, "delta": {"type": "text_delta", "text": p}},
+                    "content_block_delta"),
+                sse({"type": "content_block_stop", "index": i}, "content_block_stop")]
+    return b"".join(out + [sse({"type": "message_stop"}, "message_stop")])
+
+
+def gemini_array(parts: list[str]) -> bytes:
+    """Gemini streamGenerateContent without alt=sse: one JSON array, an element per chunk as it is generated."""
+    return b"[" + b",\r\n".join(json.dumps({"candidates": [{"content": {"parts": [{"text": p}], "role": "model"}}]})
+                                  .encode() for p in parts) + b"]"
+
+
+def grpc_web(t: str) -> bytes:
+    msg = b"\x0a" + bytes([len(t)]) + t.encode() + b"\x12\x02ok"
+    return b"\x00" + struct.pack(">I", len(msg)) + msg + b"\x80" + struct.pack(">I", 14) + b"grpc-status:0\r\n"
+
+
+def grpc_web_text(t: str) -> bytes:
+    """grpc-web-text: each frame base64-encoded on its own (padding between them)."""
+    frames = [b"\x0a\x03abc", b"\x0a" + bytes([len(t)]) + t.encode() + b"\x12\x02ok"]
+    return b"".join(base64.b64encode(b"\x00" + struct.pack(">I", len(m)) + m) for m in frames)
+
+
+def mixed_replace(cte: str, part: bytes) -> bytes:
+    return (b"--frame\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: " + cte.encode() + b"\r\n\r\n"
+            + part + b"\r\n--frame\r\n")
+
+
+def _qp_split(t: str) -> bytes:
+    return b"key " + t[:15].encode() + b"=\r\n" + t[15:].encode() + b" ok"
+
+
+def _deflate_raw(body: bytes, _secret: str) -> bytes:
+    co = zlib.compressobj(6, zlib.DEFLATED, -15)
+    return co.compress(body) + co.flush()
+
+
+def _sse_line(field: str):
+    return lambda t: f"{field}: {t}\ndata: {{}}\n\n".encode()
+
+
+def _sse_data(t: str) -> bytes:
+    return f"data: {t}\n\n".encode()
+
+
+_JSON = "application/json"
+SHAPE_ROWS = [
+    _ai("openai-sse-bom-first", _bom(openai_chat), REPLY.format),
+    _ai("openai-sse-crlf", _crlf(openai_chat), REPLY.format),
+    _ai("openai-sse-cr-only", _crlf(openai_chat, b"\r"), REPLY.format),
+    _ai("ollama-ndjson-crlf", _crlf(ollama_chat), REPLY.format, framing="lines"),
+    _ai("json-seq-records", json_seq, REPLY.format, framing="lines", ctype="application/json-seq"),
+    _ai("anthropic-text-across-blocks", anthropic_blocks, REPLY.format),
+    _ai("gemini-json-array-stream", gemini_array, REPLY.format, framing="lines", ctype=_JSON),
+    StreamRow("sse-token-in-id-field", "text/event-stream", _sse_line("id"), control=_sse_data),
+    StreamRow("sse-token-in-event-field", "text/event-stream", _sse_line("event"), control=_sse_data),
+    StreamRow("sse-token-in-comment", "text/event-stream", lambda t: f": {t}\n\ndata: {{}}\n\n".encode(),
+              control=_sse_data),
+    StreamRow("sse-multiline-data-escape", "text/event-stream",
+              lambda t: b'data: {"choices": [{"delta":\ndata: {"content": "x\\n' + t.encode() + b'"}}]}\n\n',
+              control=_sse_data),
+    StreamRow("sse-utf16-charset", "text/event-stream; charset=utf-16",
+              lambda t: ("data: " + REPLY.format(t) + "\n\n").encode("utf-16-le"), control=_sse_data),
+    StreamRow("deflate-raw-one-byte-writes", "text/plain", lambda t: b"key " + t.encode() + b"\n", encoding="deflate",
+              piece=1, wire=_deflate_raw),
+    StreamRow("deflate-zlib-one-byte-writes", "text/plain", lambda t: b"key " + t.encode() + b"\n",
+              encoding="deflate", piece=1),
+    StreamRow("zstd-one-byte-writes", _JSON, lambda t: json.dumps({"log": "a\n" + t}).encode(), encoding="zstd",
+              piece=1),
+    StreamRow("br-one-byte-writes", _JSON, lambda t: json.dumps({"log": "a\n" + t}).encode(), encoding="br",
+              piece=1),
+    StreamRow("grpc-web-frames", "application/grpc-web+proto", grpc_web),
+    StreamRow("grpc-web-text-frames", "application/grpc-web-text", grpc_web_text),
+    StreamRow("mixed-replace-quoted-printable", "multipart/x-mixed-replace; boundary=frame",
+              lambda t: mixed_replace("quoted-printable", _qp_split(t))),
+    StreamRow("mixed-replace-base64", "multipart/x-mixed-replace; boundary=frame",
+              lambda t: mixed_replace("base64", base64.b64encode(b"key " + t.encode()))),
+]
+# Known gaps (row id -> reason): strict xfails on the evasion case.
+SHAPE_GAPS = {
+    "sse-utf16-charset": "an event stream is parsed as UTF-8, as the SSE standard (and every browser) reads it; a "
+                         "client that honours a UTF-16 charset label rebuilds the token",
+    "gemini-json-array-stream": "a JSON array streamed element by element (Gemini streamGenerateContent without "
+                                "alt=sse) is not split into events: its deltas are not reassembled",
+}
+
+
 def _rows() -> list[StreamRow]:
     rows = []
     for name, (ctype, build) in sorted(CARRIERS.items()):
@@ -188,10 +314,22 @@ def _rows() -> list[StreamRow]:
         ctype, build = CARRIERS[name]
         for enc in ("gzip", "br"):
             rows.append(StreamRow(f"{name}-{enc}-chunked", ctype, build, "chunked", enc, piece=5))
-    return rows + GZIP_HEADER_ROWS + AI_ROWS
+    return rows + GZIP_HEADER_ROWS + AI_ROWS + SHAPE_ROWS
 
 
 ROWS = _rows()
+
+
+def row_params(rows: list, gaps: dict[str, str]) -> list:
+    """pytest params (row, kind) for the three cases of each row; `gaps` (row id -> reason): its evasion case is a
+    strict xfail."""
+    out = []
+    for row in rows:
+        for kind in ("evasion", "plain", "wrong_checksum"):
+            gap = gaps.get(row.id) if kind == "evasion" else None
+            marks = [pytest.mark.xfail(strict=True, reason=gap)] if gap else []
+            out.append(pytest.param(row, kind, id=f"{row.id}-{kind}", marks=marks))
+    return out
 
 
 class _Upstream(socketserver.ThreadingMixIn, http.server.HTTPServer):
@@ -289,8 +427,7 @@ def token_for(row: StreamRow | TrailerRow) -> str:
     return token
 
 
-@pytest.mark.parametrize("kind", ["evasion", "plain", "wrong_checksum"])
-@pytest.mark.parametrize("row", ROWS, ids=[r.id for r in ROWS])
+@pytest.mark.parametrize(("row", "kind"), row_params(ROWS, SHAPE_GAPS))
 def test_streamed_carrier(evasion_proxy, stream_upstream, row: StreamRow, kind: str):
     token = token_for(row)
     if kind == "wrong_checksum":
@@ -478,4 +615,142 @@ def test_trailer_carrier(evasion_proxy, h2_upstream, upstream, stream_upstream, 
     findings = [f for i in incidents for f in i.get("findings", [])]
     assert any(f["fingerprint"] == fingerprint(token) and f["location"] == f"trailer:{row.name}"
                for f in findings), f"{row.id}: no incident for the trailer: {incidents}"
+    evasion_proxy.assert_no_leak(token)
+
+
+# --- WebSocket messages ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WSRow:
+    """What a client sends over a WebSocket: `send(secret)` -> messages (str: text, bytes: binary), and
+    `close(secret)` -> the reason of its close frame (None: a plain close)."""
+    id: str
+    send: Callable
+    close: Callable = lambda _t: None
+    control: Callable | None = None  # the same carrier with the token plainly in a message (default: `send`)
+
+
+def _pieces(text: str, n: int = 3) -> list[str]:
+    return [text[i:i + n] for i in range(0, len(text), n)]
+
+
+def _deflate_raw_msg(data: bytes) -> bytes:
+    co = zlib.compressobj(6, zlib.DEFLATED, -15)
+    return co.compress(data) + co.flush()
+
+
+WS_ROWS = [
+    WSRow("ws-base64-in-binary-frame", lambda t: [base64.b64encode(b"export GH=" + t.encode() + b"\n")]),
+    WSRow("ws-close-reason", lambda _t: ["bye"], close=lambda t: f"token {t}", control=lambda t: [f"token {t}"]),
+    WSRow("ws-socketio-binary-attachment-deflated",
+          lambda t: ['451-["upload",{"_placeholder":true,"num":0}]', _deflate_raw_msg(b"TOKEN=" + t.encode())],
+          control=lambda t: ['451-["upload",{"_placeholder":true,"num":0}]', b"TOKEN=" + t.encode()]),
+    WSRow("ws-utf16-binary-text", lambda t: [("token " + t + "\n").encode("utf-16-le")]),
+    WSRow("ws-percent-encoded-text", lambda t: ["q=" + "".join(f"%{b:02X}" for b in t.encode()) + "&x=1"]),
+    WSRow("ws-html-entities-no-semicolon", lambda t: ["<p>" + "".join(f"&#x{ord(c):x}" for c in t) + "</p>"]),
+    WSRow("ws-base64-deltas", lambda t: [json.dumps({"delta": p}) for p in _pieces(_b64("key=" + t + "\n"), 4)],
+          control=lambda t: [json.dumps({"delta": "key=" + t})]),
+    WSRow("ws-socketio-escaped-deltas", lambda t: ['42["chunk",' + json.dumps(p) + "]" for p in
+                                                  _pieces(json.dumps({"cmd": "a\n" + t})[1:-1], 3)]),
+]
+WS_GAPS = {
+    "ws-close-reason": "mitmproxy relays a close frame, reason included, before any addon hook sees it",
+    "ws-base64-deltas": "a base64 run split over messages is decoded once it ends, and messages cannot be held: "
+                        "the peer has every piece by then",
+}
+
+
+class WSRecorder:
+    """Records every message and the close frame's reason of each connection (by path)."""
+
+    def __init__(self):
+        self.got: dict[str, list] = {}
+        self.reasons: dict[str, str | None] = {}
+        self.done: dict[str, threading.Event] = {}
+        self.server = serve(self.handler, "127.0.0.1", 0)
+        threading.Thread(target=self.server.serve_forever, daemon=True, name="ws-recorder").start()
+
+    def url(self, path: str) -> str:
+        self.done[path] = threading.Event()
+        return f"ws://127.0.0.1:{self.server.socket.getsockname()[1]}{path}"
+
+    def handler(self, ws) -> None:
+        path = ws.request.path
+        got = self.got.setdefault(path, [])
+        try:
+            for message in ws:
+                got.append(message)
+        except ConnectionClosed:
+            pass
+        self.reasons[path] = ws.close_reason
+        self.done[path].set()
+
+
+@pytest.fixture(scope="module")
+def ws_recorder():
+    server = WSRecorder()
+    yield server
+    server.server.shutdown()
+
+
+def ws_exchange(proxy, rec: WSRecorder, row_id: str, messages: list, reason: str | None) -> tuple[list, str | None, int]:
+    """Send the messages (and close with `reason`); (what the upstream received, its close reason, the close code
+    the client saw: 1008 when the proxy closed on a token)."""
+    path = f"/{row_id}/{random.random()}"
+    code = 1000
+    try:
+        with connect(rec.url(path), proxy=proxy.url, open_timeout=10, close_timeout=5) as ws:
+            for m in messages:
+                ws.send(m)
+                time.sleep(0.01)
+            if reason is not None:
+                ws.close(1000, reason)
+            else:
+                try:
+                    ws.recv(timeout=0.5)  # the proxy's close, if it closed on a message
+                except TimeoutError:
+                    pass
+    except ConnectionClosed as e:
+        code = e.rcvd.code if e.rcvd is not None else 1006
+    rec.done[path].wait(10)
+    return rec.got.get(path, []), rec.reasons.get(path), code
+
+
+def _ws_seen(got: list) -> list[bytes]:
+    """Every message as bytes, and what a receiver rebuilds from the JSON deltas (string values per key, joined)."""
+    out = [m.encode() if isinstance(m, str) else m for m in got]
+    deltas: dict = {}
+    for m in got:
+        text = m if isinstance(m, str) else ""
+        body = text.split("-", 1)[-1] if text[:3].isdigit() else text.lstrip("0123456789")
+        try:
+            obj = json.loads(body)
+        except ValueError:
+            continue
+        items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, list) else []
+        for k, v in items:
+            if isinstance(v, str):
+                deltas[k] = deltas.get(k, "") + v
+    return out + [v.encode() for v in deltas.values()] + [b"".join(out)]
+
+
+@pytest.mark.parametrize(("row", "kind"), row_params(WS_ROWS, WS_GAPS))
+def test_websocket_carrier(evasion_proxy, ws_recorder, row: WSRow, kind: str):
+    token = GENERATORS["github-classic-pat"](random.Random(f"evasion-ws:{row.id}"))
+    if kind == "wrong_checksum":
+        bad = wrong_checksum(token)
+        messages, reason = row.send(bad), row.close(bad)
+        got, got_reason, code = ws_exchange(evasion_proxy, ws_recorder, row.id, messages, reason)
+        assert code == 1000 and got == messages and got_reason == (reason or ""), f"{row.id}: a clean exchange changed"
+        return
+    messages = row.send(token) if kind == "evasion" else (row.control or row.send)(token)
+    reason = row.close(token) if kind == "evasion" else None
+    mark = evasion_proxy.mark()
+    got, got_reason, _code = ws_exchange(evasion_proxy, ws_recorder, row.id, messages, reason)
+    seen = _ws_seen(got) + [(got_reason or "").encode()]
+    assert not any(carries(m, token.encode()) for m in seen), f"{row.id}: the upstream received the token"
+    incidents = evasion_proxy.incidents(since=mark, wait=10)
+    assert fingerprint(token) in {f.get("fingerprint") for i in incidents for f in i.get("findings", [])}, \
+        f"{row.id}: no incident with the token's fingerprint: {incidents}"
     evasion_proxy.assert_no_leak(token)

@@ -144,7 +144,8 @@ _VERCEL_PART = re.compile(r"\A([0-9a-z]{1,2}):(?=[\[{\"0-9tfn-])")
 def line_data(raw: bytes) -> tuple[str | None, str]:
     """(data, prefix) of one line: NDJSON is the line itself; a Vercel AI SDK data stream part `0:"text"` is the
     JSON after its type code."""
-    text = raw.decode("utf-8", "replace").rstrip("\r\n")
+    # JSON text sequences (RFC 7464) start each record with RS; a byte order mark may start the stream
+    text = raw.decode("utf-8", "replace").rstrip("\r\n").lstrip("\x1e\ufeff")
     if not text.strip():
         return None, ""
     m = _VERCEL_PART.match(text)
@@ -163,6 +164,8 @@ def parse_fields(raw: bytes) -> tuple[str | None, str | None]:
     """(event name, data) of one raw event; data lines joined with \\n, None when there are none."""
     name = None
     data: list[str] = []
+    if raw[:3] == b"\xef\xbb\xbf":  # a byte order mark starting the stream: the client's decoder drops it
+        raw = raw[3:]
     for line in EOL.split(raw):
         if not line or line[0] == 58:  # blank or ":" comment
             continue
@@ -259,8 +262,10 @@ def extract_deltas(obj: Any) -> list[Delta]:
             for name in ANTHROPIC_DELTA_FIELDS:
                 value = block.get(name)
                 if isinstance(value, str) and value:
-                    out.append(Delta(("anthropic", idx), value, (field, name),
-                                     f"sse:content_block[{idx}].{name}"))
+                    # text and thinking read on from one block to the next (the SDKs' text_stream, a UI joining
+                    # the blocks): one channel for the message; a tool's JSON input is its block's own
+                    key = ("anthropic", idx) if name == "partial_json" else ("anthropic-text", name)
+                    out.append(Delta(key, value, (field, name), f"sse:content_block[{idx}].{name}"))
         return out
     if typ.endswith(".delta") and isinstance(obj.get("delta"), str) and obj["delta"]:
         # OpenAI Responses API (and Realtime): response.output_text.delta, response.function_call_arguments.delta,
