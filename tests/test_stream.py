@@ -410,6 +410,7 @@ entries:
 
 @pytest.mark.parametrize("mime, markup, source, view", [
     (False, False, b'a \\x67\\u{68}\\u0070 b', b"a ghp b"),
+    (False, False, b"printf '\\147\\150p_' \\0", b"printf 'ghp_' \\0"),  # octal escapes of ASCII
     (False, False, b'k: "ab\\\n    cd"', b'k: "abcd"'),  # YAML/TOML line continuation
     (False, False, b"&#x67&#104;&#x70; x", b"ghp x"),  # numeric references with or without `;`
     (False, False, b"%67%68%70%5F %20 %C3%A9", b"ghp_ %20 %C3%A9"),  # only token characters' percent-escapes

@@ -46,6 +46,8 @@ _GAPS = {
                            "upload stays streamed, not collected)",
     "git-receive-pack": "a packfile's objects are zlib streams at offsets: only the buffered extractor walks them",
     "hex-xxd-p-wrapped": "hex runs are decoded in buffered bodies only",
+    **{row: "markup text joined across tags is read in buffered bodies only" for row in (
+        "html-inline-tags-split", "html-bold-inside-prefix", "xml-text-nodes-split", "svg-tspan-split")},
 }
 STREAM_GAPS: dict[str, str] = {f"{row}-evasion-{direction}": reason for row, reason in _GAPS.items()
                                for direction in ("request", "response")}

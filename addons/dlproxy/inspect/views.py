@@ -20,13 +20,15 @@ from bisect import bisect_right
 
 # Escapes decoded in every stream, each kind led by one literal byte (the regex engine finds a literal fast; an
 # alternation of the kinds it would try at every byte): JSON string escapes and their JavaScript kin (`\\x67`,
-# `\\u{67}`), a backslash-newline line continuation (YAML double quotes and TOML drop the next line's indentation
-# too), HTML character references (numeric ones with or without `;`, as HTML parsers read them) and the
-# percent-escapes of token characters (`%67`; `%20` hides none and is common in URLs).
-_TEXT = ((b"\\", rb"\\(?:u[0-9a-fA-F]{4}|u\{[0-9a-fA-F]{1,6}\}|x[0-9a-fA-F]{2}|[nrtbf\"\\/']|\r?\n[ \t]*)"),
+# `\\u{67}`), octal escapes of ASCII (`\\147`: printf, C, Python), a backslash-newline line continuation (YAML
+# double quotes and TOML drop the next line's indentation too), HTML character references (numeric ones with or
+# without `;`, as HTML parsers read them) and the percent-escapes of token characters (`%67`; `%20` hides none and
+# is common in URLs).
+_TEXT = ((b"\\", rb"\\(?:u[0-9a-fA-F]{4}|u\{[0-9a-fA-F]{1,6}\}|x[0-9a-fA-F]{2}|[0-1][0-7]{2}|[nrtbf\"\\/']"
+                 rb"|\r?\n[ \t]*)"),
          (b"&", rb"&(?:#[0-9]{1,7};?|#[xX][0-9a-fA-F]{1,6};?|[A-Za-z][A-Za-z0-9]{1,31};)"),
          (b"%", rb"%(?:2[DdEe]|3[0-9]|[46][1-9A-Fa-f]|[57][0-9Aa]|5[Ff])"))
-_TEXT_OPEN = (rb"\\(?:u[0-9a-fA-F]{0,3}|u\{[0-9a-fA-F]{0,6}|x[0-9a-fA-F]?|\r|\r?\n[ \t]*)?"
+_TEXT_OPEN = (rb"\\(?:u[0-9a-fA-F]{0,3}|u\{[0-9a-fA-F]{0,6}|x[0-9a-fA-F]?|[0-1][0-7]?|\r|\r?\n[ \t]*)?"
               rb"|&(?:#[xX]?[0-9a-fA-F]{0,7}|[A-Za-z][A-Za-z0-9]{0,31})?|%[0-9A-Fa-f]?")
 # MIME (multipart and message bodies): quoted-printable soft line breaks and `=XX` (and RFC 2047 Q words)
 _MIME = ((b"=", rb"=(?:\r?\n|[0-9A-F]{2})"),)
@@ -83,6 +85,8 @@ def _decode(m: re.Match) -> bytes:
         if c == 0x75:  # \uXXXX, \u{X…}
             cp = int(s[3:-1] if s[2] == 0x7B else s[2:], 16)
             return chr(cp).encode("utf-8", "surrogatepass") if cp <= 0x10FFFF else s
+        if 0x30 <= c <= 0x31:  # \ooo: an octal escape of printable ASCII (printf, C, Python)
+            return bytes([int(s[1:], 8)])
         if c == 0x78:  # \xXX
             return chr(int(s[2:], 16)).encode("utf-8")
         if c in (0x0A, 0x0D):  # a line continuation
