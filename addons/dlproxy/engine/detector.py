@@ -68,6 +68,9 @@ class Detector:
         self.keywords = keywords
         all_targets = [t for ts in self._targets for t in ts]
         self.max_token_len = max((t.max_len for t in all_targets), default=0)
+        self.longest: dict[str, int] = {}  # entry id -> its longest match (a stream judges a shorter one later)
+        for t in all_targets:
+            self.longest[t.entry.id] = max(self.longest.get(t.entry.id, 0), t.max_len)
         # Proper heads of mid-token keywords ("T3Blb" of "T3BlbkFJ"), for a mid-token keyword cut off by the end
         # of the buffer: lowered head -> (head as written, case-insensitive?, the keyword's mid-token targets).
         # Heads of keywords that start their token are not held (see undecided_from).

@@ -108,7 +108,7 @@ class ScanWindow:
 
     __slots__ = ("detector", "verdicts", "location", "fixed_length", "_ctx", "_max_hold", "_buf", "_base",
                  "_released", "_redactions", "_seen", "blocked_at", "stopped", "scanned", "on_redact", "accept",
-                 "_scanned")
+                 "_scanned", "wait_open")
 
     def __init__(self, detector, verdicts: Verdicts | Judge, location: str = "body", fixed_length: bool = False):
         self.detector = detector
@@ -128,6 +128,9 @@ class ScanWindow:
         self.scanned = 0
         self.on_redact: Callable[[Finding], None] | None = None  # another view applies this window's redactions
         self.accept: Callable[[int, int], bool] | None = None  # which findings (stream span) are this view's own
+        # a match the next bytes could still change waits for them (_open_at_end): for a stream whose bytes are
+        # held while undecided (not WebSocket messages, relayed as they come)
+        self.wait_open = False
         self._scanned: tuple | None = None  # scan() done, release() not yet: (buffer, findings, cut, final, data)
 
     @property
@@ -174,8 +177,8 @@ class ScanWindow:
         buf, findings, cut, final, data = scanned
         base = self._base
         lo = self._released - base
-        if findings and not final:
-            findings, cut = self._open_at_end(findings, len(buf), cut)
+        if findings and not final and self.wait_open:
+            findings, cut = self._open_at_end(findings, len(buf), cut, self.detector)
         cut = max(cut, lo, len(buf) - self._max_hold)
         if limit is not None and not final:
             cut = max(min(cut, limit - base), lo)
@@ -201,12 +204,15 @@ class ScanWindow:
         return released
 
     @staticmethod
-    def _open_at_end(findings: list[Finding], n: int, cut: int) -> tuple[list[Finding], int]:
-        """A shape-only match that ends where the bytes so far end is not decided: the next bytes may glue on to it
-        (then it is no token: the boundary rule) or make it part of a longer one (a legacy `glpat-` + 20 is the
-        head of a routable GitLab token). It is held from its start and judged once the next bytes are there. A
-        checksum is its own evidence: such a match is judged at once."""
-        late = [f for f in findings if f.end >= n and f.validated == "structure"]
+    def _open_at_end(findings: list[Finding], n: int, cut: int, detector) -> tuple[list[Finding], int]:
+        """A match that ends where the bytes so far end is not decided when the next bytes could change it: a
+        shape-only one (they may glue on to it, or make it the head of a longer token: a legacy `glpat-` + 20 of a
+        routable GitLab token), or one shorter than its entry's longest that the next bytes could still lengthen
+        (an Azure key's second `=` still to come: `…RWyg=` then `=` would be judged without its padding). It is
+        held from its start and judged once the next bytes are there. A whole checksummed token is judged at once."""
+        longest = getattr(detector, "longest", {})
+        late = [f for f in findings if (f.end >= n and f.validated == "structure")
+                or f.end - f.start < longest.get(f.entry_id, 0) and f.start + longest[f.entry_id] > n]
         if not late:
             return findings, cut
         return [f for f in findings if f not in late], min(cut, *(f.start for f in late))
@@ -541,6 +547,7 @@ class TextScanner:
         self.detector = detector
         self.verdicts = verdicts if isinstance(verdicts, Verdicts) else Verdicts(verdicts)
         self.window = ScanWindow(detector, self.verdicts, location, fixed_length)
+        self.window.wait_open = True
         self.location = location
         # the body's type adds the escapes of its kind: quoted-printable in MIME, CDATA and comments in markup
         self.view = EscapeView(mime=mime.startswith(("multipart/", "message/")),
@@ -614,6 +621,7 @@ class TextScanner:
         w = self.window
         vwin = ScanWindow(self.detector, self.verdicts, self.location + ":unescaped")
         vwin.on_redact = self._redact_escaped
+        vwin.wait_open = True
         vwin.accept = self.view.touches  # a token without escapes in or around it: the raw window's
         vwin._base = vwin._released = w._base
         vwin.push(w._buf[:max(0, start - w._base)])
