@@ -39,18 +39,20 @@ class Scan:
     context: dict[str, str] = field(default_factory=dict)  # secret → text around it (for sealed evidence only)
 
 
-def scan_message(active: Active, url: str | None, headers, body: bytes, trailers=()) -> Scan:
+def scan_message(active: Active, url: str | None, headers, body: bytes, trailers=(),
+                 blob_free: bool | None = None) -> Scan:
     """Extract every located text part of a message (its `trailers` too) and run the detector over each.
 
     A big uncompressed text body is first checked for base64 runs and separated hex in Hyperscan passes
     (extract.plain_text_body); without any, the extractor does not search it for them (its own search costs more
-    than the check).
+    than the check). `blob_free`: the caller made that check already (its answer), or None.
 
     The first `settings.max_findings` findings get their exact location (a JSON path, a form field), one pass
     per segment however many there are; any further ones keep their segment's location ("body:json"), which
     policy treats like any other place that is not a use position. Every one of them is judged."""
     detector = active.detector
-    blob_free = detector.backend == "hyperscan" and plain_text_body(headers, body)
+    if blob_free is None:
+        blob_free = detector.backend == "hyperscan" and plain_text_body(headers, body)
     extraction = extract_http(url=url, headers=headers, body=body, limits=active.limits, blob_free=blob_free,
                               token_window=getattr(detector, "max_token_len", None) or None, trailers=trailers)
     budget = getattr(active.settings, "max_findings", 100)

@@ -25,7 +25,7 @@ from ..engine.detector import Detector
 from ..engine.findings import Finding
 from ..engine.profile import ProfileError, load_profiles, profile_sources
 from ..engine.vocab import Action, Direction, Enforcement, Reason, Verdict
-from ..extract import Limits
+from ..extract import Limits, plain_text_body
 from ..inspect import redact
 from ..inspect.policy import Active, Decision, FlowContext, decide, with_action
 from ..inspect.scanning import Scan, ScanPool, scan_message
@@ -50,7 +50,8 @@ __all__ = ["ProfileState", "RequestInspector", "ResponseInspector", "QuietFlowLo
 
 logger = logging.getLogger(__name__)
 
-OFFLOAD_BYTES = 256 * 1024  # bodies above this are scanned off the event loop
+OFFLOAD_BYTES = 256 * 1024  # bodies above this are scanned off the event loop ...
+PLAIN_TEXT_FACTOR = 8  # ... unless they are plain text that Hyperscan scans this much faster (see _placement)
 RECENT_GENERATIONS = 8  # profiles kept so in-flight flows finish with the one they started with
 
 class ProfileState:
@@ -281,14 +282,32 @@ class _Inspector:
             body = msg.raw_content or b""
             headers = _header_list(msg.headers)
             trailers = trailer_list(msg)
-            if len(body) > self.state.offload_bytes:
+            offload, blob_free = self._placement(active, headers, body)
+            if offload:
                 return self._inspect_offloaded(flow, active, msg, headers, body, trailers)
             started = time.perf_counter()
-            scan = scan_message(active, self.url(flow), headers, body, trailers=trailers)
+            scan = scan_message(active, self.url(flow), headers, body, trailers=trailers, blob_free=blob_free)
             self.conclude(flow, active, msg, scan, started)
         except Exception as exc:  # never fail open: mitmproxy would forward the flow
             self.fail(flow, exc, active)
         return None
+
+    def _placement(self, active: Active, headers, body: bytes) -> tuple[bool, bool | None]:
+        """(scan off the event loop?, body checked to hold no base64 run or separated hex?; None: not checked).
+
+        Off the loop when the scan would stall other connections: bodies over dlp_offload_bytes, except
+        uncompressed text without base64 runs under Hyperscan, which scans about an order of magnitude faster and
+        stays inline up to PLAIN_TEXT_FACTOR times the limit. The scan is told what that check found, so it is not
+        made twice. (A thread would move Hyperscan's passes to a second core, as they release the GIL, but on a
+        quiet two-core machine the hand-off cost more than that gave: docs/proxy.md, "Large bodies".)
+        """
+        limit = self.state.offload_bytes
+        if len(body) <= limit:
+            return False, None
+        if len(body) <= limit * PLAIN_TEXT_FACTOR and active.detector.backend == "hyperscan" \
+                and plain_text_body(headers, body):
+            return False, True
+        return True, False
 
     async def _inspect_offloaded(self, flow: http.HTTPFlow, active: Active, msg: http.Message, headers,
                                  body: bytes, trailers) -> None:
