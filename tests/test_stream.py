@@ -428,3 +428,15 @@ def test_escape_view_kinds_at_every_split(mime, markup, source, view):
         out = v.feed(source[:cut]) + v.feed(source[cut:]) + v.feed(b"", final=True)
         assert out == view, cut
         assert v.to_source(len(view)) == len(source)
+
+
+def test_escape_view_leaves_references_that_hide_no_token_character():
+    """An HTML page is full of `&nbsp;`, `&mdash;`, `&amp;`: none can stand for a token's character, so they make
+    no escape (no view, no per-reference work); `&lowbar;` and numeric references still do."""
+    from dlproxy.inspect.views import EscapeView
+
+    view = EscapeView()
+    page = b"<p>one&nbsp;two &mdash; three &amp; four &lt;b&gt; &quot;x&quot; &hellip;</p>" * 50
+    assert view.feed(page, final=True) == page and not view.escaped
+    view = EscapeView()
+    assert view.feed(b"ghp&lowbar;abc &#103;hp&#x5f;x", final=True) == b"ghp_abc ghp_x" and view.escaped

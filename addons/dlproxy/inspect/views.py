@@ -15,9 +15,16 @@ is scanned too). Where the source has no escape the view is the source, at the s
 from __future__ import annotations
 
 import html
+import html.entities
 import re
 from bisect import bisect_right
 
+# The named character references that stand for a printable ASCII character other than `& < > " '` (`&lowbar;`,
+# `&period;`, `&sol;` ...): the only named ones that can be part of a token. The others (`&nbsp;`, `&mdash;`,
+# `&amp;` ...) are most of an HTML page's references and hide nothing: decoding each costs a Python call.
+_ASCII_NAMES = b"|".join(sorted(
+    name[:-1].encode() for name, value in html.entities.html5.items()
+    if name.endswith(";") and len(value) == 1 and 0x20 < ord(value) < 0x7F and value not in "&<>\"'"))
 # Escapes decoded in every stream, each kind led by one literal byte (the regex engine finds a literal fast; an
 # alternation of the kinds it would try at every byte): JSON string escapes and their JavaScript kin (`\\x67`,
 # `\\u{67}`), octal escapes of ASCII (`\\147`: printf, C, Python), a backslash-newline line continuation (YAML
@@ -26,7 +33,7 @@ from bisect import bisect_right
 # is common in URLs).
 _TEXT = ((b"\\", rb"\\(?:u[0-9a-fA-F]{4}|u\{[0-9a-fA-F]{1,6}\}|x[0-9a-fA-F]{2}|[0-1][0-7]{2}|[nrtbf\"\\/']"
                  rb"|\r?\n[ \t]*)"),
-         (b"&", rb"&(?:#[0-9]{1,7};?|#[xX][0-9a-fA-F]{1,6};?|[A-Za-z][A-Za-z0-9]{1,31};)"),
+         (b"&", rb"&(?:#[0-9]{1,7};?|#[xX][0-9a-fA-F]{1,6};?|(?:" + _ASCII_NAMES + rb");)"),
          (b"%", rb"%(?:2[DdEe]|3[0-9]|[46][1-9A-Fa-f]|[57][0-9Aa]|5[Ff])"))
 _TEXT_OPEN = (rb"\\(?:u[0-9a-fA-F]{0,3}|u\{[0-9a-fA-F]{0,6}|x[0-9a-fA-F]?|[0-1][0-7]?|\r|\r?\n[ \t]*)?"
               rb"|&(?:#[xX]?[0-9a-fA-F]{0,7}|[A-Za-z][A-Za-z0-9]{0,31})?|%[0-9A-Fa-f]?")
