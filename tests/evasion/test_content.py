@@ -555,6 +555,10 @@ TABLE: list[Variant] = [
             lambda t: f'<svg xmlns="http://www.w3.org/2000/svg"><text>{t[:7]}<tspan>{t[7:]}</tspan></text></svg>',
             entry=NPM),
     # -- charsets --------------------------------------------------------------------------------------------
+    encoded("bom-utf16le-on-ascii", "a UTF-16LE byte order mark before plain ASCII text (found by hypothesis)",
+            ctype("application/octet-stream"), lambda t: b"\xff\xfe" + b"export TOKEN=" + b(t) + b"\n"),
+    encoded("bom-utf32be-on-json", "a UTF-32BE byte order mark before UTF-8 JSON", ctype("application/json"),
+            lambda t: b"\x00\x00\xfe\xff" + json.dumps({"k": b(t).decode()}).encode(), entry=CF),
     Variant("charset-utf16-label-utf8-json", "UTF-8 JSON labelled charset=utf-16",
             lambda t: ctype("application/json; charset=utf-16")(json.dumps({"content": "x " + t})),
             lambda t: json_raw(json.dumps({"content": "x " + t}))),

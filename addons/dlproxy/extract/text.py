@@ -30,11 +30,15 @@ MAX_PCT_LEVELS = 3
 def wide_charset(data: bytes, charset: str = "") -> str | None:
     """The codec for a UTF-16/32 body (by BOM, declared charset, or NUL pattern), else None.
 
-    A declared UTF-16/32 label on bytes that are NUL-free UTF-8 text is a lie (frameworks ignore the charset of
-    JSON): the bytes are read as UTF-8, as the receiver does."""
+    A declared UTF-16/32 label (or byte order mark) on bytes that are NUL-free UTF-8 text is a lie (frameworks
+    ignore the charset of JSON; a UTF-16 BOM before ASCII decodes to nonsense): the bytes are read as UTF-8, as a
+    receiver that stores or logs them does."""
     for bom, codec in _BOMS:
         if data.startswith(bom):
-            return None if codec == "utf-8" else codec
+            if codec == "utf-8":
+                return None
+            head = data[len(bom):len(bom) + 4096]  # a UTF-16/32 BOM before NUL-free UTF-8 text lies, as a label can
+            return None if head and b"\x00" not in head and is_textual(head) else codec
     cs = charset.lower()
     if cs.startswith(_WIDE):
         head = data[:4096]
