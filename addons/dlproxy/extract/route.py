@@ -61,6 +61,8 @@ def extract_content(ctx: Ctx, data: bytes, loc: Loc, lv: Level, ctype: str = "",
             extract_compressed(ctx, data, loc, lv, container, name)
         return
     if wide_charset(data, charset):  # UTF-16/32 text: scan it as UTF-8 (charged: it is a decoded copy)
+        ctx.emit(loc.child(":bytes"), data)  # and as the bytes they are: a BOM or a label can lie (and whatever
+        # stores or logs the body keeps its bytes); a token there has no NULs, so genuine UTF-16/32 adds no finding
         data = ctx.take(to_utf8(data, charset), loc)
         charset = ""
     else:
