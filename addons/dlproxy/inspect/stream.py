@@ -99,6 +99,18 @@ class Verdicts:
         return self.known.get((f.entry_id, f.fingerprint))
 
 
+def judge_segments(detector, verdicts: Verdicts, segments, locate: Callable[[Finding, object], Finding]
+                   ) -> tuple[Finding | None, list[Finding]]:
+    """Scan extracted segments (decoded content a stream cannot release piece by piece), keep each secret's text,
+    and judge the findings together, each placed by `locate(finding, segment)`: Verdicts.check's answer."""
+    found: list[Finding] = []
+    for seg in segments:
+        hits = detector.scan(seg.data)
+        verdicts.remember(hits, seg.data)
+        found += [locate(f, seg) for f in hits]
+    return verdicts.check(found) if found else (None, [])
+
+
 class ScanWindow:
     """Scan state of one stream of text: what is decided, what is redacted, where a block cut it.
 
@@ -333,6 +345,8 @@ def whole_body(head: bytes, mime: str, charset: str) -> bool:
     if declared_codec(charset) is not None:
         return True
     return wide_charset(head, charset) is not None or hidden_wide_text(head) is not None
+
+
 TAIL = 256  # Base64Run: bytes of new text looked at first
 HOLD_RUN = 8  # a trailing base64 run this long is held until it ends (it may be a blob); shorter runs flow
 
@@ -677,18 +691,12 @@ class TextScanner:
         """`body` extracted as text and scanned (with its own bytes when `raw`: decoded content, not a run the other
         views scan); True when a secret in it stops the stream at view offset `at`."""
         ext = extract_http(url=None, headers=[("content-type", "text/plain")], body=body, limits=self.limits)
-        found = []
-        for seg in ext.segments:
-            if seg.location == "body" and not raw:
-                continue
-            hits = self.detector.scan(seg.data)
-            self.verdicts.remember(hits, seg.data)
-            found += [f.at(self.location + suffix) for f in hits]
-        if found:
-            blocked, redact = self.verdicts.check(found)
-            if blocked is not None or redact:  # an encoded secret cannot be redacted in place: cut
-                self.window.stop_at(self.view.to_source(at))
-                return True
+        segments = [seg for seg in ext.segments if raw or seg.location != "body"]
+        blocked, redact = judge_segments(self.detector, self.verdicts, segments,
+                                         lambda f, _seg: f.at(self.location + suffix))
+        if blocked is not None or redact:  # an encoded secret cannot be redacted in place: cut
+            self.window.stop_at(self.view.to_source(at))
+            return True
         return False
 
 
@@ -761,17 +769,12 @@ class ByteStreamScanner:
         body = bytes(self._collect)
         ext = extract_http(url=None, headers=[("content-type", self.ctype)] if self.ctype else [], body=body,
                            limits=self.limits)
-        found = []
-        for seg in ext.segments:
-            hits = self.detector.scan(seg.data)
-            self.verdicts.remember(hits, seg.data)
-            found += [f.at(self.location + ":" + seg.location, 0) for f in hits]
-        if found:
-            blocked, redact = self.verdicts.check(found)
-            if blocked is not None or redact:  # inside an archive: cannot be redacted in place
-                self.window.stopped = True
-                self.window.blocked_at = 0
-                return []
+        blocked, redact = judge_segments(self.detector, self.verdicts, ext.segments,
+                                         lambda f, seg: f.at(self.location + ":" + seg.location, 0))
+        if blocked is not None or redact:  # inside an archive: cannot be redacted in place
+            self.window.stopped = True
+            self.window.blocked_at = 0
+            return []
         if ext.unscannable:
             reason = ext.unscannable[0].reason
             raise Uninspectable(reason, can_pass=reason in OVERSIZE_REASONS)
