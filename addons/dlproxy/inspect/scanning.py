@@ -114,14 +114,14 @@ _worker_active: Active | None = None
 
 
 def _scan_in_worker(generation: int, profile_blob: bytes, backend: str, url, headers, body: bytes,
-                    trailers=()) -> Scan:
+                    trailers=(), blob_free: bool | None = None) -> Scan:
     """Runs in a worker process: (re)build the detector when the profile generation changed, then scan."""
     global _worker_active
     if _worker_active is None or _worker_active.generation != generation:
         profile = pickle.loads(profile_blob)
         _worker_active = Active(profile, Detector(profile, backend=backend), Limits.from_settings(profile.settings),
                                 generation)
-    return scan_message(_worker_active, url, headers, body, trailers=trailers)
+    return scan_message(_worker_active, url, headers, body, trailers=trailers, blob_free=blob_free)
 
 
 class ScanPool:
@@ -134,14 +134,17 @@ class ScanPool:
         self._executor: concurrent.futures.Executor | None = None
         self._blobs: dict[int, bytes] = {}
 
-    async def scan(self, active: Active, url, headers, body: bytes, trailers=()) -> Scan:
+    async def scan(self, active: Active, url, headers, body: bytes, trailers=(),
+                   blob_free: bool | None = None) -> Scan:
+        """`blob_free`: the caller's answer to the body's precheck (scan_message), None when it made none."""
         loop = asyncio.get_running_loop()
         if self.workers <= 0:
-            return await loop.run_in_executor(self._get(), functools.partial(scan_message, trailers=trailers),
+            return await loop.run_in_executor(self._get(), functools.partial(scan_message, trailers=trailers,
+                                                                             blob_free=blob_free),
                                               active, url, headers, body)
         try:
             return await loop.run_in_executor(self._get(), _scan_in_worker, active.generation, self._blob(active),
-                                              active.detector.backend, url, headers, body, trailers)
+                                              active.detector.backend, url, headers, body, trailers, blob_free)
         except concurrent.futures.process.BrokenProcessPool:
             self.shutdown()  # a worker died (OOM kill?): start afresh next time; this flow fails closed
             raise

@@ -284,7 +284,7 @@ class _Inspector:
             trailers = trailer_list(msg)
             offload, blob_free = self._placement(active, headers, body)
             if offload:
-                return self._inspect_offloaded(flow, active, msg, headers, body, trailers)
+                return self._inspect_offloaded(flow, active, msg, headers, body, trailers, blob_free)
             started = time.perf_counter()
             scan = scan_message(active, self.url(flow), headers, body, trailers=trailers, blob_free=blob_free)
             self.conclude(flow, active, msg, scan, started)
@@ -304,16 +304,18 @@ class _Inspector:
         limit = self.state.offload_bytes
         if len(body) <= limit:
             return False, None
-        if len(body) <= limit * PLAIN_TEXT_FACTOR and active.detector.backend == "hyperscan" \
-                and plain_text_body(headers, body):
-            return False, True
-        return True, False
+        if active.detector.backend != "hyperscan":
+            return True, False  # no precheck without it: the scan searches the body itself
+        if len(body) > limit * PLAIN_TEXT_FACTOR:
+            return True, None  # the scan makes the check, off the loop
+        plain = plain_text_body(headers, body)
+        return not plain, plain
 
     async def _inspect_offloaded(self, flow: http.HTTPFlow, active: Active, msg: http.Message, headers,
-                                 body: bytes, trailers) -> None:
+                                 body: bytes, trailers, blob_free: bool | None) -> None:
         try:
             started = time.perf_counter()
-            scan = await self.state.pool.scan(active, self.url(flow), headers, body, trailers)
+            scan = await self.state.pool.scan(active, self.url(flow), headers, body, trailers, blob_free)
             self.conclude(flow, active, msg, scan, started)
         except Exception as exc:
             self.fail(flow, exc, active)
